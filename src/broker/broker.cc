@@ -1,0 +1,401 @@
+// Connections and session lifetimes: CONNECT, takeover, DISCONNECT, wills,
+// session expiry (MQTT 3.1, 3.2, 3.14, 4.1).
+#include "broker/broker.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <functional>
+#include <random>
+
+#include "protocol/codec.h"
+#include "protocol/publish_encoder.h"
+
+namespace midge::broker {
+
+using protocol::ReasonCode;
+using protocol::Version;
+
+Broker::Broker(unsigned worker, SharedState& shared, Router& router)
+    : worker_(worker), shared_(shared), settings_(shared.settings), router_(router) {}
+
+Broker::~Broker() = default;
+
+bool Broker::assign_client_id(protocol::ConnectPacket& connect, const Settings& settings) {
+  if (!connect.client_id.empty()) return false;
+  // 3.1 requires an id; 3.1.1 allows an empty one only with clean session
+  // [MQTT-3.1.3-7]; 5.0 always allows it [MQTT-3.1.3-6].
+  if (connect.version == Version::kV31) return false;
+  if (connect.version == Version::kV311 && !connect.clean_start) return false;
+  if (!settings.allow_zero_length_clientid) return false;
+  static std::atomic<uint64_t> counter{0};
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%016llx-%llu", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(counter.fetch_add(1)));
+  connect.client_id = settings.auto_id_prefix + buf;
+  return true;
+}
+
+unsigned Broker::worker_for(const std::string& client_id, unsigned workers) {
+  if (workers <= 1) return 0;
+  return static_cast<unsigned>(std::hash<std::string>{}(client_id) % workers);
+}
+
+const Session* Broker::find_session(const std::string& client_id) const {
+  auto it = sessions_.find(client_id);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+void Broker::send(Link& link, const protocol::Packet& packet) {
+  protocol::encode(packet, link.version, link.out());
+  link.commit();
+  Stats::add(stats_.messages_sent);
+}
+
+ReasonCode Broker::check_connect(const protocol::ConnectPacket& c, bool id_assigned) const {
+  if (c.client_id.empty() && !id_assigned) return ReasonCode::kClientIdentifierNotValid;
+  if (!settings_.allow_anonymous && !c.username) return ReasonCode::kNotAuthorized;
+  if (c.properties.authentication_method) return ReasonCode::kBadAuthenticationMethod;
+  // 3.x clients cannot be told a server keep alive: mosquitto refuses them
+  // (identifier rejected) when they ask for more than max_keepalive.
+  if (c.version != Version::kV5 &&
+      (c.keep_alive > settings_.max_keepalive ||
+       (c.keep_alive == 0 && settings_.max_keepalive < 65535))) {
+    return ReasonCode::kClientIdentifierNotValid;
+  }
+  if (c.will) {
+    if (c.will->qos > settings_.max_qos) return ReasonCode::kQosNotSupported;      // [MQTT-3.2.2-12]
+    if (c.will->retain && !settings_.retain_available) return ReasonCode::kRetainNotSupported;
+  }
+  return ReasonCode::kSuccess;
+}
+
+bool Broker::refuse(Link& link, const protocol::ConnectPacket& c, ReasonCode reason) {
+  protocol::ConnackPacket ack;
+  ack.reason = reason;
+  link.version = c.version;
+  send(link, ack);
+  link.close();
+  return false;
+}
+
+bool Broker::on_connect(Link& link, protocol::ConnectPacket&& c, bool id_assigned, TimePoint now) {
+  link.version = c.version;
+  if (ReasonCode reason = check_connect(c, id_assigned); reason != ReasonCode::kSuccess) {
+    return refuse(link, c, reason);
+  }
+  Stats::add(stats_.connections_total);
+  bool present = false;
+  Session* session = nullptr;
+  if (auto it = sessions_.find(c.client_id); it != sessions_.end()) {
+    session = it->second.get();
+    take_over(*session, c.clean_start, now);
+    if (c.clean_start) {
+      end_session(*session, now);  // [MQTT-3.1.2-4]
+      session = nullptr;
+    } else {
+      present = true;
+      if (!session->link) Stats::add(stats_.clients_disconnected, -1);
+    }
+  }
+  if (!session) {
+    auto owned = std::make_unique<Session>();
+    owned->client_id = c.client_id;
+    session = owned.get();
+    sessions_.emplace(c.client_id, std::move(owned));
+  }
+  attach(*session, link, c);
+  send_connack(*session, c, present, id_assigned);
+  if (present) resume(*session, now);
+  return true;
+}
+
+// A session already exists for this client id: close its connection, if any
+// [MQTT-3.1.4-3], and cancel a pending delayed will [MQTT-3.1.3-9].
+void Broker::take_over(Session& session, bool new_clean_start, TimePoint now) {
+  if (session.link) {
+    if (session.version == Version::kV5) {
+      protocol::DisconnectPacket d;
+      d.reason = ReasonCode::kSessionTakenOver;
+      send(*session.link, d);
+    }
+    // The old connection ends without DISCONNECT: its will goes out now,
+    // unless it is delayed and the session carries on.
+    const bool delayed = session.will && session.will->properties.will_delay_interval.value_or(0) > 0;
+    if (session.will && (!delayed || new_clean_start)) publish_will(session, now);
+    session.will.reset();
+    Link* old = session.link;
+    old->session = nullptr;
+    session.link = nullptr;
+    Stats::add(stats_.clients_connected, -1);
+    shared_.shared_subscriptions.set_online(session.client_id, false);
+    old->close();
+  } else if (session.will_at) {
+    if (new_clean_start) publish_will(session, now);  // the old session ends now
+    session.will.reset();
+    session.will_at.reset();
+  }
+  session.expires_at.reset();
+}
+
+void Broker::attach(Session& session, Link& link, const protocol::ConnectPacket& c) {
+  session.link = &link;
+  link.session = &session;
+  session.version = c.version;
+  if (c.version == Version::kV5) {
+    session.expiry_interval = c.properties.session_expiry_interval.value_or(0);
+  } else {
+    session.expiry_interval = c.clean_start ? 0 : kSessionNeverExpires;
+  }
+  session.will = c.will;
+  session.will_at.reset();
+  session.expires_at.reset();
+  uint32_t window = c.properties.receive_maximum.value_or(65535);
+  if (settings_.max_inflight_messages != 0) window = std::min<uint32_t>(window, settings_.max_inflight_messages);
+  session.send_window = static_cast<uint16_t>(window);
+  session.client_max_packet = c.properties.maximum_packet_size.value_or(0);
+  session.client_alias_max = c.properties.topic_alias_maximum.value_or(0);
+  session.out_aliases.clear();
+  session.in_aliases.clear();
+  session.keep_alive = c.keep_alive;
+  if (c.version == Version::kV5 && (c.keep_alive > settings_.max_keepalive ||
+                                    (c.keep_alive == 0 && settings_.max_keepalive < 65535))) {
+    session.keep_alive = settings_.max_keepalive;  // sent as Server Keep Alive
+  }
+  session.request_problem_information = c.properties.request_problem_information.value_or(1) != 0;
+  Stats::add(stats_.clients_connected, 1);
+  shared_.shared_subscriptions.set_online(session.client_id, true);
+  // $SYS/broker/clients/maximum: the most clients connected at once.
+  int64_t connected = 0;
+  for (const Stats* s : shared_.worker_stats) connected += s->clients_connected.load(std::memory_order_relaxed);
+  int64_t seen = shared_.clients_maximum.load(std::memory_order_relaxed);
+  while (connected > seen && !shared_.clients_maximum.compare_exchange_weak(seen, connected)) {
+  }
+}
+
+void Broker::send_connack(Session& session, const protocol::ConnectPacket& c, bool present,
+                          bool id_assigned) {
+  protocol::ConnackPacket ack;
+  ack.session_present = present;  // [MQTT-3.2.2-2]
+  if (c.version == Version::kV5) {
+    auto& p = ack.properties;
+    if (id_assigned) p.assigned_client_identifier = session.client_id;
+    if (session.keep_alive != c.keep_alive) p.server_keep_alive = session.keep_alive;
+    if (settings_.max_inflight_messages != 0 && settings_.max_inflight_messages != 65535) {
+      p.receive_maximum = settings_.max_inflight_messages;
+    }
+    if (settings_.max_packet_size != 0) p.maximum_packet_size = settings_.max_packet_size;
+    if (settings_.max_topic_alias != 0) p.topic_alias_maximum = settings_.max_topic_alias;
+    if (!settings_.retain_available) p.retain_available = 0;
+    if (settings_.max_qos < 2) p.maximum_qos = settings_.max_qos;
+    if (c.properties.request_response_information.value_or(0) == 1) {
+      p.response_information = "midge/response/" + session.client_id;
+    }
+  }
+  send(*session.link, ack);
+}
+
+// Resends what was in flight, in order, then what was queued [MQTT-4.4.0-1].
+void Broker::resume(Session& session, TimePoint now) {
+  for (InflightOut& f : session.inflight) {
+    if (f.released) {
+      protocol::AckPacket rel;
+      rel.type = protocol::PacketType::kPubrel;
+      rel.packet_id = f.packet_id;
+      send(*session.link, rel);
+    } else {
+      send_publish(session, f.delivery, f.packet_id, /*dup=*/true, now);
+    }
+  }
+  pump(session, now);
+}
+
+void Broker::schedule(TimePoint at, const std::string& client_id) { timers_.emplace(at, client_id); }
+
+// The connection of `session` is gone. `send_will` is false after a normal
+// DISCONNECT [MQTT-3.1.2-10].
+void Broker::detach(Session& session, bool send_will, TimePoint now) {
+  Link* link = session.link;
+  if (link) {
+    link->session = nullptr;
+    session.link = nullptr;
+    Stats::add(stats_.clients_connected, -1);
+    shared_.shared_subscriptions.set_online(session.client_id, false);
+  }
+  session.out_aliases.clear();
+  session.in_aliases.clear();
+  if (!send_will) session.will.reset();
+  if (session.will) {
+    const uint32_t delay = session.will->properties.will_delay_interval.value_or(0);
+    if (delay == 0 || session.expiry_interval == 0) {
+      publish_will(session, now);
+    } else {
+      // Sent when the delay passes or the session ends, whichever is first
+      // [MQTT-3.1.3-9].
+      const uint32_t wait = std::min(delay, session.expiry_interval);
+      session.will_at = now + seconds(wait);
+      schedule(*session.will_at, session.client_id);
+    }
+  }
+  if (session.expiry_interval == 0) {
+    end_session(session, now);
+    return;
+  }
+  Stats::add(stats_.clients_disconnected, 1);
+  std::optional<uint64_t> expiry;
+  if (session.expiry_interval != kSessionNeverExpires) {
+    expiry = session.expiry_interval;
+  } else if (settings_.persistent_client_expiration) {
+    expiry = settings_.persistent_client_expiration;
+  }
+  if (expiry) {
+    session.expires_at = now + seconds(*expiry);
+    schedule(*session.expires_at, session.client_id);
+  }
+}
+
+void Broker::end_session(Session& session, TimePoint now) {
+  if (session.will && session.will_at) publish_will(session, now);  // the session ends first
+  if (session.link) {
+    session.link->session = nullptr;
+    session.link = nullptr;
+    Stats::add(stats_.clients_connected, -1);
+  }
+  for (const auto& [filter, sub] : session.subscriptions) {
+    std::string_view group, inner;
+    if (protocol::split_shared_filter(filter, group, inner)) {
+      shared_.shared_subscriptions.remove(std::string(group), std::string(inner), session.client_id);
+      Stats::add(stats_.shared_subscriptions, -1);
+    } else {
+      tree_.unsubscribe(filter, &session);
+    }
+    Stats::add(stats_.subscriptions, -1);
+  }
+  for (const InflightOut& f : session.inflight) forget_stored(f.delivery);
+  for (const Delivery& d : session.queue) forget_stored(d);
+  const std::string id = session.client_id;  // session is destroyed below
+  sessions_.erase(id);
+}
+
+void Broker::publish_will(Session& session, TimePoint now) {
+  if (!session.will) return;
+  protocol::Will will = std::move(*session.will);
+  session.will.reset();
+  session.will_at.reset();
+  if (will.topic.rfind("$SYS", 0) == 0) return;  // clients cannot publish into $SYS
+  auto message = std::make_shared<Message>();
+  message->topic = std::move(will.topic);
+  message->payload = std::move(will.payload);
+  message->qos = will.qos;
+  message->retain = will.retain;
+  if (session.version == Version::kV5) {
+    message->pass_through = protocol::encode_pass_through_properties(will.properties);
+    if (will.properties.message_expiry_interval) {
+      message->expires_at = now + seconds(*will.properties.message_expiry_interval);
+    }
+  }
+  message->origin_client_id = session.client_id;
+  MessagePtr shared = std::move(message);
+  if (shared->retain) shared_.retained.put(shared);
+  route(shared, now, /*from_remote=*/false);
+}
+
+void Broker::handle_disconnect(Session& session, const protocol::DisconnectPacket& p, TimePoint now) {
+  if (session.version == Version::kV5 && p.properties.session_expiry_interval) {
+    // A session that ends with its connection cannot be given a lifetime
+    // at DISCONNECT [MQTT-3.14.2-2].
+    if (session.expiry_interval == 0 && *p.properties.session_expiry_interval != 0) {
+      disconnect(session, ReasonCode::kProtocolError, now);
+      return;
+    }
+    session.expiry_interval = *p.properties.session_expiry_interval;
+  }
+  const bool keep_will = session.version == Version::kV5 && p.reason == ReasonCode::kDisconnectWithWill;
+  Link* link = session.link;
+  detach(session, keep_will, now);
+  link->close();
+}
+
+// The server ends the connection: DISCONNECT with a reason for v5 clients
+// [MQTT-4.13.1-1], then close; the will is published.
+void Broker::disconnect(Session& session, ReasonCode reason, TimePoint now) {
+  Link* link = session.link;
+  if (!link) return;
+  if (session.version == Version::kV5) {
+    protocol::DisconnectPacket d;
+    d.reason = reason;
+    send(*link, d);
+  }
+  detach(session, /*send_will=*/true, now);
+  link->close();
+}
+
+void Broker::on_protocol_error(Link& link, ReasonCode reason, TimePoint now) {
+  if (link.session) {
+    disconnect(*link.session, reason, now);
+    return;
+  }
+  link.close();
+}
+
+void Broker::on_keepalive_expired(Link& link, TimePoint now) {
+  on_protocol_error(link, ReasonCode::kKeepAliveTimeout, now);
+}
+
+void Broker::on_link_lost(Link& link, TimePoint now) {
+  if (link.session) detach(*link.session, /*send_will=*/true, now);
+}
+
+void Broker::on_packet(Link& link, protocol::Packet&& packet, TimePoint now) {
+  Session* session = link.session;
+  if (!session) return;
+  Stats::add(stats_.messages_received);
+  if (auto* publish = std::get_if<protocol::PublishPacket>(&packet)) {
+    handle_publish(*session, std::move(*publish), now);
+  } else if (auto* ack = std::get_if<protocol::AckPacket>(&packet)) {
+    handle_ack(*session, *ack, now);
+  } else if (auto* sub = std::get_if<protocol::SubscribePacket>(&packet)) {
+    handle_subscribe(*session, *sub, now);
+  } else if (auto* unsub = std::get_if<protocol::UnsubscribePacket>(&packet)) {
+    handle_unsubscribe(*session, *unsub);
+  } else if (std::holds_alternative<protocol::PingreqPacket>(packet)) {
+    send(link, protocol::PingrespPacket{});
+  } else if (auto* d = std::get_if<protocol::DisconnectPacket>(&packet)) {
+    handle_disconnect(*session, *d, now);
+  } else {
+    // A second CONNECT [MQTT-3.1.0-2], AUTH without an authentication
+    // method, or a packet only a server sends.
+    disconnect(*session, ReasonCode::kProtocolError, now);
+  }
+}
+
+void Broker::tick(TimePoint now) {
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    const std::string id = std::move(timers_.begin()->second);
+    timers_.erase(timers_.begin());
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) continue;
+    Session& session = *it->second;
+    if (session.will_at && *session.will_at <= now) publish_will(session, now);
+    if (!session.link && session.expires_at && *session.expires_at <= now) {
+      Stats::add(stats_.clients_expired);
+      Stats::add(stats_.clients_disconnected, -1);
+      end_session(session, now);
+    }
+  }
+  if (worker_ == 0 && settings_.sys_interval > 0 && now >= next_sys_) {
+    publish_sys(now);
+    next_sys_ = now + seconds(settings_.sys_interval);
+  }
+}
+
+void Broker::shutdown(TimePoint now) {
+  std::vector<Session*> online;
+  for (auto& [id, session] : sessions_) {
+    if (session->link) online.push_back(session.get());
+  }
+  for (Session* session : online) disconnect(*session, ReasonCode::kServerShuttingDown, now);
+}
+
+}  // namespace midge::broker

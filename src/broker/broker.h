@@ -1,0 +1,150 @@
+// MQTT semantics for the sessions of one worker, without I/O: events come in
+// (a decoded packet, a lost link, a message from another worker, the time),
+// actions go out (bytes appended to a Link, a Link closed, a message handed
+// to the Router). One Broker per worker thread; it is only ever called from
+// that thread. Sessions are placed on workers by client id (see
+// `worker_for`), so a client's session, its takeover and its No Local checks
+// are all local to one Broker.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/link.h"
+#include "broker/message.h"
+#include "broker/session.h"
+#include "broker/shared_state.h"
+#include "broker/stats.h"
+#include "broker/topic_tree.h"
+#include "protocol/packets.h"
+#include "util/time.h"
+
+namespace midge::broker {
+
+class Router {
+ public:
+  virtual ~Router() = default;
+  // Hands a message published on this worker to every other worker, which
+  // matches it against its own subscriptions (`Broker::on_remote_publish`).
+  virtual void broadcast(const MessagePtr& message) = 0;
+  // Delivers a message to a $share group member that lives on `member.worker`.
+  virtual void deliver_shared(const SharedMember& member, const MessagePtr& message) = 0;
+};
+
+class Broker {
+ public:
+  Broker(unsigned worker, SharedState& shared, Router& router);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Gives an empty client id a generated one when the spec allows it
+  // [MQTT-3.1.3-6]; returns true if it did. Called before routing.
+  static bool assign_client_id(protocol::ConnectPacket& connect, const Settings& settings);
+  // The worker that owns sessions with this client id.
+  static unsigned worker_for(const std::string& client_id, unsigned workers);
+
+  // CONNECT: checks it, creates or resumes the session, answers CONNACK.
+  // Returns false when the connection was refused (the link is closing).
+  bool on_connect(Link& link, protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now);
+  // Any packet after CONNECT.
+  void on_packet(Link& link, protocol::Packet&& packet, TimePoint now);
+  // A packet that could not be decoded, or broke the protocol: v5 clients
+  // get DISCONNECT with `reason`; the will is published.
+  void on_protocol_error(Link& link, protocol::ReasonCode reason, TimePoint now);
+  // No packet within 1.5 x keep alive [MQTT-3.1.2-22].
+  void on_keepalive_expired(Link& link, TimePoint now);
+  // The socket closed or failed without DISCONNECT.
+  void on_link_lost(Link& link, TimePoint now);
+
+  void on_remote_publish(const MessagePtr& message, TimePoint now);
+  void on_shared_delivery(const SharedMember& member, const MessagePtr& message, TimePoint now);
+  // A message from the broker itself ($SYS); retained.
+  void publish_internal(std::string topic, std::string payload, bool retain, TimePoint now);
+
+  // Runs due timers: delayed wills, session expiry, $SYS (on worker 0).
+  void tick(TimePoint now);
+  // Clean stop: v5 clients get DISCONNECT 0x8B (Server shutting down).
+  void shutdown(TimePoint now);
+
+  Stats& stats() { return stats_; }
+  size_t session_count() const { return sessions_.size(); }
+  const Session* find_session(const std::string& client_id) const;
+
+ private:
+  struct Match {
+    Session* session;
+    uint8_t qos;
+    bool retain_as_published;
+    std::vector<uint32_t> subscription_ids;
+  };
+
+  // connect / session lifetime (broker.cc)
+  bool refuse(Link& link, const protocol::ConnectPacket& c, protocol::ReasonCode reason);
+  protocol::ReasonCode check_connect(const protocol::ConnectPacket& c, bool id_assigned) const;
+  void take_over(Session& session, bool new_clean_start, TimePoint now);
+  void attach(Session& session, Link& link, const protocol::ConnectPacket& c);
+  void send_connack(Session& session, const protocol::ConnectPacket& c, bool present,
+                    bool id_assigned);
+  void resume(Session& session, TimePoint now);
+  void detach(Session& session, bool send_will, TimePoint now);
+  void end_session(Session& session, TimePoint now);
+  void handle_disconnect(Session& session, const protocol::DisconnectPacket& p, TimePoint now);
+  void disconnect(Session& session, protocol::ReasonCode reason, TimePoint now);
+  void publish_will(Session& session, TimePoint now);
+  void schedule(TimePoint at, const std::string& client_id);
+  void send(Link& link, const protocol::Packet& packet);
+
+  // publish path (broker_publish.cc)
+  void handle_publish(Session& session, protocol::PublishPacket&& p, TimePoint now);
+  bool resolve_topic_alias(Session& session, protocol::PublishPacket& p, TimePoint now);
+  void handle_ack(Session& session, const protocol::AckPacket& ack, TimePoint now);
+  void route(const MessagePtr& message, TimePoint now, bool from_remote);
+  void deliver(Session& session, Delivery&& delivery, TimePoint now);
+  void enqueue(Session& session, Delivery&& delivery);
+  bool send_publish(Session& session, const Delivery& delivery, uint16_t packet_id, bool dup,
+                    TimePoint now);
+  void send_qos(Session& session, Delivery&& delivery, TimePoint now);
+  void pump(Session& session, TimePoint now);
+  uint16_t next_packet_id(Session& session);
+  void forget_stored(const Delivery& delivery);
+
+  // subscriptions (broker_subscribe.cc)
+  void handle_subscribe(Session& session, const protocol::SubscribePacket& p, TimePoint now);
+  void handle_unsubscribe(Session& session, const protocol::UnsubscribePacket& p);
+  protocol::ReasonCode subscribe_one(Session& session, const protocol::Subscription& sub,
+                                     uint32_t subscription_id, TimePoint now);
+  bool unsubscribe_one(Session& session, const std::string& filter);
+  void send_retained(Session& session, const std::string& filter,
+                     const protocol::SubscribeOptions& options, uint32_t subscription_id,
+                     TimePoint now);
+
+  // $SYS (broker_sys.cc)
+  void publish_sys(TimePoint now);
+
+  const unsigned worker_;
+  SharedState& shared_;
+  const Settings& settings_;
+  Router& router_;
+  Stats stats_;
+  TopicTree tree_;
+  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
+  std::multimap<TimePoint, std::string> timers_;  // lazy: re-checked when due
+  uint64_t match_stamp_ = 0;
+  std::vector<Match> matches_;
+
+  // $SYS state (worker 0 only)
+  TimePoint next_sys_{};
+  TimePoint last_sys_{};
+  struct Load {
+    uint64_t last = 0;
+    double avg[3] = {0, 0, 0};
+  };
+  std::map<std::string, Load> loads_;
+};
+
+}  // namespace midge::broker

@@ -1,0 +1,337 @@
+// The publish path: PUBLISH in, QoS 1/2 handshakes, routing to matching
+// sessions, in-flight windows and offline queues (MQTT 3.3-3.7, 4.3, 4.6).
+#include <algorithm>
+
+#include "broker/broker.h"
+#include "protocol/codec.h"
+#include "protocol/publish_encoder.h"
+
+namespace midge::broker {
+
+using protocol::PacketType;
+using protocol::ReasonCode;
+using protocol::Version;
+
+namespace {
+
+void send_ack(Link& link, PacketType type, uint16_t id, ReasonCode reason) {
+  protocol::AckPacket ack;
+  ack.type = type;
+  ack.packet_id = id;
+  ack.reason = reason;
+  protocol::encode(ack, link.version, link.out());
+  link.commit();
+}
+
+}  // namespace
+
+// Topic aliases from the client [MQTT-3.3.2-7..12]: a topic with an alias
+// sets it; an empty topic with an alias uses it.
+bool Broker::resolve_topic_alias(Session& session, protocol::PublishPacket& p, TimePoint now) {
+  const uint16_t alias = *p.properties.topic_alias;
+  if (alias == 0 || alias > settings_.max_topic_alias) {
+    disconnect(session, ReasonCode::kTopicAliasInvalid, now);
+    return false;
+  }
+  auto& aliases = session.in_aliases;
+  if (!p.topic.empty()) {
+    if (aliases.size() < alias) aliases.resize(alias);
+    aliases[alias - 1] = p.topic;
+    return true;
+  }
+  if (aliases.size() < alias || aliases[alias - 1].empty()) {
+    disconnect(session, ReasonCode::kProtocolError, now);  // unknown alias [MQTT-3.3.4-?]
+    return false;
+  }
+  p.topic = aliases[alias - 1];
+  return true;
+}
+
+void Broker::handle_publish(Session& session, protocol::PublishPacket&& p, TimePoint now) {
+  Link& link = *session.link;
+  if (p.qos > settings_.max_qos) {
+    disconnect(session, ReasonCode::kQosNotSupported, now);  // [MQTT-3.2.2-11]
+    return;
+  }
+  if (p.retain && !settings_.retain_available) {
+    disconnect(session, ReasonCode::kRetainNotSupported, now);  // [MQTT-3.2.2-14]
+    return;
+  }
+  if (p.properties.topic_alias && !resolve_topic_alias(session, p, now)) return;
+  Stats::add(stats_.publish_received);
+  Stats::add(stats_.publish_bytes_received, p.payload.size());
+
+  const PacketType ack_type = p.qos == 2 ? PacketType::kPubrec : PacketType::kPuback;
+  if (p.qos == 2) {
+    auto& pending = session.incoming_qos2;
+    if (std::find(pending.begin(), pending.end(), p.packet_id) != pending.end()) {
+      // A resent QoS 2 PUBLISH we already own: acknowledge, do not route
+      // again [MQTT-4.3.3-9].
+      send_ack(link, ack_type, p.packet_id, ReasonCode::kSuccess);
+      return;
+    }
+    // The client may not have more unacknowledged QoS 2 messages than the
+    // Receive Maximum we announced [MQTT-3.3.4-9].
+    const size_t limit = settings_.max_inflight_messages == 0 ? 65535 : settings_.max_inflight_messages;
+    if (session.version == Version::kV5 && pending.size() >= limit) {
+      disconnect(session, ReasonCode::kReceiveMaximumExceeded, now);
+      return;
+    }
+  }
+
+  ReasonCode outcome = ReasonCode::kSuccess;
+  if (p.topic.rfind("$SYS", 0) == 0) {
+    outcome = ReasonCode::kNotAuthorized;  // only the broker writes $SYS
+  } else if (settings_.message_size_limit != 0 && p.payload.size() > settings_.message_size_limit) {
+    outcome = ReasonCode::kPacketTooLarge;
+  }
+  if (outcome == ReasonCode::kSuccess) {
+    auto message = std::make_shared<Message>();
+    message->topic = std::move(p.topic);
+    message->payload = std::move(p.payload);
+    message->qos = p.qos;
+    message->retain = p.retain;
+    if (session.version == Version::kV5) {
+      message->pass_through = protocol::encode_pass_through_properties(p.properties);
+      if (p.properties.message_expiry_interval) {
+        message->expires_at = now + seconds(*p.properties.message_expiry_interval);
+      }
+    }
+    message->origin_client_id = session.client_id;
+    MessagePtr shared = std::move(message);
+    if (shared->retain) shared_.retained.put(shared);
+    route(shared, now, /*from_remote=*/false);
+  }
+  if (p.qos == 0) return;
+  if (p.qos == 2 && outcome == ReasonCode::kSuccess) session.incoming_qos2.push_back(p.packet_id);
+  // v3 has no way to say no: the message is dropped but acknowledged.
+  send_ack(link, ack_type, p.packet_id, session.version == Version::kV5 ? outcome : ReasonCode::kSuccess);
+}
+
+void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePoint now) {
+  Link& link = *session.link;
+  if (ack.type == PacketType::kPubrel) {
+    auto& pending = session.incoming_qos2;
+    auto it = std::find(pending.begin(), pending.end(), ack.packet_id);
+    ReasonCode reason = ReasonCode::kSuccess;
+    if (it != pending.end()) {
+      *it = pending.back();
+      pending.pop_back();
+    } else {
+      reason = ReasonCode::kPacketIdentifierNotFound;
+    }
+    send_ack(link, PacketType::kPubcomp, ack.packet_id, reason);
+    return;
+  }
+  auto it = std::find_if(session.inflight.begin(), session.inflight.end(),
+                         [&](const InflightOut& f) { return f.packet_id == ack.packet_id; });
+  if (it == session.inflight.end()) return;  // stale or unknown: ignore
+  const uint8_t qos = it->delivery.qos;
+  if (ack.type == PacketType::kPubrec && qos == 2 && !it->released) {
+    if (protocol::is_error(ack.reason)) {  // the receiver refused it [MQTT-4.3.3-?]
+      forget_stored(it->delivery);
+      session.inflight.erase(it);
+      pump(session, now);
+      return;
+    }
+    it->released = true;
+    it->delivery.message.reset();  // the payload is no longer needed
+    send_ack(link, PacketType::kPubrel, ack.packet_id, ReasonCode::kSuccess);
+    return;
+  }
+  const bool done = (ack.type == PacketType::kPuback && qos == 1) ||
+                    (ack.type == PacketType::kPubcomp && qos == 2 && it->released);
+  if (!done) return;
+  forget_stored(it->delivery);
+  session.inflight.erase(it);
+  pump(session, now);
+}
+
+void Broker::on_remote_publish(const MessagePtr& message, TimePoint now) {
+  route(message, now, /*from_remote=*/true);
+}
+
+void Broker::on_shared_delivery(const SharedMember& member, const MessagePtr& message, TimePoint now) {
+  auto it = sessions_.find(member.client_id);
+  if (it == sessions_.end()) return;
+  Delivery d{message, std::min(message->qos, member.qos), false, {}};
+  if (member.subscription_id != 0) d.subscription_ids.push_back(member.subscription_id);
+  deliver(*it->second, std::move(d), now);
+}
+
+void Broker::publish_internal(std::string topic, std::string payload, bool retain, TimePoint now) {
+  auto message = std::make_shared<Message>();
+  message->topic = std::move(topic);
+  message->payload = std::move(payload);
+  message->retain = retain;
+  MessagePtr shared = std::move(message);
+  if (retain) shared_.retained.put(shared);
+  route(shared, now, /*from_remote=*/false);
+}
+
+// Matches the topic against this worker's subscriptions; overlapping
+// subscriptions of one session give one delivery at the highest QoS with
+// every subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3].
+void Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
+  const uint64_t stamp = ++match_stamp_;
+  matches_.clear();
+  tree_.match(message->topic, [&](const SubscriptionEntry& e) {
+    Session* s = e.session;
+    if (e.options.no_local && s->client_id == message->origin_client_id) return;  // [MQTT-3.8.3-3]
+    const uint8_t qos = std::min(message->qos, e.options.max_qos);
+    if (s->match_stamp != stamp) {
+      s->match_stamp = stamp;
+      s->match_index = static_cast<uint32_t>(matches_.size());
+      matches_.push_back(Match{s, qos, e.options.retain_as_published, {}});
+    } else {
+      Match& m = matches_[s->match_index];
+      m.qos = std::max(m.qos, qos);
+      m.retain_as_published = m.retain_as_published || e.options.retain_as_published;
+    }
+    if (e.subscription_id != 0) matches_[s->match_index].subscription_ids.push_back(e.subscription_id);
+  });
+  for (Match& m : matches_) {
+    // The retain flag is kept only with Retain As Published [MQTT-3.3.1-12].
+    const bool retain = message->retain && m.retain_as_published;
+    deliver(*m.session, Delivery{message, m.qos, retain, std::move(m.subscription_ids)}, now);
+  }
+  if (from_remote) return;
+  if (!shared_.shared_subscriptions.empty()) {
+    shared_.shared_subscriptions.pick(message->topic, [&](const SharedMember& member) {
+      if (member.worker == worker_) {
+        on_shared_delivery(member, message, now);
+      } else {
+        router_.deliver_shared(member, message);
+      }
+    });
+  }
+  router_.broadcast(message);
+}
+
+void Broker::deliver(Session& session, Delivery&& delivery, TimePoint now) {
+  if (delivery.message->expired(now)) return;
+  if (!session.link) {
+    if (delivery.qos == 0 && !settings_.queue_qos0_messages) return;
+    enqueue(session, std::move(delivery));
+    return;
+  }
+  if (delivery.qos == 0) {
+    // Slow consumer: QoS 0 is dropped once its output backs up (README).
+    if (session.link->pending_bytes() > settings_.max_pending_output) {
+      Stats::add(stats_.publish_dropped);
+      return;
+    }
+    send_publish(session, delivery, 0, false, now);
+    return;
+  }
+  if (session.inflight.size() < session.send_window && session.queue.empty()) {
+    send_qos(session, std::move(delivery), now);
+  } else {
+    enqueue(session, std::move(delivery));
+  }
+}
+
+void Broker::enqueue(Session& session, Delivery&& delivery) {
+  const size_t bytes = delivery.message->payload.size();
+  const bool full_count = settings_.max_queued_messages != 0 && session.queue.size() >= settings_.max_queued_messages;
+  const bool full_bytes = settings_.max_queued_bytes != 0 && session.queued_bytes + bytes > settings_.max_queued_bytes;
+  if (full_count || full_bytes) {
+    Stats::add(stats_.publish_dropped);
+    return;
+  }
+  session.queued_bytes += bytes;
+  Stats::add(stats_.stored_messages, 1);
+  Stats::add(stats_.stored_bytes, static_cast<int64_t>(bytes));
+  session.queue.push_back(std::move(delivery));
+}
+
+void Broker::forget_stored(const Delivery& delivery) {
+  if (!delivery.message) return;
+  Stats::add(stats_.stored_messages, -1);
+  Stats::add(stats_.stored_bytes, -static_cast<int64_t>(delivery.message->payload.size()));
+}
+
+void Broker::send_qos(Session& session, Delivery&& delivery, TimePoint now) {
+  const uint16_t id = next_packet_id(session);
+  if (!send_publish(session, delivery, id, false, now)) return;
+  Stats::add(stats_.stored_messages, 1);
+  Stats::add(stats_.stored_bytes, static_cast<int64_t>(delivery.message->payload.size()));
+  session.inflight.push_back(InflightOut{id, std::move(delivery), false});
+}
+
+uint16_t Broker::next_packet_id(Session& session) {
+  while (true) {
+    uint16_t id = ++session.last_packet_id;
+    if (id == 0) id = session.last_packet_id = 1;
+    const bool used = std::any_of(session.inflight.begin(), session.inflight.end(),
+                                  [&](const InflightOut& f) { return f.packet_id == id; });
+    if (!used) return id;
+  }
+}
+
+// Moves queued messages into the in-flight window while it has room.
+void Broker::pump(Session& session, TimePoint now) {
+  while (session.link && !session.queue.empty()) {
+    Delivery& front = session.queue.front();
+    if (front.qos > 0 && session.inflight.size() >= session.send_window) return;
+    Delivery d = std::move(front);
+    session.queue.pop_front();
+    session.queued_bytes -= d.message->payload.size();
+    forget_stored(d);
+    if (d.message->expired(now)) continue;  // [MQTT-3.3.2-5]
+    if (d.qos == 0) {
+      send_publish(session, d, 0, false, now);
+    } else {
+      send_qos(session, std::move(d), now);
+    }
+  }
+}
+
+// Encodes one PUBLISH into the session's link. Returns false when the
+// message cannot be sent to this client (bigger than its Maximum Packet
+// Size: discarded [MQTT-3.1.2-25]).
+bool Broker::send_publish(Session& session, const Delivery& d, uint16_t packet_id, bool dup,
+                          TimePoint now) {
+  Link& link = *session.link;
+  const Message& m = *d.message;
+  protocol::OutgoingPublish out;
+  out.topic = m.topic;
+  out.payload = m.payload;
+  out.qos = d.qos;
+  out.retain = d.retain;
+  out.dup = dup;
+  out.packet_id = packet_id;
+  if (session.version == Version::kV5) {
+    out.pass_through = m.pass_through;
+    if (m.expires_at) {
+      // The remaining lifetime, rounded up [MQTT-3.3.2-6].
+      const auto left = std::chrono::ceil<seconds>(*m.expires_at - now).count();
+      out.message_expiry = static_cast<uint32_t>(std::max<int64_t>(left, 1));
+    }
+    out.subscription_ids = d.subscription_ids;
+    if (session.client_alias_max > 0) {
+      auto it = session.out_aliases.find(m.topic);
+      if (it != session.out_aliases.end()) {
+        out.topic = {};
+        out.topic_alias = it->second;
+      } else if (session.out_aliases.size() < session.client_alias_max) {
+        out.topic_alias = static_cast<uint16_t>(session.out_aliases.size() + 1);
+        session.out_aliases.emplace(m.topic, out.topic_alias);
+      }
+    }
+  }
+  if (session.client_max_packet != 0 &&
+      protocol::publish_size(out, session.version) > session.client_max_packet) {
+    if (!out.topic.empty() && out.topic_alias != 0) session.out_aliases.erase(m.topic);
+    Stats::add(stats_.publish_dropped);
+    return false;
+  }
+  protocol::encode_publish(out, session.version, link.out());
+  link.commit();
+  Stats::add(stats_.messages_sent);
+  Stats::add(stats_.publish_sent);
+  Stats::add(stats_.publish_bytes_sent, m.payload.size());
+  return true;
+}
+
+}  // namespace midge::broker

@@ -1,0 +1,104 @@
+// SUBSCRIBE and UNSUBSCRIBE (MQTT 3.8-3.11), including $share groups and
+// retained messages sent on subscribe.
+#include "broker/broker.h"
+#include "protocol/codec.h"
+#include "protocol/topic.h"
+
+namespace midge::broker {
+
+using protocol::ReasonCode;
+using protocol::Version;
+
+void Broker::handle_subscribe(Session& session, const protocol::SubscribePacket& p, TimePoint now) {
+  const uint32_t subscription_id =
+      p.properties.subscription_identifiers.empty() ? 0 : p.properties.subscription_identifiers.front();
+  protocol::SubackPacket ack;
+  ack.packet_id = p.packet_id;
+  ack.reasons.reserve(p.subscriptions.size());
+  std::vector<size_t> send_retained_for;
+  for (size_t i = 0; i < p.subscriptions.size(); ++i) {
+    const protocol::Subscription& sub = p.subscriptions[i];
+    const bool existed = session.subscriptions.count(sub.filter) != 0;
+    const ReasonCode reason = subscribe_one(session, sub, subscription_id, now);
+    ack.reasons.push_back(reason);
+    if (protocol::is_error(reason)) continue;
+    // Retain Handling 0: always send retained messages, 1: only for a new
+    // subscription, 2: never [MQTT-3.3.1-9..11].
+    const uint8_t rh = sub.options.retain_handling;
+    if (rh == 0 || (rh == 1 && !existed)) send_retained_for.push_back(i);
+  }
+  protocol::encode(ack, session.version, session.link->out());
+  session.link->commit();
+  Stats::add(stats_.messages_sent);
+  for (size_t i : send_retained_for) {
+    const protocol::Subscription& sub = p.subscriptions[i];
+    protocol::SubscribeOptions granted = sub.options;
+    granted.max_qos = std::min(granted.max_qos, settings_.max_qos);
+    send_retained(session, sub.filter, granted, subscription_id, now);
+  }
+}
+
+ReasonCode Broker::subscribe_one(Session& session, const protocol::Subscription& sub,
+                                 uint32_t subscription_id, TimePoint /*now*/) {
+  if (!protocol::is_valid_topic_filter(sub.filter)) return ReasonCode::kTopicFilterInvalid;
+  protocol::SubscribeOptions options = sub.options;
+  options.max_qos = std::min(options.max_qos, settings_.max_qos);  // [MQTT-3.9.3-?] granted QoS
+  auto [it, inserted] = session.subscriptions.try_emplace(sub.filter);
+  it->second = SessionSubscription{options, subscription_id};
+  std::string_view group, inner;
+  if (protocol::split_shared_filter(sub.filter, group, inner)) {
+    SharedMember member{worker_, session.client_id, options.max_qos, subscription_id, session.link != nullptr};
+    shared_.shared_subscriptions.add(std::string(group), std::string(inner), member);
+    if (inserted) Stats::add(stats_.shared_subscriptions, 1);
+  } else {
+    tree_.subscribe(sub.filter, SubscriptionEntry{&session, options, subscription_id});
+  }
+  if (inserted) Stats::add(stats_.subscriptions, 1);
+  return static_cast<ReasonCode>(options.max_qos);  // Granted QoS 0, 1 or 2
+}
+
+// Retained messages matching a new subscription go out with the retain flag
+// set [MQTT-3.3.1-8]. Shared subscriptions get none [MQTT-4.8.2-?].
+void Broker::send_retained(Session& session, const std::string& filter,
+                           const protocol::SubscribeOptions& options, uint32_t subscription_id,
+                           TimePoint now) {
+  std::string_view group, inner;
+  if (protocol::split_shared_filter(filter, group, inner)) return;
+  std::vector<MessagePtr> found;
+  shared_.retained.match(filter, now, [&](const MessagePtr& m) { found.push_back(m); });
+  for (const MessagePtr& m : found) {
+    if (!session.link) return;
+    Delivery d{m, std::min(m->qos, options.max_qos), true, {}};
+    if (subscription_id != 0) d.subscription_ids.push_back(subscription_id);
+    deliver(session, std::move(d), now);
+  }
+}
+
+bool Broker::unsubscribe_one(Session& session, const std::string& filter) {
+  auto it = session.subscriptions.find(filter);
+  if (it == session.subscriptions.end()) return false;
+  session.subscriptions.erase(it);
+  std::string_view group, inner;
+  if (protocol::split_shared_filter(filter, group, inner)) {
+    shared_.shared_subscriptions.remove(std::string(group), std::string(inner), session.client_id);
+    Stats::add(stats_.shared_subscriptions, -1);
+  } else {
+    tree_.unsubscribe(filter, &session);
+  }
+  Stats::add(stats_.subscriptions, -1);
+  return true;
+}
+
+void Broker::handle_unsubscribe(Session& session, const protocol::UnsubscribePacket& p) {
+  protocol::UnsubackPacket ack;
+  ack.packet_id = p.packet_id;
+  for (const std::string& filter : p.filters) {
+    const bool existed = unsubscribe_one(session, filter);
+    ack.reasons.push_back(existed ? ReasonCode::kSuccess : ReasonCode::kNoSubscriptionExisted);
+  }
+  protocol::encode(ack, session.version, session.link->out());
+  session.link->commit();
+  Stats::add(stats_.messages_sent);
+}
+
+}  // namespace midge::broker

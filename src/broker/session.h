@@ -1,0 +1,81 @@
+// A client session (MQTT 4.1): lives on the worker that owns its client id,
+// outlives network connections when it is persistent. Owned by one worker
+// thread; never touched by another.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/link.h"
+#include "broker/message.h"
+#include "protocol/packets.h"
+#include "util/time.h"
+
+namespace midge::broker {
+
+inline constexpr uint32_t kSessionNeverExpires = 0xFFFFFFFF;
+
+// One message on its way to this session's client.
+struct Delivery {
+  MessagePtr message;
+  uint8_t qos = 0;
+  bool retain = false;
+  std::vector<uint32_t> subscription_ids;
+};
+
+struct InflightOut {
+  uint16_t packet_id = 0;
+  Delivery delivery;
+  bool released = false;  // QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
+};
+
+struct SessionSubscription {
+  protocol::SubscribeOptions options;
+  uint32_t subscription_id = 0;
+};
+
+struct Session {
+  std::string client_id;
+  Link* link = nullptr;  // null while offline
+  protocol::Version version = protocol::Version::kV311;
+
+  // Seconds the session survives its connection; 0 = ends with it,
+  // kSessionNeverExpires = never (v3 persistent sessions, subject to
+  // persistent_client_expiration).
+  uint32_t expiry_interval = 0;
+  std::optional<TimePoint> expires_at;  // set while offline
+
+  std::map<std::string, SessionSubscription, std::less<>> subscriptions;
+
+  // Outgoing QoS 1/2 in flight, in send order (redelivered in this order).
+  std::deque<InflightOut> inflight;
+  std::deque<Delivery> queue;  // waiting for the in-flight window or a connection
+  size_t queued_bytes = 0;
+  uint16_t last_packet_id = 0;
+
+  // Incoming QoS 2 packet ids awaiting PUBREL [MQTT-4.3.3].
+  std::vector<uint16_t> incoming_qos2;
+
+  std::optional<protocol::Will> will;
+  std::optional<TimePoint> will_at;  // delayed will pending (v5 will delay)
+
+  // Per network connection (reset by every CONNECT).
+  uint16_t send_window = 65535;        // min(client Receive Maximum, max_inflight_messages)
+  uint32_t client_max_packet = 0;      // 0 = no limit
+  uint16_t client_alias_max = 0;       // aliases we may use toward the client
+  std::unordered_map<std::string, uint16_t> out_aliases;
+  std::vector<std::string> in_aliases;  // index = alias - 1
+  uint16_t keep_alive = 0;
+  bool request_problem_information = true;
+
+  // Scratch for de-duplicating overlapping subscriptions in one publish.
+  uint64_t match_stamp = 0;
+  uint32_t match_index = 0;
+};
+
+}  // namespace midge::broker

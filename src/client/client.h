@@ -1,0 +1,162 @@
+// A small synchronous MQTT client over TCP, built on the sans-IO codec in
+// src/protocol. One Client is one connection, used from one thread.
+//
+// The API is batch-friendly: publish()/subscribe()/unsubscribe() only append
+// encoded bytes to an output buffer; next_event() (or flush()) writes the
+// whole buffer at once and then reads and decodes everything that arrived.
+// A load generator can queue many messages and flush once per turn.
+//
+// Protocol chores are handled inside: PUBACK/PUBREC/PUBREL/PUBCOMP for both
+// directions, PINGREQ when the keep alive is due and a lost-PINGRESP timeout.
+// Incoming QoS 2 messages are delivered on PUBLISH and acknowledged with
+// PUBREC (method A of [MQTT-4.3.3]); a resent PUBLISH with an id still waiting
+// for PUBREL is not delivered twice.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "protocol/codec.h"
+#include "protocol/packets.h"
+
+namespace midge::client {
+
+struct ConnectOptions {
+  std::string host = "localhost";
+  uint16_t port = 1883;
+  std::string bind_address;  // local address to bind before connecting, if set
+  std::string unix_path;     // connect to a unix domain socket instead of TCP
+  bool nodelay = false;      // TCP_NODELAY
+  // Applies to the TCP connect and to waiting for CONNACK; a dead host never hangs.
+  std::chrono::milliseconds timeout{10000};
+  // Version, client id, clean start, keep alive, will, credentials, properties.
+  protocol::ConnectPacket connect;
+};
+
+enum class ErrorKind : uint8_t {
+  kNone,
+  kLookup,    // host name resolution failed
+  kSystem,    // a socket call failed; `sys_errno` says why
+  kTimeout,   // connect or CONNACK did not arrive in time
+  kProtocol,  // the server sent bytes the codec rejects, or an unexpected packet
+  kRefused,   // CONNACK with a failure reason; `reason` holds it
+  kClosed,    // the server closed the connection (or sent DISCONNECT)
+};
+
+struct Error {
+  ErrorKind kind = ErrorKind::kNone;
+  int sys_errno = 0;
+  protocol::ReasonCode reason = protocol::ReasonCode::kSuccess;
+  std::string message;  // human-readable, for logs
+  explicit operator bool() const { return kind != ErrorKind::kNone; }
+};
+
+enum class EventType : uint8_t {
+  kTimeout,      // nothing happened before the deadline
+  kPublish,      // an application message arrived: `publish`
+  kPublishDone,  // our QoS 1/2 publish `packet_id` completed with `reason`
+  kSuback,       // `suback`
+  kUnsuback,     // `unsuback`
+  kDisconnect,   // the server sent DISCONNECT (`reason`); the connection is closed
+  kClosed,       // the connection is gone; `error` says why
+};
+
+struct Event {
+  EventType type = EventType::kTimeout;
+  uint16_t packet_id = 0;
+  protocol::ReasonCode reason = protocol::ReasonCode::kSuccess;
+  protocol::PublishPacket publish;
+  protocol::SubackPacket suback;
+  protocol::UnsubackPacket unsuback;
+  protocol::Properties properties;  // of PUBACK/PUBCOMP/DISCONNECT
+  Error error;
+};
+
+class Client {
+ public:
+  // Called for every packet sent (sent = true) or received, e.g. for -d logs.
+  using PacketHook = std::function<void(bool sent, const protocol::Packet&)>;
+
+  Client() = default;
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  void set_packet_hook(PacketHook hook) { hook_ = std::move(hook); }
+
+  // Opens the connection, sends CONNECT and waits for CONNACK (stored in
+  // `connack` when given). A refusal returns kRefused with the reason code.
+  Error connect(const ConnectOptions& options, protocol::ConnackPacket* connack = nullptr);
+
+  // Queue a packet; packet ids (0 in the argument) are assigned here and
+  // returned. Nothing is written until flush() or next_event().
+  uint16_t publish(protocol::PublishPacket packet);
+  uint16_t subscribe(protocol::SubscribePacket packet);
+  uint16_t unsubscribe(protocol::UnsubscribePacket packet);
+
+  // Sends DISCONNECT (flushing what is queued first) and closes.
+  void disconnect(const protocol::DisconnectPacket& packet = {});
+
+  // Writes everything queued. Reads (without decoding) while waiting so a
+  // server that writes back cannot deadlock us.
+  Error flush();
+
+  // Flushes, then returns the next event, waiting at most `timeout`
+  // (negative: wait for ever, but keep alive still runs).
+  Event next_event(std::chrono::milliseconds timeout);
+
+  bool connected() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  protocol::Version version() const { return version_; }
+  // The client id given in CONNECT, or the one the server assigned (v5).
+  const std::string& client_id() const { return client_id_; }
+  // QoS 1/2 publishes sent and not yet completed.
+  size_t inflight() const { return outgoing_.size(); }
+  // v5 CONNACK limits, for callers that pace themselves.
+  uint16_t server_receive_maximum() const { return server_receive_maximum_; }
+
+ private:
+  using Time = std::chrono::steady_clock::time_point;
+
+  Error open_socket(const ConnectOptions& options, Time deadline);
+  Error wait_connack(Time deadline, protocol::ConnackPacket& connack);
+  void queue(const protocol::Packet& packet);
+  uint16_t next_packet_id();
+  // Reads what the socket has (waiting up to `deadline`); false + error when closed.
+  Error read_some(Time deadline);
+  // Decodes one packet from the input buffer; nullopt when more bytes are needed.
+  std::optional<protocol::Packet> take_packet(Error& error);
+  // Handles acks and pings; returns true and fills `event` if the packet is
+  // something the caller must see.
+  bool handle(protocol::Packet& packet, Event& event);
+  bool handle_ack(protocol::AckPacket& ack, Event& event);
+  Time keepalive_deadline() const;
+  Error keepalive(Time now);
+  void close_socket();
+  Event closed_event(Error error);
+
+  int fd_ = -1;
+  protocol::Version version_ = protocol::Version::kV311;
+  std::string client_id_;
+  std::string in_;
+  size_t in_pos_ = 0;
+  std::string out_;
+  PacketHook hook_;
+  uint16_t last_id_ = 0;
+  uint16_t keep_alive_ = 0;
+  uint16_t server_receive_maximum_ = 65535;
+  Time last_sent_{};
+  Time ping_sent_{};
+  bool ping_outstanding_ = false;
+  // Our QoS 1/2 publishes by packet id; value = QoS, 3 = PUBREL sent.
+  std::unordered_map<uint16_t, uint8_t> outgoing_;
+  std::set<uint16_t> ids_in_use_;     // subscribe/unsubscribe/publish ids not yet acked
+  std::set<uint16_t> awaiting_rel_;   // incoming QoS 2 ids we sent PUBREC for
+};
+
+}  // namespace midge::client

@@ -1,0 +1,417 @@
+// The option table. One row per mosquitto.conf option (man mosquitto.conf, 2.0); adding an option
+// is adding a row. Rows are built by small constexpr helpers that take the target member pointer,
+// so the row also knows where the value lives and how to print its default.
+#include <charconv>
+#include <limits>
+#include <type_traits>
+
+#include "config/option_table.h"
+#include "config/parse_state.h"
+
+namespace midge::config {
+namespace {
+
+using detail::ParseState;
+using Err = std::optional<std::string>;
+
+template <class>
+struct MemberOf;
+template <class C, class T>
+struct MemberOf<T C::*> {
+  using Class = C;
+  using Type = T;
+};
+
+template <class T>
+inline constexpr bool kIsOptional = false;
+template <class T>
+inline constexpr bool kIsOptional<std::optional<T>> = true;
+
+template <class T>
+struct Unwrap {
+  using Type = T;
+};
+template <class T>
+struct Unwrap<std::optional<T>> {
+  using Type = T;
+};
+
+// Stores `v` in `field`; the kind/type pairing is checked when the table is compiled (below).
+template <class T>
+Err assign(T& field, const Value& v) {
+  if constexpr (kIsOptional<T>) {
+    typename T::value_type inner{};
+    if (auto e = assign(inner, v)) return e;
+    field = std::move(inner);
+  } else if constexpr (std::is_same_v<T, bool>) {
+    const bool* b = std::get_if<bool>(&v);
+    if (!b) return "internal: expected a boolean";
+    field = *b;
+  } else if constexpr (std::is_integral_v<T>) {
+    const int64_t* n = std::get_if<int64_t>(&v);
+    if (!n) return "internal: expected a number";
+    field = static_cast<T>(*n);
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    const std::string* s = std::get_if<std::string>(&v);
+    if (!s) return "internal: expected text";
+    field = *s;
+  } else {  // std::vector<std::string>: repeated options accumulate
+    const std::string* s = std::get_if<std::string>(&v);
+    if (!s) return "internal: expected text";
+    field.push_back(*s);
+  }
+  return std::nullopt;
+}
+
+template <class T>
+std::string to_text(const T& v) {
+  if constexpr (kIsOptional<T>) {
+    return v ? to_text(*v) : std::string("unset");
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return v ? "true" : "false";
+  } else if constexpr (std::is_integral_v<T>) {
+    return std::to_string(v);
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return v.empty() ? std::string("\"\"") : v;
+  } else {
+    std::string out;
+    for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+    return out.empty() ? std::string("-") : out;
+  }
+}
+
+template <auto M>
+Err store(ParseState& st, const Value& v) {
+  if constexpr (std::is_same_v<typename MemberOf<decltype(M)>::Class, Config>) {
+    return assign(st.config.*M, v);
+  } else {
+    return assign(st.listener().*M, v);
+  }
+}
+
+template <auto M>
+std::string show(const Config& c, const Listener& l) {
+  if constexpr (std::is_same_v<typename MemberOf<decltype(M)>::Class, Config>) {
+    return to_text(c.*M);
+  } else {
+    return to_text(l.*M);
+  }
+}
+
+// per_listener_settings decides whether a security option is global or the listener's.
+template <auto G, auto L>
+Err store_security(ParseState& st, const Value& v) {
+  if (st.config.per_listener_settings) return assign(st.listener().*L, v);
+  return assign(st.config.*G, v);
+}
+
+// Listener option whose value before any `listener` line is also mirrored in Config.
+template <auto L, auto G>
+Err store_mirrored(ParseState& st, const Value& v) {
+  if (!st.current) {
+    if (auto e = assign(st.config.*G, v)) return e;
+  }
+  return assign(st.listener().*L, v);
+}
+
+template <class T>
+constexpr void check_kind(Kind kind, int64_t lo, int64_t hi) {
+  using V = typename Unwrap<T>::Type;
+  bool ok = false;
+  if constexpr (std::is_same_v<V, bool>) {
+    ok = kind == Kind::kBool;
+  } else if constexpr (std::is_integral_v<V>) {
+    ok = (kind == Kind::kUint || kind == Kind::kInt || kind == Kind::kDuration) &&
+         lo >= static_cast<int64_t>(std::numeric_limits<V>::min()) &&
+         static_cast<uint64_t>(hi) <= static_cast<uint64_t>(std::numeric_limits<V>::max());
+  } else {
+    ok = kind == Kind::kString || kind == Kind::kPath || kind == Kind::kEnum;
+  }
+  if (!ok) throw "option kind does not match its field type or bounds";  // compile-time only
+}
+
+constexpr Scope scope_of_class(bool is_config) { return is_config ? Scope::kGlobal : Scope::kListener; }
+
+// A plain stored option: scope follows the class of the member.
+template <auto M>
+constexpr Option opt(std::string_view name, Kind kind, uint8_t flags, std::string_view help,
+                     int64_t lo = 0, int64_t hi = 0, std::string_view choices = {}) {
+  using Info = MemberOf<decltype(M)>;
+  check_kind<typename Info::Type>(kind, lo, hi);
+  return {name, kind, scope_of_class(std::is_same_v<typename Info::Class, Config>), flags, lo, hi,
+          choices, help, &store<M>, &show<M>};
+}
+
+template <auto G, auto L>
+constexpr Option security(std::string_view name, Kind kind, std::string_view help) {
+  check_kind<typename MemberOf<decltype(G)>::Type>(kind, 0, 0);
+  return {name, kind, Scope::kSecurity, kReloadable, 0, 0, {}, help, &store_security<G, L>, &show<G>};
+}
+
+template <auto L, auto G>
+constexpr Option mirrored(std::string_view name, Kind kind, std::string_view help, int64_t lo, int64_t hi) {
+  check_kind<typename MemberOf<decltype(L)>::Type>(kind, lo, hi);
+  check_kind<typename MemberOf<decltype(G)>::Type>(kind, lo, hi);
+  return {name, kind, Scope::kListener, kMakesDefault, lo, hi, {}, help, &store_mirrored<L, G>, &show<L>};
+}
+
+constexpr Option special(std::string_view name, Kind kind, Scope scope, uint8_t flags, std::string_view help,
+                         Setter set, Shower shown = nullptr, int64_t lo = 0, int64_t hi = 0) {
+  return {name, kind, scope, flags, lo, hi, {}, help, set, shown};
+}
+
+constexpr Option unsupported(std::string_view name, Scope scope, std::string_view help, uint8_t flags = kNoFlags) {
+  return {name, Kind::kUnsupported, scope, flags, 0, 0, {}, help, nullptr, nullptr};
+}
+
+// ---- special setters -------------------------------------------------------------------------
+
+std::string_view first_word(std::string_view s, std::string_view* rest) {
+  std::size_t end = s.find_first_of(" \t");
+  std::string_view word = s.substr(0, end);
+  std::string_view tail = end == std::string_view::npos ? std::string_view{} : s.substr(end);
+  std::size_t start = tail.find_first_not_of(" \t");
+  *rest = start == std::string_view::npos ? std::string_view{} : tail.substr(start);
+  return word;
+}
+
+std::optional<uint16_t> parse_port(std::string_view text, int min) {
+  int port = -1;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
+  if (ec != std::errc{} || ptr != text.data() + text.size() || port < min || port > 65535) return std::nullopt;
+  return static_cast<uint16_t>(port);
+}
+
+Err set_listener(ParseState& st, const Value& v) {
+  std::string_view rest;
+  std::string_view port_text = first_word(std::get<std::string>(v), &rest);
+  auto port = parse_port(port_text, 0);
+  if (!port) return "invalid port '" + std::string(port_text) + "' (expected 0..65535)";
+  std::string_view extra;
+  std::string_view address = first_word(rest, &extra);
+  if (!extra.empty() && extra.front() != '#') st.warn("extra argument '" + std::string(extra) + "' after listener address ignored");
+  if (address.starts_with('#')) address = {};
+  if (*port == 0 && address.empty()) return "a listener with port 0 needs a unix socket path";
+  Listener l;
+  l.port = *port;
+  l.address = std::string(address);
+  l.file = st.file;
+  l.line = st.line;
+  st.config.listeners.push_back(std::move(l));
+  st.current = st.config.listeners.size() - 1;
+  return std::nullopt;
+}
+
+// `port` and `bind_address` always configure the default listener, wherever they appear.
+Err set_port(ParseState& st, const Value& v) {
+  st.use_default();
+  st.default_listener.port = static_cast<uint16_t>(std::get<int64_t>(v));
+  return std::nullopt;
+}
+
+Err set_bind_address(ParseState& st, const Value& v) {
+  st.use_default();
+  st.default_listener.address = std::get<std::string>(v);
+  return std::nullopt;
+}
+
+std::string show_port(const Config&, const Listener& l) { return std::to_string(l.port); }
+
+Err set_per_listener_settings(ParseState& st, const Value& v) {
+  bool on = std::get<bool>(v);
+  if (on && st.security_seen) return "per_listener_settings must be set before any other security settings";
+  st.config.per_listener_settings = on;
+  return std::nullopt;
+}
+
+constexpr std::string_view kLogDests = "stdout|stderr|syslog|topic|file|dlt|none";
+constexpr std::string_view kLogTypes =
+    "debug|error|warning|notice|information|subscribe|unsubscribe|websockets|none|all";
+
+bool is_choice(std::string_view choices, std::string_view word) {
+  while (!choices.empty()) {
+    std::size_t bar = choices.find('|');
+    if (choices.substr(0, bar) == word) return true;
+    if (bar == std::string_view::npos) break;
+    choices.remove_prefix(bar + 1);
+  }
+  return false;
+}
+
+Err set_log_dest(ParseState& st, const Value& v) {
+  std::string_view rest;
+  std::string_view dest = first_word(std::get<std::string>(v), &rest);
+  if (!is_choice(kLogDests, dest)) return "invalid destination '" + std::string(dest) + "' (expected one of stdout, stderr, syslog, topic, file, dlt, none)";
+  if (dest == "file") {
+    if (rest.empty()) return "'log_dest file' needs a file path";
+    st.config.log_dest.push_back("file " + std::string(rest));
+    return std::nullopt;
+  }
+  if (!rest.empty() && rest.front() != '#') st.warn("extra argument '" + std::string(rest) + "' for log_dest ignored");
+  st.config.log_dest.emplace_back(dest);
+  return std::nullopt;
+}
+
+std::string show_log_dest(const Config&, const Listener&) { return "stderr"; }
+std::string show_log_type(const Config&, const Listener&) { return "error,warning,notice,information"; }
+
+// Errors inside an included file keep that file's name and line: they travel in st.nested.
+Err set_include_dir(ParseState& st, const Value& v) {
+  if (auto e = detail::include_dir(st, std::get<std::string>(v))) {
+    st.nested = std::move(*e);
+    return st.nested->message;
+  }
+  return std::nullopt;
+}
+
+constexpr int64_t kU32 = std::numeric_limits<uint32_t>::max();
+constexpr int64_t kI64 = std::numeric_limits<int64_t>::max();
+constexpr int64_t kI32 = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxPayload = 268435455;  // MQTT remaining-length limit
+
+constexpr uint8_t R = kReloadable;
+constexpr uint8_t D = kMakesDefault;
+constexpr Kind B = Kind::kBool, U = Kind::kUint, I = Kind::kInt, S = Kind::kString, P = Kind::kPath,
+               E = Kind::kEnum;
+
+// clang-format off
+constexpr Option kOptions[] = {
+  // ---- general (global) ----
+  security<&Config::acl_file, &Listener::acl_file>("acl_file", P, "Access control list file (topic/user/pattern lines)."),
+  security<&Config::allow_anonymous, &Listener::allow_anonymous>("allow_anonymous", B, "Allow clients that send no username. Unset: false if any listener is configured, true in local-only mode."),
+  unsupported("allow_duplicate_messages", Scope::kGlobal, "Deprecated in mosquitto; duplicates are always allowed."),
+  security<&Config::allow_zero_length_clientid, &Listener::allow_zero_length_clientid>("allow_zero_length_clientid", B, "Let MQTT 3.1.1/5 clients connect with an empty client id and get a generated one."),
+  unsupported("auth_opt_*", Scope::kSecurity, "Option passed to the auth plugin."),
+  unsupported("auth_plugin", Scope::kSecurity, "External authentication plugin (shared object)."),
+  unsupported("auth_plugin_deny_special_chars", Scope::kSecurity, "Deny ACL checks for usernames/client ids with + or #."),
+  security<&Config::auto_id_prefix, &Listener::auto_id_prefix>("auto_id_prefix", S, "Prefix of generated client ids."),
+  opt<&Config::autosave_interval>("autosave_interval", U, R, "Seconds between saves of the in-memory database (persistence); 0 = only on exit.", 0, kU32),
+  unsupported("autosave_on_changes", Scope::kGlobal, "Count changes instead of seconds for autosave_interval."),
+  unsupported("check_retain_source", Scope::kGlobal, "Re-check the publisher's access before sending a retained message."),
+  unsupported("clientid_prefixes", Scope::kGlobal, "Deprecated: only allow client ids with this prefix."),
+  opt<&Config::connection_messages>("connection_messages", B, R, "Log client connects and disconnects."),
+  special("include_dir", Kind::kPath, Scope::kGlobal, kNoFlags, "Parse every *.conf file in this directory, in mosquitto's order.", &set_include_dir),
+  special("log_dest", Kind::kSpecial, Scope::kGlobal, R, "Log destination: stdout, stderr, syslog, topic, file PATH, dlt or none; repeatable.", &set_log_dest, &show_log_dest),
+  unsupported("log_facility", Scope::kGlobal, "Syslog facility local0..local7."),
+  opt<&Config::log_timestamp>("log_timestamp", B, R, "Prefix each log line with a timestamp."),
+  opt<&Config::log_timestamp_format>("log_timestamp_format", S, R, "strftime() format of the log timestamp; unset = seconds since the epoch."),
+  {"log_type", E, Scope::kGlobal, R, 0, 0, kLogTypes, "Message types to log; repeatable.", &store<&Config::log_type>, &show_log_type},
+  opt<&Config::max_inflight_bytes>("max_inflight_bytes", U, R, "Per-client byte limit of outgoing QoS 1/2 messages in flight; 0 = no limit.", 0, kI64),
+  opt<&Config::max_inflight_messages>("max_inflight_messages", U, R, "Per-client limit of outgoing QoS 1/2 messages in flight; 0 = no limit.", 0, 65535),
+  opt<&Config::max_keepalive>("max_keepalive", U, R, "Largest keepalive accepted; MQTT 5 clients asking for more are told this value.", 10, 65535),
+  opt<&Config::max_packet_size>("max_packet_size", U, R, "Largest MQTT packet accepted, in bytes (>= 20); unset = no limit.", 20, kU32),
+  opt<&Config::max_queued_bytes>("max_queued_bytes", U, R, "Per-client byte limit of queued QoS 1/2 messages; 0 = no limit.", 0, kI64),
+  opt<&Config::max_queued_messages>("max_queued_messages", U, R, "Per-client limit of queued QoS 1/2 messages; 0 = no limit.", 0, kU32),
+  unsupported("memory_limit", Scope::kGlobal, "Heap limit in bytes."),
+  opt<&Config::message_size_limit>("message_size_limit", U, R, "Largest PUBLISH payload accepted, in bytes; 0 = no limit.", 0, kMaxPayload),
+  security<&Config::password_file, &Listener::password_file>("password_file", P, "Password file made with mosquitto_passwd."),
+  special("per_listener_settings", B, Scope::kGlobal, R, "Make security options (allow_anonymous, password_file, acl_file, ...) apply per listener.", &set_per_listener_settings, &show<&Config::per_listener_settings>),
+  opt<&Config::persistence>("persistence", B, R, "Save sessions, subscriptions and retained messages to disk."),
+  opt<&Config::persistence_file>("persistence_file", S, R, "File name of the persistent database."),
+  opt<&Config::persistence_location>("persistence_location", P, R, "Directory of the persistent database; unset = current directory."),
+  opt<&Config::persistent_client_expiration>("persistent_client_expiration", Kind::kDuration, R, "Expire disconnected persistent clients after N h/d/w/m/y; unset = never.", 1, kI64),
+  opt<&Config::pid_file>("pid_file", P, kNoFlags, "Write the process id to this file."),
+  unsupported("plugin", Scope::kSecurity, "Plugin shared object (mosquitto 2.0 name of auth_plugin)."),
+  unsupported("plugin_opt_*", Scope::kSecurity, "Option passed to the plugin."),
+  unsupported("psk_file", Scope::kSecurity, "Pre-shared-key file (identity:key lines)."),
+  opt<&Config::queue_qos0_messages>("queue_qos0_messages", B, R, "Queue QoS 0 messages for disconnected persistent clients."),
+  opt<&Config::retain_available>("retain_available", B, R, "Support retained messages; false disconnects clients that publish them."),
+  unsupported("retry_interval", Scope::kGlobal, "Removed in mosquitto 2.0 (accepted with a warning)."),
+  opt<&Config::set_tcp_nodelay>("set_tcp_nodelay", B, R, "Set TCP_NODELAY on client sockets."),
+  opt<&Config::sys_interval>("sys_interval", U, R, "Seconds between $SYS updates; 0 disables $SYS.", 0, 65535),
+  opt<&Config::thread_count>("thread_count", U, kMidgeExtension, "Worker threads; 0 = one per core.", 0, 1024),
+  unsupported("upgrade_outgoing_qos", Scope::kGlobal, "Deliver at the subscription's QoS (non-standard)."),
+  opt<&Config::user>("user", S, kNoFlags, "User to switch to when started as root."),
+  // ---- listeners ----
+  special("bind_address", S, Scope::kListener, D, "Deprecated: bind address of the default listener.", &set_bind_address),
+  unsupported("bind_interface", Scope::kListener, "Listen only on this network interface.", D),
+  opt<&Config::http_dir>("http_dir", P, kNoFlags, "Directory served over HTTP by websockets listeners."),
+  special("listener", Kind::kListener, Scope::kListener, kNoFlags, "listener PORT [ADDRESS|UNIX_PATH]: start a listener block; port 0 = unix socket.", &set_listener),
+  mirrored<&Listener::max_connections, &Config::max_connections>("max_connections", I, "Client limit of this listener; -1 = unlimited.", -1, kI32),
+  mirrored<&Listener::max_qos, &Config::max_qos>("max_qos", U, "Highest QoS allowed on this listener (0..2).", 0, 2),
+  unsupported("max_topic_alias", Scope::kListener, "Topic aliases an MQTT 5 client may create."),
+  opt<&Listener::mount_point>("mount_point", S, kNeedsListener, "Topic prefix isolating this listener's clients."),
+  special("port", U, Scope::kListener, D, "Deprecated: port of the default listener (all interfaces).", &set_port, &show_port, 1, 65535),
+  opt<&Listener::protocol>("protocol", E, D, "mqtt or websockets.", 0, 0, "mqtt|websockets"),
+  opt<&Listener::socket_domain>("socket_domain", E, D, "Restrict the listener to ipv4 or ipv6.", 0, 0, "ipv4|ipv6"),
+  unsupported("use_username_as_clientid", Scope::kListener, "Replace the client id with the username.", D),
+  opt<&Config::websockets_log_level>("websockets_log_level", U, kNoFlags, "libwebsockets log level bit mask.", 0, 65535),
+  unsupported("websockets_headers_size", Scope::kGlobal, "Websockets HTTP header buffer size."),
+  // ---- listener TLS ----
+  opt<&Listener::cafile>("cafile", P, D, "PEM CA certificates trusted for client certificates."),
+  opt<&Listener::capath>("capath", P, D, "Directory of PEM CA certificates."),
+  opt<&Listener::certfile>("certfile", P, D, "PEM server certificate (with keyfile enables TLS)."),
+  opt<&Listener::ciphers>("ciphers", S, D, "TLS 1.2 cipher list."),
+  unsupported("ciphers_tls1.3", Scope::kListener, "TLS 1.3 cipher suites.", D),
+  opt<&Listener::crlfile>("crlfile", P, D, "PEM certificate revocation list."),
+  unsupported("dhparamfile", Scope::kListener, "DH parameters for ephemeral DH key exchange.", D),
+  opt<&Listener::keyfile>("keyfile", P, D, "PEM server private key."),
+  unsupported("psk_hint", Scope::kListener, "Enable TLS-PSK with this hint.", D),
+  opt<&Listener::require_certificate>("require_certificate", B, D, "Require a valid client certificate."),
+  unsupported("tls_engine", Scope::kListener, "OpenSSL engine id.", D),
+  unsupported("tls_engine_kpass_sha1", Scope::kListener, "SHA1 of the engine key password."),
+  unsupported("tls_keyform", Scope::kListener, "pem or engine."),
+  opt<&Listener::tls_version>("tls_version", E, kNoFlags, "Minimum TLS version.", 0, 0, "tlsv1.3|tlsv1.2|tlsv1.1"),
+  opt<&Listener::use_identity_as_username>("use_identity_as_username", B, D, "Use the certificate CN (or PSK identity) as username."),
+  opt<&Listener::use_subject_as_username>("use_subject_as_username", B, D, "Use the full certificate subject as username."),
+  // ---- bridges (a `connection` block) ----
+  unsupported("address", Scope::kBridge, "Remote broker address[:port] list."),
+  unsupported("addresses", Scope::kBridge, "Same as address."),
+  unsupported("bridge_alpn", Scope::kBridge, "TLS ALPN of the bridge."),
+  unsupported("bridge_attempt_unsubscribe", Scope::kBridge, "Unsubscribe remote out-topics."),
+  unsupported("bridge_bind_address", Scope::kBridge, "Local address of the bridge socket."),
+  unsupported("bridge_cafile", Scope::kBridge, "Bridge TLS CA file."),
+  unsupported("bridge_capath", Scope::kBridge, "Bridge TLS CA directory."),
+  unsupported("bridge_certfile", Scope::kBridge, "Bridge client certificate."),
+  unsupported("bridge_identity", Scope::kBridge, "Bridge PSK identity."),
+  unsupported("bridge_insecure", Scope::kBridge, "Skip remote host name verification."),
+  unsupported("bridge_keyfile", Scope::kBridge, "Bridge client key."),
+  unsupported("bridge_max_packet_size", Scope::kBridge, "Largest packet sent to the remote broker."),
+  unsupported("bridge_outgoing_retain", Scope::kBridge, "Keep the retain bit on outgoing messages."),
+  unsupported("bridge_protocol_version", Scope::kBridge, "mqttv50, mqttv311 or mqttv31."),
+  unsupported("bridge_psk", Scope::kBridge, "Bridge pre-shared key."),
+  unsupported("bridge_require_ocsp", Scope::kBridge, "Require OCSP on the bridge TLS connection."),
+  unsupported("bridge_tls_version", Scope::kBridge, "Bridge TLS version."),
+  unsupported("cleansession", Scope::kBridge, "Clean session of the bridge."),
+  unsupported("clientid", Scope::kBridge, "Old name of remote_clientid."),
+  unsupported("connection", Scope::kBridge, "Start a bridge block named NAME."),
+  unsupported("idle_timeout", Scope::kBridge, "Idle seconds before a lazy bridge stops."),
+  unsupported("keepalive_interval", Scope::kBridge, "Bridge keepalive seconds."),
+  unsupported("local_cleansession", Scope::kBridge, "Clean session of the local side."),
+  unsupported("local_clientid", Scope::kBridge, "Client id on the local broker."),
+  unsupported("local_password", Scope::kBridge, "Password on the local broker."),
+  unsupported("local_username", Scope::kBridge, "Username on the local broker."),
+  unsupported("notification_topic", Scope::kBridge, "Topic of bridge state notifications."),
+  unsupported("notifications", Scope::kBridge, "Publish bridge state notifications."),
+  unsupported("notifications_local_only", Scope::kBridge, "Publish notifications locally only."),
+  unsupported("password", Scope::kBridge, "Old name of remote_password."),
+  unsupported("remote_clientid", Scope::kBridge, "Client id on the remote broker."),
+  unsupported("remote_password", Scope::kBridge, "Password on the remote broker."),
+  unsupported("remote_username", Scope::kBridge, "Username on the remote broker."),
+  unsupported("restart_timeout", Scope::kBridge, "Reconnect delay: constant or base cap."),
+  unsupported("round_robin", Scope::kBridge, "Treat all bridge addresses as equals."),
+  unsupported("start_type", Scope::kBridge, "automatic, lazy or once."),
+  unsupported("threshold", Scope::kBridge, "Queued messages that start a lazy bridge."),
+  unsupported("topic", Scope::kBridge, "Topic pattern [direction [qos [local remote]]] shared with the remote."),
+  unsupported("try_private", Scope::kBridge, "Announce the bridge to the remote broker."),
+  unsupported("username", Scope::kBridge, "Old name of remote_username."),
+};
+// clang-format on
+
+}  // namespace
+
+std::span<const Option> option_table() { return kOptions; }
+
+const Option* find_option(std::string_view name) {
+  for (const Option& o : kOptions) {
+    if (o.name == name) return &o;
+  }
+  for (const Option& o : kOptions) {
+    if (o.name.ends_with('*') && name.size() > o.name.size() - 1 && name.starts_with(o.name.substr(0, o.name.size() - 1))) {
+      return &o;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace midge::config

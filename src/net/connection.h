@@ -1,0 +1,79 @@
+// One client connection on one worker: reads into a large buffer, decodes
+// every whole packet in it, hands packets to the worker's Broker, and
+// gathers everything the broker writes into one output buffer that the
+// worker flushes once per loop turn (one write syscall per socket per turn).
+// Owned by its worker thread.
+#pragma once
+
+#include <asio.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "broker/link.h"
+#include "protocol/codec.h"
+#include "util/time.h"
+
+namespace midge::net {
+
+class Worker;
+
+class Connection final : public broker::Link, public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Worker& worker, asio::ip::tcp::socket socket, uint64_t id);
+  ~Connection() override;
+
+  // Starts reading; `pending` holds bytes already read by a previous owner
+  // (a connection handed over from another worker after its CONNECT).
+  void start(std::string pending = {});
+  // Continues a connection handed over by another worker: processes its
+  // CONNECT here, then the bytes that followed it.
+  void adopt(protocol::ConnectPacket&& connect, bool id_assigned, std::string pending);
+
+  // broker::Link
+  std::string& out() override { return out_; }
+  void commit() override;
+  size_t pending_bytes() const override { return out_.size(); }
+  void close() override;
+
+  // Called by the worker once per loop turn when this connection has output.
+  void flush();
+  uint64_t id() const { return id_; }
+  bool closed() const { return closed_; }
+  TimePoint deadline() const { return deadline_; }
+  // Time of this connection's live entry in the worker's deadline heap.
+  TimePoint watched_until = TimePoint::max();
+  // Keep alive or CONNECT timeout expired.
+  void on_deadline(TimePoint now);
+
+ private:
+  void read_more();
+  void on_read(const asio::error_code& ec, size_t n);
+  void process_input(TimePoint now);
+  bool handle_packet(protocol::Packet&& packet, TimePoint now);
+  void handle_connect(protocol::ConnectPacket&& connect, TimePoint now);
+  void fail(protocol::ReasonCode reason, TimePoint now);
+  void write_now();
+  void finish_close();
+  void lost(TimePoint now);
+  void update_deadline(TimePoint now);
+  void shrink_buffers();
+
+  Worker& worker_;
+  asio::ip::tcp::socket socket_;
+  const uint64_t id_;
+  std::string in_;          // bytes read, not yet decoded, from in_start_
+  size_t in_start_ = 0;
+  std::string out_;         // bytes to write, from out_start_
+  size_t out_start_ = 0;
+  bool dirty_ = false;        // queued in the worker's flush list
+  bool waiting_write_ = false;  // socket full: waiting for writability
+  bool reading_ = false;
+  bool closing_ = false;      // close requested: flush, then close
+  bool closed_ = false;
+  bool connected_ = false;    // CONNECT accepted
+  TimePoint deadline_{};
+  protocol::DecodeLimits limits_;
+};
+
+}  // namespace midge::net

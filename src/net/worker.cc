@@ -1,0 +1,190 @@
+#include "net/worker.h"
+
+#include "net/connection.h"
+
+namespace midge::net {
+
+namespace {
+constexpr auto kTick = milliseconds(100);
+}
+
+Worker::Worker(unsigned index, broker::SharedState& shared, std::vector<std::unique_ptr<Worker>>& all,
+               std::function<void(const std::string&)> log)
+    : index_(index),
+      shared_(shared),
+      all_(all),
+      log_(std::move(log)),
+      guard_(asio::make_work_guard(io_)),
+      tick_(io_),
+      broker_(index, shared, *this) {}
+
+Worker::~Worker() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::start() {
+  outbox_.resize(all_.size());
+  thread_ = std::thread([this] {
+    arm_tick();
+    io_.run();
+  });
+}
+
+void Worker::stop() {
+  asio::post(io_, [this] { do_stop(); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::do_stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  broker_.shutdown(Clock::now());
+  flush_turn();
+  std::vector<std::shared_ptr<Connection>> all;
+  for (auto& [id, c] : connections_) all.push_back(c);
+  for (auto& c : all) c->close();
+  tick_.cancel();
+  guard_.reset();
+  // Give closing sockets a moment to drain, then leave the loop.
+  auto timer = std::make_shared<asio::steady_timer>(io_, milliseconds(200));
+  timer->async_wait([this, timer](const asio::error_code&) { io_.stop(); });
+}
+
+void Worker::adopt_socket(asio::ip::tcp::socket socket) {
+  broker::Stats::add(stats().sockets_total);
+  asio::error_code ec;
+  if (shared_.settings.max_connections >= 0 &&
+      connections_.size() >= static_cast<size_t>(shared_.settings.max_connections)) {
+    socket.close(ec);
+    return;
+  }
+  const uint64_t id = next_id_++;
+  auto c = std::make_shared<Connection>(*this, std::move(socket), id);
+  connections_.emplace(id, c);
+  c->start();
+}
+
+void Worker::adopt_connected(int fd, bool v6, protocol::ConnectPacket connect, bool id_assigned,
+                             std::string pending) {
+  asio::ip::tcp::socket socket(io_);
+  asio::error_code ec;
+  socket.assign(v6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return;
+  }
+  const uint64_t id = next_id_++;
+  auto c = std::make_shared<Connection>(*this, std::move(socket), id);
+  connections_.emplace(id, c);
+  c->adopt(std::move(connect), id_assigned, std::move(pending));
+}
+
+void Worker::hand_over(Connection& connection, asio::ip::tcp::socket& socket, unsigned target,
+                       protocol::ConnectPacket&& connect, bool id_assigned, std::string pending) {
+  asio::error_code ec;
+  const bool v6 = socket.local_endpoint(ec).address().is_v6();
+  const int fd = socket.release(ec);
+  remove(connection.id());
+  if (ec) return;
+  Worker* to = all_[target].get();
+  asio::post(to->io(), [to, fd, v6, c = std::move(connect), id_assigned, p = std::move(pending)]() mutable {
+    to->adopt_connected(fd, v6, std::move(c), id_assigned, std::move(p));
+  });
+}
+
+void Worker::remove(uint64_t id) {
+  // Deferred: the connection may be running one of its own handlers.
+  asio::post(io_, [this, id] { connections_.erase(id); });
+}
+
+void Worker::mark_dirty(Connection& connection) {
+  dirty_.push_back(connection.shared_from_this());
+  schedule_flush();
+}
+
+// Keeps one live heap entry per connection, no later than its deadline.
+// Activity moves deadlines later without touching the heap; the entry is
+// re-pushed when it pops early.
+void Worker::watch_deadline(Connection& connection) {
+  const TimePoint deadline = connection.deadline();
+  if (deadline == TimePoint::max() || deadline >= connection.watched_until) return;
+  connection.watched_until = deadline;
+  deadlines_.emplace(deadline, connection.id());
+}
+
+void Worker::schedule_flush() {
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  // Runs after the handlers already queued in this turn: every socket that
+  // got output during the turn is written once.
+  asio::post(io_, [this] { flush_turn(); });
+}
+
+void Worker::flush_turn() {
+  flush_scheduled_ = false;
+  std::vector<std::shared_ptr<Connection>> dirty;
+  dirty.swap(dirty_);
+  for (auto& c : dirty) c->flush();
+  for (size_t w = 0; w < outbox_.size(); ++w) {
+    if (outbox_[w].empty()) continue;
+    Worker* to = all_[w].get();
+    asio::post(to->io(), [to, tasks = std::move(outbox_[w])]() mutable { to->run_tasks(tasks); });
+    outbox_[w].clear();
+  }
+}
+
+void Worker::run_tasks(std::vector<Task>& tasks) {
+  const TimePoint now = Clock::now();
+  for (Task& t : tasks) {
+    if (t.member) {
+      broker_.on_shared_delivery(*t.member, t.message, now);
+    } else {
+      broker_.on_remote_publish(t.message, now);
+    }
+  }
+}
+
+void Worker::broadcast(const broker::MessagePtr& message) {
+  if (all_.size() <= 1) return;
+  for (size_t w = 0; w < all_.size(); ++w) {
+    if (w != index_) outbox_[w].push_back(Task{message, std::nullopt});
+  }
+  schedule_flush();
+}
+
+void Worker::deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message) {
+  outbox_[member.worker].push_back(Task{message, member});
+  schedule_flush();
+}
+
+void Worker::arm_tick() {
+  tick_.expires_after(kTick);
+  tick_.async_wait([this](const asio::error_code& ec) {
+    if (!ec) on_tick();
+  });
+}
+
+void Worker::on_tick() {
+  const TimePoint now = Clock::now();
+  while (!deadlines_.empty() && deadlines_.top().first <= now) {
+    const auto [when, id] = deadlines_.top();
+    deadlines_.pop();
+    auto it = connections_.find(id);
+    if (it == connections_.end()) continue;
+    std::shared_ptr<Connection> c = it->second;
+    if (c->closed() || when != c->watched_until) continue;  // stale entry
+    c->watched_until = TimePoint::max();
+    if (c->deadline() <= now) {
+      c->on_deadline(now);
+    } else {
+      watch_deadline(*c);  // the deadline moved: look again then
+    }
+  }
+  broker_.tick(now);
+  arm_tick();
+}
+
+}  // namespace midge::net

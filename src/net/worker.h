@@ -1,0 +1,94 @@
+// One event loop thread: an asio::io_context, the connections living on it,
+// its Broker, a 100 ms tick for timers, the per-turn flush of dirty sockets
+// and mailboxes to the other workers (batched per turn).
+#pragma once
+
+#include <asio.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/broker.h"
+#include "broker/shared_state.h"
+#include "util/time.h"
+
+namespace midge::net {
+
+class Connection;
+class Server;
+
+class Worker final : public broker::Router {
+ public:
+  Worker(unsigned index, broker::SharedState& shared, std::vector<std::unique_ptr<Worker>>& all,
+         std::function<void(const std::string&)> log);
+  ~Worker() override;
+
+  void start();   // spawns the thread
+  void stop();    // asks for a clean stop (from any thread)
+  void join();
+
+  asio::io_context& io() { return io_; }
+  broker::Broker& broker() { return broker_; }
+  broker::Stats& stats() { return broker_.stats(); }
+  unsigned index() const { return index_; }
+  unsigned worker_count() const { return static_cast<unsigned>(all_.size()); }
+  const broker::Settings& settings() const { return shared_.settings; }
+  void log(const std::string& line) { log_(line); }
+
+  // A freshly accepted socket for this worker (called on this thread).
+  void adopt_socket(asio::ip::tcp::socket socket);
+  // A connection whose CONNECT belongs to a session on this worker.
+  void adopt_connected(int fd, bool v6, protocol::ConnectPacket connect, bool id_assigned,
+                       std::string pending);
+  // Moves a connection to `target` after its CONNECT (sessions live on the
+  // worker that owns their client id).
+  void hand_over(Connection& connection, asio::ip::tcp::socket& socket, unsigned target,
+                 protocol::ConnectPacket&& connect, bool id_assigned, std::string pending);
+
+  void mark_dirty(Connection& connection);
+  void watch_deadline(Connection& connection);
+  void remove(uint64_t id);
+
+  // broker::Router
+  void broadcast(const broker::MessagePtr& message) override;
+  void deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message) override;
+
+  size_t connection_count() const { return connections_.size(); }
+
+ private:
+  struct Task {
+    broker::MessagePtr message;
+    std::optional<broker::SharedMember> member;
+  };
+  void schedule_flush();
+  void flush_turn();
+  void run_tasks(std::vector<Task>& tasks);
+  void arm_tick();
+  void on_tick();
+  void do_stop();
+
+  const unsigned index_;
+  broker::SharedState& shared_;
+  std::vector<std::unique_ptr<Worker>>& all_;
+  std::function<void(const std::string&)> log_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  asio::steady_timer tick_;
+  broker::Broker broker_;
+  std::thread thread_;
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, std::shared_ptr<Connection>> connections_;
+  std::vector<std::shared_ptr<Connection>> dirty_;
+  bool flush_scheduled_ = false;
+  std::vector<std::vector<Task>> outbox_;  // per target worker
+  using Deadline = std::pair<TimePoint, uint64_t>;
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  bool stopping_ = false;
+};
+
+}  // namespace midge::net

@@ -1,0 +1,63 @@
+// Sans-IO MQTT codec: a pure function of bytes in, packet (or error) out, and
+// packet in, bytes appended out. Never touches a socket, clock or global.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "protocol/packets.h"
+
+namespace midge::protocol {
+
+enum class DecodeStatus : uint8_t {
+  kPacket,    // `packet` holds a packet; `consumed` bytes were used
+  kNeedMore,  // the buffer holds only part of a packet; feed more bytes
+  kError,     // malformed/protocol error; `error` says which, close the connection
+};
+
+struct DecodeResult {
+  DecodeStatus status = DecodeStatus::kNeedMore;
+  size_t consumed = 0;
+  ReasonCode error = ReasonCode::kSuccess;
+  // For kError: a short human-readable explanation for logs / reason string.
+  const char* message = "";
+};
+
+struct DecodeLimits {
+  // Largest whole packet (fixed header included) accepted; larger packets are
+  // rejected with kPacketTooLarge as soon as the fixed header is read, before
+  // the body arrives. 268435460 is the protocol maximum.
+  uint32_t max_packet_size = 268435460;
+};
+
+// Decodes the first packet in `data`, sent by a client to a server or by a
+// server to a client (both directions are accepted; the caller decides what
+// is legal for its role). `version` is the protocol version negotiated by
+// CONNECT; to decode the CONNECT itself, pass any version: a CONNECT packet
+// carries its own version and the decoder reads it from the packet.
+// Validates everything that can be checked on one packet alone: fixed header
+// flags [MQTT-2.2.2-2], remaining length encoding, string lengths, UTF-8
+// well-formedness and forbidden code points [MQTT-1.5.4], property ids allowed
+// per packet and duplicates, packet id != 0 where required, reserved bits,
+// QoS 3, topic names without wildcards, topic filters syntax, non-empty
+// SUBSCRIBE/UNSUBSCRIBE. Does not check semantics that need state (topic
+// alias ranges, receive maximum, ...).
+DecodeResult decode(std::string_view data, Version version, Packet& packet,
+                    const DecodeLimits& limits = {});
+
+// Appends the encoding of `packet` for protocol `version` to `out`.
+// Properties are written only for v5. For v3 CONNACK/SUBACK the reason codes
+// are mapped onto 3.1.1 return codes.
+void encode(const Packet& packet, Version version, std::string& out);
+
+// Size in bytes of the whole encoded packet, for maximum-packet-size checks.
+size_t encoded_size(const Packet& packet, Version version);
+
+// Variable byte integer (section 1.5.5) helpers, used by the encoder and by
+// callers that build packets by hand.
+void append_varint(uint32_t value, std::string& out);
+size_t varint_size(uint32_t value);
+
+}  // namespace midge::protocol

@@ -1,0 +1,32 @@
+// Topic names and topic filters (MQTT 5.0 section 4.7, 3.1.1 section 4.7).
+#pragma once
+
+#include <string_view>
+
+namespace midge::protocol {
+
+// Well-formed UTF-8 without U+0000, surrogates or overlong forms
+// [MQTT-1.5.4-1], [MQTT-1.5.4-2].
+bool is_valid_utf8(std::string_view s);
+
+// A topic name for PUBLISH: non-empty, valid UTF-8, no '+' or '#'
+// [MQTT-3.3.2-2], at most 65535 bytes.
+bool is_valid_topic_name(std::string_view topic);
+
+// A topic filter: non-empty, valid UTF-8; '#' only as the whole last level;
+// '+' only as a whole level [MQTT-4.7.1-1], [MQTT-4.7.1-2]. "$share/G/F"
+// shared filters are valid when G is non-empty without wildcards and F is a
+// valid filter [MQTT-4.8.2-1], [MQTT-4.8.2-2].
+bool is_valid_topic_filter(std::string_view filter);
+
+// Splits "$share/group/filter" into group and filter; false if `filter` is
+// not a shared subscription.
+bool split_shared_filter(std::string_view filter, std::string_view& group,
+                         std::string_view& inner);
+
+// True when `topic` (a topic name) matches `filter` (a non-shared topic
+// filter), including the rules that '+' and '#' at the first level do not
+// match topics starting with '$' [MQTT-4.7.2-1] and that "a/#" matches "a".
+bool topic_matches(std::string_view filter, std::string_view topic);
+
+}  // namespace midge::protocol

@@ -1,0 +1,35 @@
+// Log lines in Mosquitto's shape ("1700000000: message") to the
+// destinations of `log_dest`: stderr (default), stdout, file PATH, syslog,
+// none. Thread-safe; logging is off the hot path.
+#pragma once
+
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace midge::server {
+
+class Logger {
+ public:
+  Logger() = default;
+  ~Logger();
+  Logger(const Logger&) = delete;
+  Logger& operator=(const Logger&) = delete;
+
+  // Returns an error message, or "" on success.
+  std::string configure(const std::vector<std::string>& dests, bool timestamps);
+  void log(const std::string& line);
+  // Re-opens log files (after rotation, on SIGHUP).
+  void reopen();
+
+ private:
+  std::mutex mutex_;
+  bool to_stderr_ = true;
+  bool to_stdout_ = false;
+  bool to_syslog_ = false;
+  bool timestamps_ = true;
+  std::vector<std::pair<std::string, FILE*>> files_;  // guarded by mutex_
+};
+
+}  // namespace midge::server

@@ -1,0 +1,324 @@
+#include "server/server.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker/shared_state.h"
+#include "config/config.h"
+#include "net/worker.h"
+#include "server/logger.h"
+
+namespace midge::server {
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+struct Options {
+  std::string config_file;
+  int port = -1;
+  bool verbose = false;
+  bool daemon = false;
+};
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "midge version %s\n\n"
+               "midge is an MQTT 5.0/3.1.1/3.1 broker.\n\n"
+               "Usage: midge [-c config_file] [-d] [-h] [-p port] [-v]\n\n"
+               " -c : specify the broker config file.\n"
+               " -d : put the broker into the background after starting.\n"
+               " -h : display this help.\n"
+               " -p : start the broker listening on the specified port.\n"
+               "      Not recommended in conjunction with the -c option.\n"
+               " -v : verbose mode - enable all logging types. This overrides\n"
+               "      any logging options given in the config file.\n",
+               kVersion);
+}
+
+// Returns -1 to continue, or an exit code.
+int parse_args(int argc, char** argv, Options& o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* what) -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "Error: %s argument given, but no %s specified.\n\n", a.c_str(), what);
+        return nullptr;
+      }
+      return argv[++i];
+    };
+    if (a == "-c" || a == "--config-file") {
+      const char* v = value("config file");
+      if (!v) return 1;
+      o.config_file = v;
+    } else if (a == "-p" || a == "--port") {
+      const char* v = value("port");
+      if (!v) return 1;
+      char* end = nullptr;
+      const long port = std::strtol(v, &end, 10);
+      if (*v == '\0' || *end != '\0' || port < 1 || port > 65535) {
+        std::fprintf(stderr, "Error: Invalid port specified (%s).\n", v);
+        return 1;
+      }
+      o.port = static_cast<int>(port);
+    } else if (a == "-v" || a == "--verbose") {
+      o.verbose = true;
+    } else if (a == "-d" || a == "--daemon") {
+      o.daemon = true;
+    } else if (a == "-h" || a == "--help") {
+      usage(stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "Error: Unknown option '%s'.\n", a.c_str());
+      usage(stderr);
+      return 1;
+    }
+  }
+  return -1;
+}
+
+void raise_file_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+broker::Settings make_settings(const config::Config& c) {
+  broker::Settings s;
+  // Mosquitto 2.0: anonymous clients are allowed in local-only mode, refused
+  // as soon as a listener is configured unless allow_anonymous is true.
+  s.allow_anonymous = c.allow_anonymous.value_or(c.local_only);
+  s.max_queued_messages = c.max_queued_messages;
+  s.max_queued_bytes = c.max_queued_bytes;
+  s.queue_qos0_messages = c.queue_qos0_messages;
+  s.max_inflight_messages = c.max_inflight_messages;
+  s.message_size_limit = c.message_size_limit;
+  s.max_packet_size = c.max_packet_size;
+  s.max_keepalive = c.max_keepalive;
+  s.persistent_client_expiration = c.persistent_client_expiration;
+  s.sys_interval = c.sys_interval;
+  s.retain_available = c.retain_available;
+  s.max_qos = c.max_qos;
+  s.allow_zero_length_clientid = c.allow_zero_length_clientid;
+  s.auto_id_prefix = c.auto_id_prefix;
+  s.max_connections = c.max_connections;
+  s.version = std::string("midge version ") + kVersion;
+  return s;
+}
+
+struct Endpoint {
+  asio::ip::tcp::endpoint endpoint;
+  std::string label;
+};
+
+// Addresses one `listener` binds: all interfaces (IPv4 and IPv6), the
+// loopback pair in local-only mode, or what ADDRESS resolves to.
+std::vector<asio::ip::tcp::endpoint> resolve(const config::Listener& l, std::string& error) {
+  std::vector<asio::ip::tcp::endpoint> out;
+  if (l.address.empty()) {
+    if (l.socket_domain != "ipv6") out.emplace_back(asio::ip::address_v4::any(), l.port);
+    if (l.socket_domain != "ipv4") out.emplace_back(asio::ip::address_v6::any(), l.port);
+    return out;
+  }
+  asio::io_context io;
+  asio::ip::tcp::resolver resolver(io);
+  asio::error_code ec;
+  auto results = resolver.resolve(l.address, std::to_string(l.port), ec);
+  if (ec) {
+    error = "cannot resolve listener address '" + l.address + "': " + ec.message();
+    return out;
+  }
+  for (const auto& r : results) {
+    const auto ep = r.endpoint();
+    if (l.socket_domain == "ipv4" && !ep.address().is_v4()) continue;
+    if (l.socket_domain == "ipv6" && !ep.address().is_v6()) continue;
+    if (std::find(out.begin(), out.end(), ep) == out.end()) out.push_back(ep);
+  }
+  return out;
+}
+
+class Acceptor {
+ public:
+  Acceptor(asio::io_context& io, std::vector<std::unique_ptr<net::Worker>>& workers)
+      : acceptor_(io), workers_(workers) {}
+
+  std::string open(const asio::ip::tcp::endpoint& ep) {
+    asio::error_code ec;
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec && ep.address().is_v6()) acceptor_.set_option(asio::ip::v6_only(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    return ec ? ec.message() : "";
+  }
+
+  void accept() {
+    net::Worker* target = workers_[next_++ % workers_.size()].get();
+    acceptor_.async_accept(target->io(), [this, target](const asio::error_code& ec, asio::ip::tcp::socket s) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) {
+        asio::post(target->io(), [target, sock = std::move(s)]() mutable { target->adopt_socket(std::move(sock)); });
+      }
+      accept();
+    });
+  }
+
+  void close() {
+    asio::error_code ec;
+    acceptor_.close(ec);
+  }
+
+ private:
+  asio::ip::tcp::acceptor acceptor_;
+  std::vector<std::unique_ptr<net::Worker>>& workers_;
+  size_t next_ = 0;
+};
+
+void write_pid_file(const std::string& path, Logger& log) {
+  if (path.empty()) return;
+  std::ofstream f(path, std::ios::trunc);
+  if (!f) {
+    log.log("Warning: Unable to write pid file " + path + ".");
+    return;
+  }
+  f << getpid() << "\n";
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  Options opt;
+  if (int rc = parse_args(argc, argv, opt); rc >= 0) return rc;
+
+  config::Config cfg;
+  if (!opt.config_file.empty()) {
+    auto loaded = config::load_file(opt.config_file);
+    if (auto* err = std::get_if<config::Error>(&loaded)) {
+      std::fprintf(stderr, "Error: %s\n", err->to_string().c_str());
+      return 3;
+    }
+    cfg = std::get<config::Config>(std::move(loaded));
+  } else {
+    auto loaded = config::parse_string("", "<default>");
+    cfg = std::get<config::Config>(std::move(loaded));
+  }
+  if (opt.port > 0) config::apply_port_override(cfg, static_cast<uint16_t>(opt.port));
+
+  Logger log;
+  if (std::string err = log.configure(opt.verbose ? std::vector<std::string>{} : cfg.log_dest, cfg.log_timestamp);
+      !err.empty()) {
+    std::fprintf(stderr, "Error: %s\n", err.c_str());
+    return 1;
+  }
+  auto say = [&log](const std::string& line) { log.log(line); };
+  say(std::string("midge version ") + kVersion + " starting");
+  say(opt.config_file.empty() ? "Using default config." : "Config loaded from " + opt.config_file + ".");
+  for (const std::string& w : cfg.warnings) say("Warning: " + w);
+  if (cfg.local_only) {
+    say("Starting in local only mode. Connections will only be possible from clients running on this machine.");
+    say("Create a configuration file which defines a listener to allow remote access.");
+  }
+  raise_file_limit();
+
+  broker::SharedState shared(make_settings(cfg));
+  shared.start_time = Clock::now();
+  const unsigned threads = cfg.thread_count != 0 ? cfg.thread_count : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::unique_ptr<net::Worker>> workers;
+  for (unsigned i = 0; i < threads; ++i) workers.push_back(std::make_unique<net::Worker>(i, shared, workers, say));
+  for (auto& w : workers) shared.worker_stats.push_back(&w->stats());
+
+  asio::io_context& io0 = workers[0]->io();
+  std::vector<std::unique_ptr<Acceptor>> acceptors;
+  std::vector<config::Listener> listeners = cfg.listeners;
+  if (cfg.local_only) {
+    config::Listener l;
+    l.port = listeners.empty() ? 1883 : listeners.front().port;
+    l.address = "127.0.0.1";
+    config::Listener l6 = l;
+    l6.address = "::1";
+    listeners = {l, l6};
+  }
+  for (const config::Listener& l : listeners) {
+    if (l.protocol != "mqtt") {
+      say("Warning: " + l.file + ":" + std::to_string(l.line) + ": protocol " + l.protocol +
+          " is not supported by this build yet; listener on port " + std::to_string(l.port) + " skipped.");
+      continue;
+    }
+    if (l.port == 0) {
+      say("Warning: unix socket listeners are not supported yet; skipped.");
+      continue;
+    }
+    std::string err;
+    auto endpoints = resolve(l, err);
+    if (!err.empty()) {
+      say("Error: " + err);
+      return 1;
+    }
+    for (const auto& ep : endpoints) {
+      auto a = std::make_unique<Acceptor>(io0, workers);
+      const bool v6 = ep.address().is_v6();
+      say(std::string("Opening ") + (v6 ? "ipv6" : "ipv4") + " listen socket on port " + std::to_string(l.port) + ".");
+      if (std::string e = a->open(ep); !e.empty()) {
+        // A missing IPv6 stack is not fatal when IPv4 works.
+        if (v6 && (l.address.empty() || cfg.local_only)) {
+          say("Warning: cannot open ipv6 listen socket: " + e);
+          continue;
+        }
+        say("Error: Unable to open listen socket on " + ep.address().to_string() + " port " +
+            std::to_string(l.port) + ": " + e + ".");
+        return 1;
+      }
+      acceptors.push_back(std::move(a));
+    }
+  }
+  if (acceptors.empty()) {
+    say("Error: Unable to open any listening socket.");
+    return 1;
+  }
+
+  if (opt.daemon && daemon(1, 0) != 0) {
+    say("Error: cannot daemonize.");
+    return 1;
+  }
+  write_pid_file(cfg.pid_file, log);
+
+  asio::signal_set signals(io0, SIGINT, SIGTERM);
+  signals.async_wait([&](const asio::error_code& ec, int sig) {
+    if (ec) return;
+    say(std::string("midge received signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping.");
+    for (auto& a : acceptors) a->close();
+    for (auto& w : workers) w->stop();
+  });
+  asio::signal_set hup(io0, SIGHUP);
+  std::function<void()> wait_hup = [&] {
+    hup.async_wait([&](const asio::error_code& ec, int) {
+      if (ec) return;
+      say("Reloading config (log files re-opened).");
+      log.reopen();
+      wait_hup();
+    });
+  };
+  wait_hup();
+
+  for (auto& a : acceptors) a->accept();
+  for (auto& w : workers) w->start();
+  say(std::string("midge version ") + kVersion + " running");
+  for (auto& w : workers) w->join();
+  signals.cancel();
+  hup.cancel();
+  if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
+  say(std::string("midge version ") + kVersion + " terminating");
+  return 0;
+}
+
+}  // namespace midge::server
