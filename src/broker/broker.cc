@@ -53,6 +53,14 @@ void Broker::send(Link& link, const protocol::Packet& packet) {
   Stats::add(stats_.messages_sent);
 }
 
+void Broker::send_ack(Link& link, protocol::PacketType type, uint16_t id, ReasonCode reason) {
+  protocol::AckPacket ack;
+  ack.type = type;
+  ack.packet_id = id;
+  ack.reason = reason;
+  send(link, ack);
+}
+
 ReasonCode Broker::check_connect(const protocol::ConnectPacket& c, bool id_assigned) const {
   if (c.client_id.empty() && !id_assigned) return ReasonCode::kClientIdentifierNotValid;
   if (!settings_.allow_anonymous && !c.username) return ReasonCode::kNotAuthorized;
@@ -82,6 +90,7 @@ bool Broker::refuse(Link& link, const protocol::ConnectPacket& c, ReasonCode rea
 
 bool Broker::on_connect(Link& link, protocol::ConnectPacket&& c, bool id_assigned, TimePoint now) {
   link.version = c.version;
+  Stats::add(stats_.messages_received);
   if (ReasonCode reason = check_connect(c, id_assigned); reason != ReasonCode::kSuccess) {
     return refuse(link, c, reason);
   }
@@ -90,13 +99,14 @@ bool Broker::on_connect(Link& link, protocol::ConnectPacket&& c, bool id_assigne
   Session* session = nullptr;
   if (auto it = sessions_.find(c.client_id); it != sessions_.end()) {
     session = it->second.get();
+    const bool was_offline = session->link == nullptr;
     take_over(*session, c.clean_start, now);
+    if (was_offline) Stats::add(stats_.clients_disconnected, -1);
     if (c.clean_start) {
       end_session(*session, now);  // [MQTT-3.1.2-4]
       session = nullptr;
     } else {
       present = true;
-      if (!session->link) Stats::add(stats_.clients_disconnected, -1);
     }
   }
   if (!session) {

@@ -98,6 +98,7 @@ class Broker {
   void publish_will(Session& session, TimePoint now);
   void schedule(TimePoint at, const std::string& client_id);
   void send(Link& link, const protocol::Packet& packet);
+  void send_ack(Link& link, protocol::PacketType type, uint16_t id, protocol::ReasonCode reason);
 
   // publish path (broker_publish.cc)
   void handle_publish(Session& session, protocol::PublishPacket&& p, TimePoint now);

@@ -12,18 +12,6 @@ using protocol::PacketType;
 using protocol::ReasonCode;
 using protocol::Version;
 
-namespace {
-
-void send_ack(Link& link, PacketType type, uint16_t id, ReasonCode reason) {
-  protocol::AckPacket ack;
-  ack.type = type;
-  ack.packet_id = id;
-  ack.reason = reason;
-  protocol::encode(ack, link.version, link.out());
-  link.commit();
-}
-
-}  // namespace
 
 // Topic aliases from the client [MQTT-3.3.2-7..12]: a topic with an alias
 // sets it; an empty topic with an alias uses it.
@@ -83,7 +71,7 @@ void Broker::handle_publish(Session& session, protocol::PublishPacket&& p, TimeP
   if (p.topic.rfind("$SYS", 0) == 0) {
     outcome = ReasonCode::kNotAuthorized;  // only the broker writes $SYS
   } else if (settings_.message_size_limit != 0 && p.payload.size() > settings_.message_size_limit) {
-    outcome = ReasonCode::kPacketTooLarge;
+    outcome = ReasonCode::kQuotaExceeded;  // 0x95 is not a PUBACK/PUBREC reason
   }
   if (outcome == ReasonCode::kSuccess) {
     auto message = std::make_shared<Message>();
@@ -135,6 +123,7 @@ void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePo
       return;
     }
     it->released = true;
+    forget_stored(it->delivery);
     it->delivery.message.reset();  // the payload is no longer needed
     send_ack(link, PacketType::kPubrel, ack.packet_id, ReasonCode::kSuccess);
     return;

@@ -35,11 +35,10 @@ struct Settings {
   uint8_t max_qos = 2;
   bool allow_zero_length_clientid = true;
   std::string auto_id_prefix = "auto-";
-  uint16_t max_topic_alias = 10;
-  int max_connections = -1;            // per worker share of the listener limit; -1 = none        // aliases a client may use toward us
+  uint16_t max_topic_alias = 10;        // aliases a client may use toward us
   // Output buffered for one connection beyond which QoS 0 messages to it are
   // dropped (the slow-consumer policy, see README).
-  size_t max_pending_output = 8u << 20;
+  size_t max_pending_output = 1u << 20;
   std::string version = "midge version 0.1.0";
 };
 

@@ -37,8 +37,8 @@ bool looks_like_v5_connect(std::string_view data) {
 
 }  // namespace
 
-Connection::Connection(Worker& worker, asio::ip::tcp::socket socket, uint64_t id)
-    : worker_(worker), socket_(std::move(socket)), id_(id) {
+Connection::Connection(Worker& worker, asio::ip::tcp::socket socket, uint64_t id, ListenerSlot slot)
+    : worker_(worker), socket_(std::move(socket)), id_(id), slot_(std::move(slot)) {
   const uint32_t max = worker.settings().max_packet_size;
   if (max != 0) limits_.max_packet_size = max;
   asio::error_code ec;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <asio.hpp>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -18,9 +19,25 @@ namespace midge::net {
 
 class Worker;
 
+// One place in a listener's `max_connections`; given back when the socket
+// closes, wherever the connection lives by then.
+class ListenerSlot {
+ public:
+  ListenerSlot() = default;
+  explicit ListenerSlot(std::shared_ptr<std::atomic<int>> open) : open_(std::move(open)) {}
+  ListenerSlot(ListenerSlot&&) = default;
+  ListenerSlot& operator=(ListenerSlot&&) = default;
+  ~ListenerSlot() {
+    if (open_) open_->fetch_sub(1, std::memory_order_relaxed);
+  }
+
+ private:
+  std::shared_ptr<std::atomic<int>> open_;
+};
+
 class Connection final : public broker::Link, public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Worker& worker, asio::ip::tcp::socket socket, uint64_t id);
+  Connection(Worker& worker, asio::ip::tcp::socket socket, uint64_t id, ListenerSlot slot);
   ~Connection() override;
 
   // Starts reading; `pending` holds bytes already read by a previous owner
@@ -39,6 +56,7 @@ class Connection final : public broker::Link, public std::enable_shared_from_thi
   // Called by the worker once per loop turn when this connection has output.
   void flush();
   uint64_t id() const { return id_; }
+  ListenerSlot take_slot() { return std::move(slot_); }
   bool closed() const { return closed_; }
   TimePoint deadline() const { return deadline_; }
   // Time of this connection's live entry in the worker's deadline heap.
@@ -74,6 +92,7 @@ class Connection final : public broker::Link, public std::enable_shared_from_thi
   bool connected_ = false;    // CONNECT accepted
   TimePoint deadline_{};
   protocol::DecodeLimits limits_;
+  ListenerSlot slot_;
 };
 
 }  // namespace midge::net

@@ -53,22 +53,16 @@ void Worker::do_stop() {
   timer->async_wait([this, timer](const asio::error_code&) { io_.stop(); });
 }
 
-void Worker::adopt_socket(asio::ip::tcp::socket socket) {
+void Worker::adopt_socket(asio::ip::tcp::socket socket, ListenerSlot slot) {
   broker::Stats::add(stats().sockets_total);
-  asio::error_code ec;
-  if (shared_.settings.max_connections >= 0 &&
-      connections_.size() >= static_cast<size_t>(shared_.settings.max_connections)) {
-    socket.close(ec);
-    return;
-  }
   const uint64_t id = next_id_++;
-  auto c = std::make_shared<Connection>(*this, std::move(socket), id);
+  auto c = std::make_shared<Connection>(*this, std::move(socket), id, std::move(slot));
   connections_.emplace(id, c);
   c->start();
 }
 
 void Worker::adopt_connected(int fd, bool v6, protocol::ConnectPacket connect, bool id_assigned,
-                             std::string pending) {
+                             std::string pending, ListenerSlot slot) {
   asio::ip::tcp::socket socket(io_);
   asio::error_code ec;
   socket.assign(v6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
@@ -77,7 +71,7 @@ void Worker::adopt_connected(int fd, bool v6, protocol::ConnectPacket connect, b
     return;
   }
   const uint64_t id = next_id_++;
-  auto c = std::make_shared<Connection>(*this, std::move(socket), id);
+  auto c = std::make_shared<Connection>(*this, std::move(socket), id, std::move(slot));
   connections_.emplace(id, c);
   c->adopt(std::move(connect), id_assigned, std::move(pending));
 }
@@ -90,8 +84,9 @@ void Worker::hand_over(Connection& connection, asio::ip::tcp::socket& socket, un
   remove(connection.id());
   if (ec) return;
   Worker* to = all_[target].get();
-  asio::post(to->io(), [to, fd, v6, c = std::move(connect), id_assigned, p = std::move(pending)]() mutable {
-    to->adopt_connected(fd, v6, std::move(c), id_assigned, std::move(p));
+  asio::post(to->io(), [to, fd, v6, c = std::move(connect), id_assigned, p = std::move(pending),
+                        slot = connection.take_slot()]() mutable {
+    to->adopt_connected(fd, v6, std::move(c), id_assigned, std::move(p), std::move(slot));
   });
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "broker/broker.h"
+#include "net/connection.h"
 #include "broker/shared_state.h"
 #include "util/time.h"
 
@@ -41,10 +42,10 @@ class Worker final : public broker::Router {
   void log(const std::string& line) { log_(line); }
 
   // A freshly accepted socket for this worker (called on this thread).
-  void adopt_socket(asio::ip::tcp::socket socket);
+  void adopt_socket(asio::ip::tcp::socket socket, ListenerSlot slot);
   // A connection whose CONNECT belongs to a session on this worker.
   void adopt_connected(int fd, bool v6, protocol::ConnectPacket connect, bool id_assigned,
-                       std::string pending);
+                       std::string pending, ListenerSlot slot);
   // Moves a connection to `target` after its CONNECT (sessions live on the
   // worker that owns their client id).
   void hand_over(Connection& connection, asio::ip::tcp::socket& socket, unsigned target,

@@ -9,8 +9,8 @@
 //   retain handling 3 and maximum QoS 3 in v5 SUBSCRIBE (3.8.3.1), no local
 //   on a shared subscription [MQTT-3.8.3-4], empty v5 topic without alias.
 // - kTopicNameInvalid: a PUBLISH or will topic with '+'/'#' or empty (v3).
-//   kTopicFilterInvalid: a SUBSCRIBE/UNSUBSCRIBE filter with bad wildcard or
-//   $share syntax. Both are DISCONNECT reason codes in 5.0 (3.14.2.1) and
+//   kTopicFilterInvalid: an UNSUBSCRIBE filter with bad wildcard or $share
+//   syntax (SUBSCRIBE filters are checked by the server, one by one). Both are DISCONNECT reason codes in 5.0 (3.14.2.1) and
 //   CONNACK allows 0x90 for the will topic (3.2.2.2).
 // - kUnsupportedProtocolVersion: CONNECT with an unknown name/level pair.
 // - kPayloadFormatInvalid: payload format indicator 1 and a payload (or will
@@ -320,7 +320,8 @@ Status decode_subscribe(Reader& r, Version version, Packet& packet) {
     if (!r.u8(options)) return kTruncated;
     Subscription& sub = p.subscriptions.emplace_back();
     if (auto s = read_subscribe_options(options, version, sub.options); s.failed()) return s;
-    if (auto s = check_filter(filter); s.failed()) return s;
+    // A filter with bad wildcards is refused by the server in its SUBACK
+    // (0x80 / 0x8F), filter by filter, so the valid ones still count.
     std::string_view group;
     std::string_view inner;
     if (sub.options.no_local && split_shared_filter(filter, group, inner)) {

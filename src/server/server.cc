@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <asio.hpp>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -111,7 +112,8 @@ broker::Settings make_settings(const config::Config& c) {
   s.max_qos = c.max_qos;
   s.allow_zero_length_clientid = c.allow_zero_length_clientid;
   s.auto_id_prefix = c.auto_id_prefix;
-  s.max_connections = c.max_connections;
+  // QoS 0 output waiting for a slow client beyond which it is dropped.
+  s.max_pending_output = c.max_queued_bytes != 0 ? std::max<uint64_t>(c.max_queued_bytes, 64 * 1024) : 1u << 20;
   s.version = std::string("midge version ") + kVersion;
   return s;
 }
@@ -149,8 +151,9 @@ std::vector<asio::ip::tcp::endpoint> resolve(const config::Listener& l, std::str
 
 class Acceptor {
  public:
-  Acceptor(asio::io_context& io, std::vector<std::unique_ptr<net::Worker>>& workers)
-      : acceptor_(io), workers_(workers) {}
+  Acceptor(asio::io_context& io, std::vector<std::unique_ptr<net::Worker>>& workers,
+           int max_connections, std::shared_ptr<std::atomic<int>> open)
+      : acceptor_(io), workers_(workers), max_connections_(max_connections), open_(std::move(open)) {}
 
   std::string open(const asio::ip::tcp::endpoint& ep) {
     asio::error_code ec;
@@ -167,7 +170,16 @@ class Acceptor {
     acceptor_.async_accept(target->io(), [this, target](const asio::error_code& ec, asio::ip::tcp::socket s) {
       if (ec == asio::error::operation_aborted) return;
       if (!ec) {
-        asio::post(target->io(), [target, sock = std::move(s)]() mutable { target->adopt_socket(std::move(sock)); });
+        // max_connections counts this listener's open sockets (-1: no limit).
+        if (max_connections_ >= 0 && open_->load(std::memory_order_relaxed) >= max_connections_) {
+          asio::error_code ignored;
+          s.close(ignored);
+        } else {
+          open_->fetch_add(1, std::memory_order_relaxed);
+          asio::post(target->io(), [target, sock = std::move(s), slot = net::ListenerSlot(open_)]() mutable {
+            target->adopt_socket(std::move(sock), std::move(slot));
+          });
+        }
       }
       accept();
     });
@@ -182,6 +194,8 @@ class Acceptor {
   asio::ip::tcp::acceptor acceptor_;
   std::vector<std::unique_ptr<net::Worker>>& workers_;
   size_t next_ = 0;
+  int max_connections_;
+  std::shared_ptr<std::atomic<int>> open_;
 };
 
 void write_pid_file(const std::string& path, Logger& log) {
@@ -260,12 +274,13 @@ int run(int argc, char** argv) {
     }
     std::string err;
     auto endpoints = resolve(l, err);
+    auto open = std::make_shared<std::atomic<int>>(0);  // shared by the listener's sockets
     if (!err.empty()) {
       say("Error: " + err);
       return 1;
     }
     for (const auto& ep : endpoints) {
-      auto a = std::make_unique<Acceptor>(io0, workers);
+      auto a = std::make_unique<Acceptor>(io0, workers, l.max_connections, open);
       const bool v6 = ep.address().is_v6();
       say(std::string("Opening ") + (v6 ? "ipv6" : "ipv4") + " listen socket on port " + std::to_string(l.port) + ".");
       if (std::string e = a->open(ep); !e.empty()) {

@@ -104,6 +104,9 @@ class Broker:
         return self.proc.pid
 
     def start(self, wait=True):
+        if not os.access(BROKER_BIN, os.X_OK):
+            pytest.fail("broker binary %s not found: build Midge, set MIDGE_BIN, or set "
+                        "MIDGE_TEST_BROKER=mosquitto" % BROKER_BIN)
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen([BROKER_BIN, "-c", str(self.conf), "-v"] + self.args,
                                      stdout=self.logf, stderr=subprocess.STDOUT,

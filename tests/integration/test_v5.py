@@ -6,7 +6,7 @@ import pytest
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 import mqttraw as m
-from conftest import V311, V5, props, PacketTypes
+from conftest import V311, V5, props, PacketTypes, wait_until
 
 
 def test_properties_passed_through(broker, connected):
@@ -245,8 +245,8 @@ def test_shared_subscriptions(broker, connected):
         pub.publish("sh/t", b"%d" % i, qos=1)
     assert len(plain.wait_messages(n)) == n
     assert len(solo.wait_messages(n)) == n  # each group gets every message once
-    members[0].ev.wait_for(lambda: sum(len(x.messages()) for x in members) >= n,
-                           what="group to receive %d" % n)
+    wait_until(lambda: sum(len(x.messages()) for x in members) >= n,
+               what="group to receive %d" % n)
     for x in members:
         x.expect_nothing(0.1)
     got = sorted(int(msg.payload) for x in members for msg in x.messages())

@@ -11,7 +11,7 @@
 #include "broker/broker.h"
 #include "protocol/codec.h"
 
-namespace midge::broker::testing {
+namespace midge::broker::fakes {
 
 class FakeLink : public Link {
  public:
@@ -60,4 +60,4 @@ class FakeRouter : public Router {
   std::vector<Shared> shared;
 };
 
-}  // namespace midge::broker::testing
+}  // namespace midge::broker::fakes
