@@ -35,7 +35,23 @@ bool looks_like_v5_connect(std::string_view data) {
          data[i + 6] == 5;
 }
 
+// Mosquitto's log line for an accepted CONNECT.
+std::string describe_connect(const protocol::ConnectPacket& c, const std::string& peer) {
+  const char* p = c.version == protocol::Version::kV31 ? "p1" : c.version == protocol::Version::kV311 ? "p2" : "p5";
+  std::string line = "New client connected from " + peer + " as " + c.client_id + " (" + p +
+                     ", c" + (c.clean_start ? "1" : "0") + ", k" + std::to_string(c.keep_alive);
+  if (c.username) line += ", u'" + *c.username + "'";
+  return line + ").";
+}
+
 }  // namespace
+
+std::string Connection::peer() const {
+  asio::error_code ec;
+  const auto ep = socket_.remote_endpoint(ec);
+  if (ec) return "unknown";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
 
 Connection::Connection(Worker& worker, asio::ip::tcp::socket socket, uint64_t id, ListenerSlot slot)
     : worker_(worker), socket_(std::move(socket)), id_(id), slot_(std::move(slot)) {
@@ -60,7 +76,9 @@ void Connection::adopt(protocol::ConnectPacket&& connect, bool id_assigned, std:
   const TimePoint now = Clock::now();
   deadline_ = now + kConnectTimeout;
   version = connect.version;
+  std::string line = describe_connect(connect, peer());
   if (!worker_.broker().on_connect(*this, std::move(connect), id_assigned, now)) return;
+  worker_.log(line);
   connected_ = true;
   update_deadline(now);
   worker_.watch_deadline(*this);
@@ -172,7 +190,9 @@ void Connection::handle_connect(protocol::ConnectPacket&& connect, TimePoint now
     worker_.hand_over(*this, socket_, target, std::move(connect), assigned, std::move(pending));
     return;
   }
+  std::string line = describe_connect(connect, peer());
   if (!worker_.broker().on_connect(*this, std::move(connect), assigned, now)) return;
+  worker_.log(line);
   connected_ = true;
   update_deadline(now);
 }

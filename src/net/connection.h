@@ -56,6 +56,7 @@ class Connection final : public broker::Link, public std::enable_shared_from_thi
   // Called by the worker once per loop turn when this connection has output.
   void flush();
   uint64_t id() const { return id_; }
+  std::string peer() const;
   ListenerSlot take_slot() { return std::move(slot_); }
   bool closed() const { return closed_; }
   TimePoint deadline() const { return deadline_; }

@@ -2,7 +2,7 @@
 import pytest
 
 import mqttraw as m
-from conftest import V31, V311, V5, props, PacketTypes
+from conftest import V31, V311, V5
 
 
 @pytest.mark.parametrize("version", [V31, V311, V5])

@@ -51,7 +51,7 @@ def test_matching_table(broker, connected, version):
         pub.publish(t, t.encode(), qos=1)
     pub.publish("sync/end", b"", qos=1)
     for flt, c in subs.items():
-        msgs = c.wait_messages(1, topic="sync/end")
+        c.wait_messages(1, topic="sync/end")
         got = sorted(m.topic for m in c.messages() if m.topic != "sync/end")
         match, nomatch = CASES[flt]
         assert all(spec_matches(flt, t) for t in match)
