@@ -92,8 +92,14 @@ int report_connect_error(const ClientConfig& config, const client::Error& error)
 const char* reason_string(protocol::ReasonCode code);
 const char* connack_string_v3(uint8_t code);
 
-// "-d" lines: "Client <id> sending CONNECT" and so on, on stdout.
-void print_debug_packet(const std::string& client_id, bool sent, const protocol::Packet& packet);
+// "-d" lines: "Client <id> sending CONNECT" and so on, on stdout. A CONNACK
+// carrying an assigned client id updates `client_id` first.
+void print_debug_packet(std::string& client_id, protocol::Version version, bool sent,
+                        const protocol::Packet& packet);
+
+// Connects `client` as the options say (with the -d hook when asked).
+// Returns -1 when connected, else the exit code (error already printed).
+int connect_client(const ClientConfig& config, client::Client& client);
 
 // Prints an error unless --quiet.
 void print_error(const ClientConfig& config, const std::string& line);

@@ -329,21 +329,23 @@ void Broker::handle_disconnect(Session& session, const protocol::DisconnectPacke
 
 // The server ends the connection: DISCONNECT with a reason for v5 clients
 // [MQTT-4.13.1-1], then close; the will is published.
-void Broker::disconnect(Session& session, ReasonCode reason, TimePoint now) {
+void Broker::disconnect(Session& session, ReasonCode reason, TimePoint now, const char* why) {
   Link* link = session.link;
   if (!link) return;
   if (session.version == Version::kV5) {
     protocol::DisconnectPacket d;
     d.reason = reason;
+    // A reason string is always allowed on DISCONNECT [MQTT-3.1.2-29].
+    if (why && *why) d.properties.reason_string = why;
     send(*link, d);
   }
   detach(session, /*send_will=*/true, now);
   link->close();
 }
 
-void Broker::on_protocol_error(Link& link, ReasonCode reason, TimePoint now) {
+void Broker::on_protocol_error(Link& link, ReasonCode reason, TimePoint now, const char* why) {
   if (link.session) {
-    disconnect(*link.session, reason, now);
+    disconnect(*link.session, reason, now, why);
     return;
   }
   link.close();

@@ -55,7 +55,8 @@ class Broker {
   void on_packet(Link& link, protocol::Packet&& packet, TimePoint now);
   // A packet that could not be decoded, or broke the protocol: v5 clients
   // get DISCONNECT with `reason`; the will is published.
-  void on_protocol_error(Link& link, protocol::ReasonCode reason, TimePoint now);
+  void on_protocol_error(Link& link, protocol::ReasonCode reason, TimePoint now,
+                         const char* why = nullptr);
   // No packet within 1.5 x keep alive [MQTT-3.1.2-22].
   void on_keepalive_expired(Link& link, TimePoint now);
   // The socket closed or failed without DISCONNECT.
@@ -94,7 +95,8 @@ class Broker {
   void detach(Session& session, bool send_will, TimePoint now);
   void end_session(Session& session, TimePoint now);
   void handle_disconnect(Session& session, const protocol::DisconnectPacket& p, TimePoint now);
-  void disconnect(Session& session, protocol::ReasonCode reason, TimePoint now);
+  void disconnect(Session& session, protocol::ReasonCode reason, TimePoint now,
+                  const char* why = nullptr);
   void publish_will(Session& session, TimePoint now);
   void schedule(TimePoint at, const std::string& client_id);
   void send(Link& link, const protocol::Packet& packet);

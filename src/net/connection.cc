@@ -103,6 +103,11 @@ void Connection::on_read(const asio::error_code& ec, size_t /*unused*/) {
     lost(Clock::now());
     return;
   }
+  if (worker_.worker_count() > 1 && worker_.peers_overloaded()) {
+    reading_ = true;  // read again after a short pause
+    worker_.pause_reading(*this);
+    return;
+  }
   size_t total = 0;
   bool drained = false;
   while (total < kReadBudget) {
@@ -135,6 +140,12 @@ void Connection::on_read(const asio::error_code& ec, size_t /*unused*/) {
   }
 }
 
+void Connection::resume_reading() {
+  reading_ = false;
+  if (closed_ || closing_) return;
+  on_read({}, 0);
+}
+
 void Connection::process_input(TimePoint now) {
   while (!closed_ && !closing_ && in_start_ < in_.size()) {
     std::string_view data(in_.data() + in_start_, in_.size() - in_start_);
@@ -143,7 +154,7 @@ void Connection::process_input(TimePoint now) {
     if (r.status == DecodeStatus::kNeedMore) break;
     if (r.status == DecodeStatus::kError) {
       if (!connected_ && looks_like_v5_connect(data)) version = protocol::Version::kV5;
-      fail(r.error, now);
+      fail(r.error, now, r.message);
       return;
     }
     in_start_ += r.consumed;
@@ -219,9 +230,9 @@ void Connection::on_deadline(TimePoint now) {
   if (!closed_ && !closing_) close();
 }
 
-void Connection::fail(ReasonCode reason, TimePoint now) {
+void Connection::fail(ReasonCode reason, TimePoint now, const char* why) {
   if (connected_) {
-    worker_.broker().on_protocol_error(*this, reason, now);
+    worker_.broker().on_protocol_error(*this, reason, now, why);
     if (!closed_ && !closing_) close();
     return;
   }

@@ -64,6 +64,8 @@ class Connection final : public broker::Link, public std::enable_shared_from_thi
   TimePoint watched_until = TimePoint::max();
   // Keep alive or CONNECT timeout expired.
   void on_deadline(TimePoint now);
+  // Called by the worker after a pause for backpressure.
+  void resume_reading();
 
  private:
   void read_more();
@@ -71,7 +73,7 @@ class Connection final : public broker::Link, public std::enable_shared_from_thi
   void process_input(TimePoint now);
   bool handle_packet(protocol::Packet&& packet, TimePoint now);
   void handle_connect(protocol::ConnectPacket&& connect, TimePoint now);
-  void fail(protocol::ReasonCode reason, TimePoint now);
+  void fail(protocol::ReasonCode reason, TimePoint now, const char* why = nullptr);
   void write_now();
   void finish_close();
   void lost(TimePoint now);

@@ -6,7 +6,10 @@ namespace midge::net {
 
 namespace {
 constexpr auto kTick = milliseconds(100);
-}
+// Messages a worker may have waiting from its peers before they pause.
+constexpr size_t kInboxLimit = 50000;
+constexpr auto kPause = milliseconds(1);
+}  // namespace
 
 Worker::Worker(unsigned index, broker::SharedState& shared, std::vector<std::unique_ptr<Worker>>& all,
                std::function<void(const std::string&)> log)
@@ -16,7 +19,8 @@ Worker::Worker(unsigned index, broker::SharedState& shared, std::vector<std::uni
       log_(std::move(log)),
       guard_(asio::make_work_guard(io_)),
       tick_(io_),
-      broker_(index, shared, *this) {}
+      broker_(index, shared, *this),
+      resume_(io_) {}
 
 Worker::~Worker() {
   if (thread_.joinable()) thread_.join();
@@ -47,6 +51,7 @@ void Worker::do_stop() {
   for (auto& [id, c] : connections_) all.push_back(c);
   for (auto& c : all) c->close();
   tick_.cancel();
+  resume_.cancel();
   guard_.reset();
   // Give closing sockets a moment to drain, then leave the loop.
   auto timer = std::make_shared<asio::steady_timer>(io_, milliseconds(200));
@@ -126,6 +131,7 @@ void Worker::flush_turn() {
   for (size_t w = 0; w < outbox_.size(); ++w) {
     if (outbox_[w].empty()) continue;
     Worker* to = all_[w].get();
+    to->inbox_pending_.fetch_add(outbox_[w].size(), std::memory_order_relaxed);
     asio::post(to->io(), [to, tasks = std::move(outbox_[w])]() mutable { to->run_tasks(tasks); });
     outbox_[w].clear();
   }
@@ -140,6 +146,26 @@ void Worker::run_tasks(std::vector<Task>& tasks) {
       broker_.on_remote_publish(t.message, now);
     }
   }
+  inbox_pending_.fetch_sub(tasks.size(), std::memory_order_relaxed);
+}
+
+bool Worker::peers_overloaded() const {
+  for (const auto& w : all_) {
+    if (w.get() != this && w->inbox_pending_.load(std::memory_order_relaxed) > kInboxLimit) return true;
+  }
+  return false;
+}
+
+void Worker::pause_reading(Connection& connection) {
+  paused_.push_back(connection.shared_from_this());
+  if (paused_.size() > 1) return;
+  resume_.expires_after(kPause);
+  resume_.async_wait([this](const asio::error_code& ec) {
+    if (ec) return;
+    std::vector<std::shared_ptr<Connection>> again;
+    again.swap(paused_);
+    for (auto& c : again) c->resume_reading();
+  });
 }
 
 void Worker::broadcast(const broker::MessagePtr& message) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <asio.hpp>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -61,6 +62,12 @@ class Worker final : public broker::Router {
 
   size_t connection_count() const { return connections_.size(); }
 
+  // Backpressure between workers: while another worker has too many of our
+  // messages still to process, connections here stop reading (for a
+  // millisecond at a time) instead of letting its mailbox grow.
+  bool peers_overloaded() const;
+  void pause_reading(Connection& connection);
+
  private:
   struct Task {
     broker::MessagePtr message;
@@ -90,6 +97,9 @@ class Worker final : public broker::Router {
   using Deadline = std::pair<TimePoint, uint64_t>;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   bool stopping_ = false;
+  std::atomic<size_t> inbox_pending_{0};  // messages posted to this worker, not yet run
+  std::vector<std::shared_ptr<Connection>> paused_;
+  asio::steady_timer resume_;
 };
 
 }  // namespace midge::net

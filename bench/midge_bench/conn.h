@@ -1,0 +1,106 @@
+// The load generator's client engine: one non-blocking TCP connection that
+// speaks MQTT through protocol::encode/decode, and an epoll loop that drives
+// many of them from one thread. Reads go into a large buffer and every whole
+// packet in it is decoded; writes are appended to an output buffer and
+// flushed once per loop turn (EPOLLOUT armed only while output is pending),
+// so the generator itself makes few syscalls per message.
+// Single-threaded: a Loop and its Conns belong to the thread that runs it.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/codec.h"
+#include "protocol/packets.h"
+
+namespace midge::bench {
+
+class Conn;
+
+// Receives decoded packets. `now_ns` is the steady clock read once per read().
+class PacketHandler {
+ public:
+  virtual ~PacketHandler() = default;
+  virtual void on_packet(Conn& conn, protocol::Packet& packet, int64_t now_ns) = 0;
+  virtual void on_closed(Conn& conn, const char* why) = 0;
+};
+
+int64_t now_ns();
+
+class Conn {
+ public:
+  Conn(PacketHandler& handler, protocol::Version version, size_t read_buffer);
+  ~Conn();
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  // Starts a non-blocking connect from `source` (port 0 = any) to `to`.
+  // Returns false (errno set) when the socket cannot be created or bound.
+  bool start_connect(const sockaddr_in& to, const sockaddr_in* source);
+  int fd() const { return fd_; }
+  bool open() const { return fd_ >= 0; }
+  void close_now();
+
+  // Output: append a packet, or raw bytes built by publish_encoder.
+  void send(const protocol::Packet& packet) { protocol::encode(packet, version_, out_); }
+  std::string& out() { return out_; }
+  size_t pending() const { return out_.size(); }
+
+  // Loop callbacks.
+  void on_readable();
+  // Writes as much of the output as the socket takes; returns false when
+  // bytes remain (EPOLLOUT needed).
+  bool flush();
+
+  protocol::Version version() const { return version_; }
+  uint32_t tag = 0;        // owner's index
+  bool connected = false;  // CONNACK received
+  bool epollout = false;   // EPOLLOUT currently armed
+  bool dirty = false;      // in the loop's flush list
+
+ private:
+  void fail(const char* why);
+
+  PacketHandler& handler_;
+  protocol::Version version_;
+  int fd_ = -1;
+  std::vector<char> in_;
+  size_t in_len_ = 0;
+  size_t min_read_;
+  std::string out_;
+  protocol::Packet publish_;  // PUBLISH packets decode here (strings reused)
+  protocol::Packet other_;
+};
+
+class Loop {
+ public:
+  Loop();
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  void add(Conn& conn);
+  void remove(Conn& conn);
+  // Marks `conn` as having output to flush at the end of this turn.
+  void mark(Conn& conn) {
+    if (!conn.dirty) {
+      conn.dirty = true;
+      dirty_.push_back(&conn);
+    }
+  }
+  // One turn: waits up to timeout_ms, handles readiness, flushes dirty
+  // connections. Returns the number of events.
+  int turn(int timeout_ms);
+  void flush_all();
+
+ private:
+  void set_epollout(Conn& conn, bool on);
+  int epfd_;
+  std::vector<Conn*> dirty_;
+};
+
+}  // namespace midge::bench

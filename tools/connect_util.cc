@@ -1,0 +1,223 @@
+// Turning options into a CONNECT, reporting connect failures, and the -d
+// packet log, all worded like the Mosquitto tools so scripts that parse them
+// keep working.
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <random>
+
+#include "tools/client_options.h"
+
+namespace midge::tools {
+
+using protocol::ReasonCode;
+
+const char* connack_string_v3(uint8_t code) {
+  switch (code) {
+    case 0: return "Connection Accepted.";
+    case 1: return "Connection Refused: unacceptable protocol version.";
+    case 2: return "Connection Refused: identifier rejected.";
+    case 3: return "Connection Refused: broker unavailable.";
+    case 4: return "Connection Refused: bad user name or password.";
+    case 5: return "Connection Refused: not authorised.";
+    default: return "Connection Refused: unknown reason.";
+  }
+}
+
+const char* reason_string(ReasonCode code) {
+  switch (code) {
+    case ReasonCode::kSuccess: return "Success";
+    case ReasonCode::kUnspecifiedError: return "Unspecified error";
+    case ReasonCode::kMalformedPacket: return "Malformed packet";
+    case ReasonCode::kProtocolError: return "Protocol error";
+    case ReasonCode::kImplementationSpecificError: return "Implementation specific error";
+    case ReasonCode::kUnsupportedProtocolVersion: return "Unsupported protocol version";
+    case ReasonCode::kClientIdentifierNotValid: return "Client identifier not valid";
+    case ReasonCode::kBadUserNameOrPassword: return "Bad username or password";
+    case ReasonCode::kNotAuthorized: return "Not authorized";
+    case ReasonCode::kServerUnavailable: return "Server unavailable";
+    case ReasonCode::kServerBusy: return "Server busy";
+    case ReasonCode::kBanned: return "Banned";
+    case ReasonCode::kServerShuttingDown: return "Server shutting down";
+    case ReasonCode::kBadAuthenticationMethod: return "Bad authentication method";
+    case ReasonCode::kKeepAliveTimeout: return "Keep alive timeout";
+    case ReasonCode::kSessionTakenOver: return "Session taken over";
+    case ReasonCode::kTopicFilterInvalid: return "Topic filter invalid";
+    case ReasonCode::kTopicNameInvalid: return "Topic name invalid";
+    case ReasonCode::kPacketTooLarge: return "Packet too large";
+    case ReasonCode::kQuotaExceeded: return "Quota exceeded";
+    case ReasonCode::kAdministrativeAction: return "Administrative action";
+    case ReasonCode::kPayloadFormatInvalid: return "Payload format invalid";
+    case ReasonCode::kRetainNotSupported: return "Retain not supported";
+    case ReasonCode::kQosNotSupported: return "QoS not supported";
+    case ReasonCode::kUseAnotherServer: return "Use another server";
+    case ReasonCode::kServerMoved: return "Server moved";
+    case ReasonCode::kConnectionRateExceeded: return "Connection rate exceeded";
+    default: return protocol::reason_code_name(code);
+  }
+}
+
+namespace {
+
+// MQTT 3.1 needs a non-empty client id; make one up like libmosquitto does.
+std::string random_client_id() {
+  static const char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::random_device rd;
+  std::uniform_int_distribution<size_t> pick(0, sizeof kChars - 2);
+  std::string id = "mosq-";
+  for (int i = 0; i < 18; ++i) id += kChars[pick(rd)];
+  return id;
+}
+
+}  // namespace
+
+bool make_connect_options(const ClientConfig& c, client::ConnectOptions& out) {
+  out.host = c.host;
+  out.port = static_cast<uint16_t>(c.port > 0 ? c.port : 1883);
+  out.unix_path = c.unix_path;
+  out.bind_address = c.bind_address;
+  out.nodelay = c.nodelay;
+  protocol::ConnectPacket& p = out.connect;
+  p.version = c.version;
+  p.clean_start = c.clean_session;
+  p.keep_alive = static_cast<uint16_t>(c.keepalive);
+  if (!c.id.empty()) {
+    p.client_id = c.id;
+  } else if (!c.id_prefix.empty()) {
+    p.client_id = c.id_prefix + std::to_string(getpid());
+  } else if (c.version == protocol::Version::kV31) {
+    p.client_id = random_client_id();
+  }
+  if (c.password && !c.username && c.version != protocol::Version::kV5) {
+    print_error(c, "Error: Problem setting username and/or password.");
+    return false;
+  }
+  p.username = c.username;
+  p.password = c.password;
+  p.properties = c.connect_props;
+  if (c.version == protocol::Version::kV5) {
+    if (c.session_expiry) {
+      p.properties.session_expiry_interval = *c.session_expiry;
+    } else if (!c.clean_session) {
+      p.properties.session_expiry_interval = UINT32_MAX;
+    }
+  }
+  if (c.will_topic) {
+    protocol::Will will;
+    will.topic = *c.will_topic;
+    will.payload = c.will_payload.value_or("");
+    will.qos = static_cast<uint8_t>(c.will_qos);
+    will.retain = c.will_retain;
+    will.properties = c.will_props;
+    p.will = std::move(will);
+  }
+  return true;
+}
+
+int report_connect_error(const ClientConfig& c, const client::Error& e) {
+  using client::ErrorKind;
+  switch (e.kind) {
+    case ErrorKind::kNone: return 0;
+    case ErrorKind::kLookup: print_error(c, "Unable to connect (Lookup error.)."); return 1;
+    case ErrorKind::kSystem:
+    case ErrorKind::kTimeout: print_error(c, "Error: " + e.message); return 1;
+    case ErrorKind::kRefused: break;
+    default: print_error(c, "Error: The connection was lost."); return 1;
+  }
+  bool v5 = c.version == protocol::Version::kV5;
+  uint8_t code = v5 ? static_cast<uint8_t>(e.reason) : protocol::to_v3_connack_code(e.reason);
+  print_error(c, std::string("Connection error: ") +
+                     (v5 ? reason_string(e.reason) : connack_string_v3(code)));
+  if (c.tool == Tool::kPub) {
+    print_error(c, v5 ? "Error: A network protocol error occurred when communicating with the "
+                        "broker."
+                      : "Error: The connection was refused.");
+  }
+  return code;
+}
+
+namespace {
+
+void line(const std::string& id, const char* fmt_tail, const std::string& rest) {
+  std::printf("Client %s %s%s\n", id.empty() ? "(null)" : id.c_str(), fmt_tail, rest.c_str());
+}
+
+std::string publish_summary(const protocol::PublishPacket& p) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "(d%d, q%d, r%d, m%d, '", p.dup ? 1 : 0, p.qos, p.retain ? 1 : 0,
+                p.packet_id);
+  return buf + p.topic + "', ... (" + std::to_string(p.payload.size()) + " bytes))";
+}
+
+void print_ack(const std::string& id, bool sent, const protocol::AckPacket& a) {
+  const char* name = protocol::packet_type_name(a.type);
+  std::string mid = std::to_string(a.packet_id);
+  std::string rc = std::to_string(static_cast<int>(a.reason));
+  bool with_rc = a.type == protocol::PacketType::kPuback ||
+                 a.type == protocol::PacketType::kPubrec;
+  if (sent) {
+    std::printf("Client %s sending %s (m%s%s)\n", id.empty() ? "(null)" : id.c_str(), name,
+                mid.c_str(), with_rc ? (", rc" + rc).c_str() : "");
+    return;
+  }
+  bool recv_rc = a.type == protocol::PacketType::kPuback ||
+                 a.type == protocol::PacketType::kPubcomp;
+  std::printf("Client %s received %s (Mid: %s%s)\n", id.empty() ? "(null)" : id.c_str(), name,
+              mid.c_str(), recv_rc ? (", RC:" + rc).c_str() : "");
+}
+
+}  // namespace
+
+void print_debug_packet(std::string& id, protocol::Version version, bool sent,
+                        const protocol::Packet& packet) {
+  const char* dir = sent ? "sending " : "received ";
+  if (const auto* pub = std::get_if<protocol::PublishPacket>(&packet)) {
+    line(id, dir, "PUBLISH " + publish_summary(*pub));
+  } else if (const auto* ack = std::get_if<protocol::AckPacket>(&packet)) {
+    print_ack(id, sent, *ack);
+  } else if (const auto* sub = std::get_if<protocol::SubscribePacket>(&packet)) {
+    for (const protocol::Subscription& s : sub->subscriptions) {
+      char opts[96];
+      unsigned o = (s.options.no_local ? 0x04u : 0u) | (s.options.retain_as_published ? 0x08u : 0u) |
+                   (static_cast<unsigned>(s.options.retain_handling) << 4);
+      std::snprintf(opts, sizeof opts, ", QoS: %d, Options: 0x%02x)", s.options.max_qos, o);
+      line(id, dir, "SUBSCRIBE (Mid: " + std::to_string(sub->packet_id) + ", Topic: " +
+                        s.filter + opts);
+    }
+  } else if (const auto* unsub = std::get_if<protocol::UnsubscribePacket>(&packet)) {
+    for (const std::string& f : unsub->filters) {
+      line(id, dir, "UNSUBSCRIBE (Mid: " + std::to_string(unsub->packet_id) + ", Topic: " + f +
+                        ")");
+    }
+  } else if (const auto* connack = std::get_if<protocol::ConnackPacket>(&packet)) {
+    if (connack->properties.assigned_client_identifier) {
+      id = *connack->properties.assigned_client_identifier;
+    }
+    int code = version == protocol::Version::kV5 ? static_cast<int>(connack->reason)
+                                                 : protocol::to_v3_connack_code(connack->reason);
+    line(id, dir, "CONNACK (" + std::to_string(code) + ")");
+  } else if (const auto* disc = std::get_if<protocol::DisconnectPacket>(&packet); disc && !sent) {
+    line(id, dir, "DISCONNECT (" + std::to_string(static_cast<int>(disc->reason)) + ")");
+  } else {
+    line(id, dir, protocol::packet_type_name(protocol::packet_type(packet)));
+  }
+}
+
+int connect_client(const ClientConfig& config, client::Client& client) {
+  client::ConnectOptions options;
+  if (!make_connect_options(config, options)) return 1;
+  if (config.debug) {
+    auto id = std::make_shared<std::string>(options.connect.client_id);
+    protocol::Version version = config.version;
+    client.set_packet_hook([id, version](bool sent, const protocol::Packet& packet) {
+      print_debug_packet(*id, version, sent, packet);
+      std::fflush(stdout);
+    });
+  }
+  client::Error error = client.connect(options);
+  if (error) return report_connect_error(config, error);
+  return -1;
+}
+
+}  // namespace midge::tools

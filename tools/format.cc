@@ -1,0 +1,309 @@
+#include "tools/format.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+
+#include "tools/json_out.h"
+
+namespace midge::tools {
+namespace {
+
+constexpr std::string_view kFormatCodes = "%ACDEFIjJlmpPqRrStUxX";
+constexpr std::string_view kEscapes = "\\0aenrtv";
+
+struct Spec {
+  bool left = false;  // '-'
+  bool zero = false;  // '0'
+  int width = -1;
+  int precision = -1;
+};
+
+// Parses flags, width and precision after '%'; `i` ends on the code letter.
+Spec parse_spec(std::string_view f, size_t& i) {
+  Spec s;
+  for (; i < f.size() && (f[i] == '-' || f[i] == '0'); ++i) {
+    if (f[i] == '-') s.left = true;
+    else s.zero = true;
+  }
+  if (s.left) s.zero = false;
+  for (; i < f.size() && f[i] >= '0' && f[i] <= '9'; ++i) {
+    s.width = (s.width < 0 ? 0 : s.width * 10) + (f[i] - '0');
+  }
+  if (i < f.size() && f[i] == '.') {
+    s.precision = 0;
+    for (++i; i < f.size() && f[i] >= '0' && f[i] <= '9'; ++i) {
+      s.precision = s.precision * 10 + (f[i] - '0');
+    }
+  }
+  return s;
+}
+
+void pad(const Spec& s, std::string_view text, bool numeric, std::string& out) {
+  if (s.precision >= 0 && !numeric && text.size() > static_cast<size_t>(s.precision)) {
+    text = text.substr(0, static_cast<size_t>(s.precision));
+  }
+  size_t fill = s.width > 0 && text.size() < static_cast<size_t>(s.width)
+                    ? static_cast<size_t>(s.width) - text.size() : 0;
+  if (!s.left) out.append(fill, numeric && s.zero ? '0' : ' ');
+  out += text;
+  if (s.left) out.append(fill, ' ');
+}
+
+void pad_number(const Spec& s, uint64_t v, std::string& out) {
+  pad(s, std::to_string(v), true, out);
+}
+
+template <typename T>
+void pad_optional(const Spec& s, const std::optional<T>& v, std::string& out) {
+  if (v) pad_number(s, *v, out);
+}
+
+void append_hex(std::string_view data, bool upper, std::string& out) {
+  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+  for (char ch : data) {
+    auto c = static_cast<unsigned char>(ch);
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+}
+
+void append_strftime(const char* fmt, const timespec& ts, std::string& out) {
+  tm local{};
+  localtime_r(&ts.tv_sec, &local);
+  char buf[256];
+  size_t n = std::strftime(buf, sizeof buf, fmt, &local);
+  out.append(buf, n);
+}
+
+std::string iso_time(const timespec& ts) {
+  std::string s;
+  append_strftime("%Y-%m-%dT%H:%M:%S%z", ts, s);
+  return s;
+}
+
+void append_json_properties(JsonWriter& w, const protocol::Properties& p) {
+  if (!p.payload_format_indicator && !p.message_expiry_interval && !p.content_type &&
+      !p.response_topic && !p.correlation_data && p.subscription_identifiers.empty() &&
+      !p.topic_alias && p.user_properties.empty()) {
+    return;
+  }
+  w.key("properties");
+  w.begin_object();
+  if (p.payload_format_indicator) {
+    w.key("payload-format-indicator");
+    w.number_value(*p.payload_format_indicator);
+  }
+  if (p.message_expiry_interval) {
+    w.key("message-expiry-interval");
+    w.number_value(*p.message_expiry_interval);
+  }
+  if (p.content_type) {
+    w.key("content-type");
+    w.string_value(*p.content_type);
+  }
+  if (p.response_topic) {
+    w.key("response-topic");
+    w.string_value(*p.response_topic);
+  }
+  if (p.correlation_data) {
+    w.key("correlation-data");
+    w.string_value(*p.correlation_data);
+  }
+  for (uint32_t id : p.subscription_identifiers) {
+    w.key("subscription-identifier");
+    w.number_value(id);
+  }
+  if (p.topic_alias) {
+    w.key("topic-alias");
+    w.number_value(*p.topic_alias);
+  }
+  if (!p.user_properties.empty()) {
+    w.key("user-properties");
+    w.begin_object();
+    for (const auto& [k, v] : p.user_properties) {
+      w.key(k);
+      w.string_value(v);
+    }
+    w.end_object();
+  }
+  w.end_object();
+}
+
+// %j (payload as a JSON string) and %J (payload must itself be JSON).
+void append_json(const ClientConfig& c, const protocol::PublishPacket& m, const timespec& ts,
+                 bool raw_payload, std::string& out) {
+  std::string body;
+  JsonWriter w(c.pretty, body);
+  w.begin_object();
+  std::string tst;
+  append_strftime("%Y-%m-%dT%H:%M:%S", ts, tst);
+  char micro[16];
+  std::snprintf(micro, sizeof micro, ".%06ldZ", ts.tv_nsec / 1000);
+  tst += micro;
+  append_strftime("%z", ts, tst);
+  w.key("tst");
+  w.string_value(tst);
+  w.key("topic");
+  w.string_value(m.topic);
+  w.key("qos");
+  w.number_value(m.qos);
+  w.key("retain");
+  w.number_value(m.retain ? 1 : 0);
+  w.key("payloadlen");
+  w.number_value(static_cast<int64_t>(m.payload.size()));
+  if (m.qos > 0) {
+    w.key("mid");
+    w.number_value(m.packet_id);
+  }
+  append_json_properties(w, m.properties);
+  w.key("payload");
+  if (!raw_payload) {
+    w.string_value(m.payload);
+  } else if (!w.raw_json_value(m.payload)) {
+    print_error(c, "Error: Message payload is not valid JSON on topic " + m.topic + ".");
+    return;
+  }
+  w.end_object();
+  out += body;
+}
+
+void append_user_properties(const protocol::Properties& p, std::string& out) {
+  bool first = true;
+  for (const auto& [k, v] : p.user_properties) {
+    if (!first) out += ' ';
+    first = false;
+    out += k;
+    out += ':';
+    out += v;
+  }
+}
+
+void append_code(const ClientConfig& c, const protocol::PublishPacket& m, const timespec& ts,
+                 char code, const Spec& s, std::string& out) {
+  const protocol::Properties& p = m.properties;
+  switch (code) {
+    case '%': out += '%'; break;
+    case 'A': pad_optional(s, p.topic_alias, out); break;
+    case 'C': if (p.content_type) pad(s, *p.content_type, false, out); break;
+    case 'D': if (p.correlation_data) out += *p.correlation_data; break;
+    case 'E': pad_optional(s, p.message_expiry_interval, out); break;
+    case 'F': pad_optional(s, p.payload_format_indicator, out); break;
+    case 'I': pad(s, iso_time(ts), false, out); break;
+    case 'j': append_json(c, m, ts, false, out); break;
+    case 'J': append_json(c, m, ts, true, out); break;
+    case 'l': pad_number(s, m.payload.size(), out); break;
+    case 'm': pad_number(s, m.packet_id, out); break;
+    case 'p': out += m.payload; break;
+    case 'P': append_user_properties(p, out); break;
+    case 'q': out += static_cast<char>('0' + m.qos); break;
+    case 'R': if (p.response_topic) pad(s, *p.response_topic, false, out); break;
+    case 'r': out += m.retain ? '1' : '0'; break;
+    case 'S':
+      if (!p.subscription_identifiers.empty()) pad_number(s, p.subscription_identifiers[0], out);
+      break;
+    case 't': pad(s, m.topic, false, out); break;
+    case 'U': {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, "%lld.%09ld", static_cast<long long>(ts.tv_sec),
+                    ts.tv_nsec);
+      out += buf;
+      break;
+    }
+    case 'x': append_hex(m.payload, false, out); break;
+    case 'X': append_hex(m.payload, true, out); break;
+    default: break;
+  }
+}
+
+void append_time_code(char code, const timespec& ts, std::string& out) {
+  if (code == '@') {
+    out += '@';
+  } else if (code == 'N') {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%09ld", ts.tv_nsec);
+    out += buf;
+  } else {
+    char fmt[3] = {'%', code, '\0'};
+    append_strftime(fmt, ts, out);
+  }
+}
+
+void append_escape(char code, std::string& out) {
+  switch (code) {
+    case '\\': out += '\\'; break;
+    case '0': out += '\0'; break;
+    case 'a': out += '\a'; break;
+    case 'e': out += '\033'; break;
+    case 'n': out += '\n'; break;
+    case 'r': out += '\r'; break;
+    case 't': out += '\t'; break;
+    case 'v': out += '\v'; break;
+    default: break;
+  }
+}
+
+void append_formatted(const ClientConfig& c, const protocol::PublishPacket& m,
+                      const timespec& ts, std::string& out) {
+  std::string_view f = *c.format;
+  for (size_t i = 0; i < f.size(); ++i) {
+    char ch = f[i];
+    if (ch == '%' && i + 1 < f.size()) {
+      ++i;
+      Spec s = parse_spec(f, i);
+      if (i < f.size()) append_code(c, m, ts, f[i], s, out);
+    } else if (ch == '@' && i + 1 < f.size()) {
+      append_time_code(f[++i], ts, out);
+    } else if (ch == '\\' && i + 1 < f.size()) {
+      append_escape(f[++i], out);
+    } else {
+      out += ch;
+    }
+  }
+}
+
+}  // namespace
+
+bool validate_format(Tool tool, const std::string& format) {
+  std::string_view f = format;
+  std::string error;
+  for (size_t i = 0; i < f.size() && error.empty(); ++i) {
+    char ch = f[i];
+    if (ch != '%' && ch != '@' && ch != '\\') continue;
+    if (i + 1 >= f.size()) {
+      error = ch == '\\' ? "Incomplete escape specifier." : "Incomplete format specifier.";
+      break;
+    }
+    ++i;
+    if (ch == '%') {
+      parse_spec(f, i);
+      if (i >= f.size()) {
+        error = "Incomplete format specifier.";
+      } else if (kFormatCodes.find(f[i]) == std::string_view::npos) {
+        error = std::string("Invalid format specifier '") + f[i] + "'.";
+      }
+    } else if (ch == '\\' && kEscapes.find(f[i]) == std::string_view::npos) {
+      error = std::string("Invalid escape specifier '") + f[i] + "'.";
+    }
+  }
+  if (error.empty()) return true;
+  std::fprintf(stderr, "Error: %s\n\nUse '%s --help' to see usage.\n", error.c_str(),
+               tool_name(tool));
+  return false;
+}
+
+void format_message(const ClientConfig& config, const protocol::PublishPacket& msg,
+                    const timespec& received, std::string& out) {
+  if (config.format) {
+    append_formatted(config, msg, received, out);
+  } else if (config.verbose) {
+    out += msg.topic;
+    out += ' ';
+    out += msg.payload.empty() ? std::string_view("(null)") : std::string_view(msg.payload);
+  } else {
+    out += msg.payload;
+  }
+  if (config.eol) out += '\n';
+}
+
+}  // namespace midge::tools
