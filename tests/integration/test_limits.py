@@ -1,4 +1,5 @@
 """Limits: max_connections, message_size_limit, max_queued_bytes, slow consumers."""
+import os
 import socket
 import threading
 import time
@@ -174,7 +175,8 @@ def test_slow_consumer_bounded_memory(broker, raw, connected):
     assert b.alive()
     # `sent` KB went through (tens of MB); only the bounded queue may stay resident
     print("slow consumer: sent %d KB, broker RSS %d -> %d KB" % (sent, rss0, rss1))
-    assert rss1 - rss0 < 16 * 1024, (rss0, rss1, sent)
+    if os.environ.get("MIDGE_SANITIZED") != "1":  # ASan's quarantine holds freed memory
+        assert rss1 - rss0 < 16 * 1024, (rss0, rss1, sent)
     slow.close()
     fast.close()
     pub.close()
