@@ -29,8 +29,15 @@ struct Stats {
   std::atomic<int64_t> stored_messages{0};       // queued + in flight
   std::atomic<int64_t> stored_bytes{0};
 
-  static void add(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
-  static void add(std::atomic<int64_t>& c, int64_t n) { c.fetch_add(n, std::memory_order_relaxed); }
+  // Only the owning worker writes a counter, so a plain load + store (no
+  // locked read-modify-write on the hot path) is enough; readers on other
+  // threads see a value at most a moment old.
+  static void add(Counter& c, uint64_t n = 1) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  static void add(std::atomic<int64_t>& c, int64_t n) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
 };
 
 }  // namespace midge::broker
