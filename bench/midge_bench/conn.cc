@@ -144,6 +144,7 @@ void Loop::set_epollout(Conn& conn, bool on) {
 }
 
 int Loop::turn(int timeout_ms) {
+  flush_all();  // output produced since the last turn goes out before we sleep
   epoll_event events[256];
   const int n = ::epoll_wait(epfd_, events, 256, timeout_ms);
   for (int i = 0; i < n; ++i) {

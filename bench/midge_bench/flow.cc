@@ -73,6 +73,7 @@ class Flow final : public PacketHandler {
   const Options& o_;
   std::string scenario_;
   int window_ = 100;
+  double rate_ = 0;  // total messages/s, 0 = unpaced
   Loop loop_;
   std::vector<Publisher> pubs_;
   std::vector<Subscriber> subs_;
@@ -86,6 +87,8 @@ class Flow final : public PacketHandler {
   int64_t start_ = 0;
   int64_t send_end_ = 0;
   int64_t last_delivery_ = 0;
+  double broker_cpu_ = -1;  // CPU seconds over the sending phase and drain
+  double own_cpu_ = -1;
   std::string error_;
 };
 
@@ -109,6 +112,7 @@ void Flow::build() {
   npub = std::max(npub, 1);
   nsub = std::max(nsub, 1);
   window_ = o_.window >= 0 ? o_.window : (s == "latency" ? 0 : 100);
+  rate_ = o_.rate > 0 ? o_.rate : (s == "latency" ? 10000 : 0);
 
   const std::string tag = run_tag();
   const std::string base = "bench/" + tag + "/";
@@ -274,8 +278,8 @@ void Flow::on_publisher_packet(Publisher& p, Packet& packet) {
 
 void Flow::produce(Publisher& p, int64_t now) {
   uint64_t limit = p.quota;
-  if (o_.rate > 0) {
-    const double per_pub = o_.rate / static_cast<double>(pubs_.size());
+  if (rate_ > 0) {
+    const double per_pub = rate_ / static_cast<double>(pubs_.size());
     limit = std::min(limit, static_cast<uint64_t>(per_pub * seconds(now - start_)) + 1);
   }
   if (window_ > 0) {
@@ -326,6 +330,8 @@ bool Flow::run(Report& report) {
   }
   start_ = now_ns();
   last_delivery_ = start_;
+  const double broker_cpu0 = o_.broker_pid > 0 ? cpu_seconds(o_.broker_pid) : -1;
+  const double own_cpu0 = cpu_seconds(0);
   const int64_t duration_ns = static_cast<int64_t>(o_.duration * 1e9);
   const int64_t stall_ns = static_cast<int64_t>(std::max(o_.drain_timeout, 1.0) * 1e9);
   int64_t last_progress_at = start_;
@@ -346,7 +352,7 @@ bool Flow::run(Report& report) {
     } else if (now - last_progress_at > stall_ns && window_ > 0) {
       break;  // nothing moves: the window never reopens
     }
-    loop_.turn(o_.rate > 0 || window_ == 0 ? 1 : 100);
+    loop_.turn(rate_ > 0 || window_ == 0 ? 1 : 100);
   }
   send_end_ = now_ns();
   // Drain: wait for outstanding acks and deliveries; for a lossy run, stop
@@ -372,6 +378,8 @@ bool Flow::run(Report& report) {
     }
     loop_.turn(10);
   }
+  if (broker_cpu0 >= 0) broker_cpu_ = cpu_seconds(o_.broker_pid) - broker_cpu0;
+  own_cpu_ = cpu_seconds(0) - own_cpu0;
   uint64_t lost = expected() - std::min(expected(), delivered_);
   uint64_t dup = 0;
   for (const Receiver& r : receivers_) {
@@ -425,7 +433,7 @@ void Flow::fill(Report& report, bool /*ok_check*/, const char* check) const {
   report.add("publishers", static_cast<int64_t>(pubs_.size()));
   report.add("subscribers", static_cast<int64_t>(subs_.size()));
   report.add("window", window_);
-  report.add("rate", o_.rate);
+  report.add("rate", rate_);
   report.add("seconds", deliver_s);
   report.add("sent", sent);
   report.add("acked", acked);
@@ -439,6 +447,10 @@ void Flow::fill(Report& report, bool /*ok_check*/, const char* check) const {
   report.add("p50_us", static_cast<double>(latency_.percentile(0.50)) / 1e3);
   report.add("p99_us", static_cast<double>(latency_.percentile(0.99)) / 1e3);
   report.add("p999_us", static_cast<double>(latency_.percentile(0.999)) / 1e3);
+  // Who was the bottleneck: CPU use over the run, in % of one core.
+  const double run_s = start_ > 0 ? seconds(now_ns() - start_) : 0;
+  report.add("broker_cpu_pct", broker_cpu_ >= 0 && run_s > 0 ? 100 * broker_cpu_ / run_s : -1.0);
+  report.add("bench_cpu_pct", own_cpu_ >= 0 && run_s > 0 ? 100 * own_cpu_ / run_s : -1.0);
   report.add("broker_rss_kb", rss_kb(o_.broker_pid));
   report.add("check", std::string(check));
   report.add("error", error_);

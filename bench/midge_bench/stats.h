@@ -76,6 +76,10 @@ class Report {
   std::vector<Field> fields_;
 };
 
+// CPU seconds (user + system, all threads) used so far by process `pid`
+// (0 = this process); -1 when unknown.
+double cpu_seconds(int pid);
+
 // VmRSS of a process in kB from /proc/PID/status; -1 when unknown.
 int64_t rss_kb(int pid);
 

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Runs every midge_bench scenario against Debian's mosquitto and against
+# midge with equivalent configs, and prints each figure with the ratio
+# midge/mosquitto. Brokers are pinned to CPU 0 (midge with thread_count 1),
+# the load generator to CPU 1; then midge runs again with 2 workers, unpinned.
+# Each scenario gets a freshly started broker on a free loopback port.
+#
+#   bench/compare.sh [--quick] [--build DIR] [--out FILE] [--no-two-workers]
+#
+# Env: MIDGE_BIN, MIDGE_BENCH, MOSQUITTO_BIN override the binaries.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+build="$repo/build"
+quick=0
+two_workers=1
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --build) build=$2; shift ;;
+    --out) out=$2; shift ;;
+    --no-two-workers) two_workers=0 ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+midge=${MIDGE_BIN:-$build/src/midge}
+bench=${MIDGE_BENCH:-$build/bench/midge_bench}
+mosquitto=${MOSQUITTO_BIN:-/usr/sbin/mosquitto}
+py=/usr/bin/python3
+for b in "$midge" "$bench" "$mosquitto"; do
+  [ -x "$b" ] || { echo "compare.sh: $b not found (build first, or set MIDGE_BIN/MIDGE_BENCH)" >&2; exit 2; }
+done
+work=$(mktemp -d /tmp/midge-compare.XXXXXX)
+[ -n "$out" ] || out="$work/results.jsonl"
+: > "$out"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+have_perf=0
+if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -x, true >/dev/null 2>&1; then
+  have_perf=1
+fi
+
+if [ $quick = 1 ]; then
+  dur=1; conns=2000; retained=20000; drain=3
+else
+  dur=5; conns=10000; retained=100000; drain=10
+fi
+
+# name|midge_bench arguments (without host/port)
+scenarios=(
+  "fan-in q0|--scenario fan-in --qos 0 --publishers 8 --window 100"
+  "fan-in q1|--scenario fan-in --qos 1 --publishers 8 --window 100"
+  "fan-out q0 x100|--scenario fan-out --qos 0 --subscribers 100 --window 100"
+  "pairs q0 x100|--scenario pairs --qos 0 --publishers 100 --window 100"
+  "latency q0 10k/s|--scenario latency --qos 0 --rate 10000"
+  "connections|--scenario connections --connections $conns"
+  "retained q0|--scenario retained --qos 0 --retained $retained"
+)
+if [ $quick = 0 ]; then
+  scenarios+=(
+    "fan-in q2|--scenario fan-in --qos 2 --publishers 8 --window 100"
+    "fan-out q1 x100|--scenario fan-out --qos 1 --subscribers 100 --window 100"
+    "pairs q1 x100|--scenario pairs --qos 1 --publishers 100 --window 100"
+    "shared q0 8->4|--scenario shared --qos 0 --publishers 8 --subscribers 4 --window 100"
+    "shared q1 8->4|--scenario shared --qos 1 --publishers 8 --subscribers 4 --window 100"
+    "fan-in q0 16KB|--scenario fan-in --qos 0 --publishers 8 --window 100 --payload 16384"
+    "flood fan-in q0|--scenario fan-in --qos 0 --publishers 8 --window 0"
+    "retained q1|--scenario retained --qos 1 --retained $retained"
+  )
+fi
+# The scenarios repeated for midge with 2 workers.
+two_worker_names=("fan-in q0" "fan-in q1" "fan-out q0 x100" "pairs q0 x100")
+
+free_port() {
+  $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+broker_pid=""
+start_broker() {  # kind threads pin -> sets broker_pid, port
+  local kind=$1 threads=$2 pin=$3
+  port=$(free_port)
+  local conf="$work/$kind-$port.conf"
+  {
+    echo "listener $port 127.0.0.1"
+    echo "allow_anonymous true"
+    echo "max_inflight_messages 1000"
+    echo "max_queued_messages 1000000"
+    [ "$kind" = mosquitto ] || echo "thread_count $threads"
+  } > "$conf"
+  local bin=$midge
+  [ "$kind" = mosquitto ] && bin=$mosquitto
+  if [ -n "$pin" ]; then
+    taskset -c "$pin" "$bin" -c "$conf" > "$work/$kind-$port.log" 2>&1 &
+  else
+    "$bin" -c "$conf" > "$work/$kind-$port.log" 2>&1 &
+  fi
+  broker_pid=$!
+  for _ in $(seq 100); do
+    if $py -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2).close()" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "compare.sh: $kind did not start; see $work/$kind-$port.log" >&2
+  return 1
+}
+
+stop_broker() {
+  kill "$broker_pid" 2>/dev/null || true
+  wait "$broker_pid" 2>/dev/null || true
+}
+
+run_one() {  # label kind threads broker_pin bench_pin name args
+  local label=$1 kind=$2 threads=$3 bpin=$4 gpin=$5 name=$6 args=$7
+  start_broker "$kind" "$threads" "$bpin" || return 0
+  local perf_pid="" perf_out="$work/perf-$port.txt"
+  if [ $have_perf = 1 ]; then
+    perf stat -e raw_syscalls:sys_enter -x, -o "$perf_out" -p "$broker_pid" > /dev/null 2>&1 &
+    perf_pid=$!
+  fi
+  local cmd=("$bench" --host 127.0.0.1 --port "$port" --duration "$dur" --drain-timeout "$drain"
+             --broker-pid "$broker_pid" --label "$label" --json --quiet)
+  # shellcheck disable=SC2206
+  cmd+=($args)
+  local line
+  if [ -n "$gpin" ]; then
+    line=$(taskset -c "$gpin" "${cmd[@]}" | grep '^{' || true)
+  else
+    line=$("${cmd[@]}" | grep '^{' || true)
+  fi
+  local syscalls=-1
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    syscalls=$(awk -F, '/raw_syscalls/ {print $1}' "$perf_out" 2>/dev/null | head -1)
+    [[ "$syscalls" =~ ^[0-9]+$ ]] || syscalls=-1
+  fi
+  stop_broker
+  [ -n "$line" ] || line='{"error":"no output"}'
+  $py -c 'import json,sys; d=json.loads(sys.argv[1]); d["name"]=sys.argv[2]; d["broker_syscalls"]=int(sys.argv[3]); print(json.dumps(d))' \
+    "$line" "$name" "$syscalls" >> "$out"
+  printf '  %-10s %-18s %s\n' "$label" "$name" "$(echo "$line" | grep -o '"check":"[a-z]*"' || echo 'no result')" >&2
+}
+
+echo "compare.sh: results in $out (mode: $([ $quick = 1 ] && echo quick || echo full))" >&2
+start=$(date +%s)
+for entry in "${scenarios[@]}"; do
+  name=${entry%%|*}
+  args=${entry#*|}
+  run_one mosquitto mosquitto 1 0 1 "$name" "$args"
+  run_one midge midge 1 0 1 "$name" "$args"
+  if [ $two_workers = 1 ]; then
+    for n in "${two_worker_names[@]}"; do
+      [ "$n" = "$name" ] && run_one midge-2w midge 2 "" "" "$name" "$args"
+    done
+  fi
+done
+echo "compare.sh: $(( $(date +%s) - start )) s" >&2
+
+$py - "$out" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {}
+order = []
+for r in rows:
+    if r.get("name") not in order:
+        order.append(r.get("name"))
+    by[(r.get("name"), r.get("label"))] = r
+
+def metrics(r):
+    s = r.get("scenario")
+    if s == "connections":
+        return [("connect/s", "connect_per_s"), ("B/conn", "bytes_per_conn")]
+    if s == "retained":
+        return [("retained s", "deliver_s"), ("retained/s", "delivered_per_s")]
+    if s == "latency":
+        return [("p50 us", "p50_us"), ("p99 us", "p99_us")]
+    return [("msg/s", "delivered_per_s"), ("p50 us", "p50_us")]
+
+def fmt(v):
+    if v is None: return "-"
+    if isinstance(v, float) and abs(v) < 100: return "%.2f" % v
+    return "%d" % round(v)
+
+def sc_per_msg(r):
+    d = r.get("delivered") or r.get("received") or r.get("connected") or 0
+    sc = r.get("broker_syscalls", -1)
+    return "%.3f" % (sc / d) if sc >= 0 and d else "-"
+
+print("%-18s %-10s %11s %11s %8s %11s %13s %9s %7s" % ("scenario", "figure", "mosquitto", "midge",
+      "ratio", "midge 2w", "sc/msg md/mq", "cpu% md", "checks"))
+for name in order:
+    mq = by.get((name, "mosquitto"), {})
+    md = by.get((name, "midge"), {})
+    m2 = by.get((name, "midge-2w"), {})
+    base = md or mq
+    for i, (title, key) in enumerate(metrics(base)):
+        a, b, c = mq.get(key), md.get(key), m2.get(key)
+        ratio = "%.2fx" % (b / a) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a > 0 else "-"
+        checks = "/".join(x.get("check", "?")[0] for x in (mq, md, m2) if x) if i == 0 else ""
+        sc = "%s/%s" % (sc_per_msg(md), sc_per_msg(mq)) if i == 0 else ""
+        cpu = ""
+        if i == 0 and md.get("broker_cpu_pct", -1) >= 0:
+            cpu = "%d/%d" % (md["broker_cpu_pct"], md.get("bench_cpu_pct", -1))
+        print("%-18s %-10s %11s %11s %8s %11s %13s %9s %7s" % (name if i == 0 else "", title, fmt(a), fmt(b),
+              ratio, fmt(c) if m2 else "", sc, cpu, checks))
+errors = [(r.get("name"), r.get("label"), r.get("error")) for r in rows if r.get("error")]
+for e in errors:
+    print("error: %s / %s: %s" % e)
+print("checks: p=pass f=fail n=none (mosquitto/midge/midge-2w); sc/msg = broker syscalls per delivered")
+print("message (perf raw_syscalls); cpu% md = midge broker/load generator CPU, % of one core")
+PY
