@@ -39,6 +39,7 @@ struct Settings {
   // Output buffered for one connection beyond which QoS 0 messages to it are
   // dropped (the slow-consumer policy, see README).
   size_t max_pending_output = 1u << 20;
+  bool connection_messages = true;  // log connects and disconnects
   std::string version = "midge version 0.1.0";
 };
 

@@ -145,6 +145,7 @@ void Client::disconnect(const protocol::DisconnectPacket& packet) {
 }
 
 Error Client::flush() {
+  if (out_.empty()) return {};
   size_t sent = 0;
   while (sent < out_.size()) {
     if (fd_ < 0) return make_error(ErrorKind::kClosed, "not connected");
@@ -185,7 +186,7 @@ Error Client::read_some(Clock::time_point deadline) {
   if (n < 0 && errno != EINTR) return make_error(ErrorKind::kSystem, std::strerror(errno));
   if (n <= 0) {
     if (deadline != Clock::time_point::max() && Clock::now() >= deadline) {
-      return make_error(ErrorKind::kTimeout, "timed out");
+      return make_error(ErrorKind::kTimeout, std::strerror(ETIMEDOUT));
     }
     return {};
   }
@@ -283,7 +284,8 @@ bool Client::handle(Packet& packet, Event& event) {
       queue(AckPacket{PacketType::kPuback, pub->packet_id, ReasonCode::kSuccess, {}});
     } else if (pub->qos == 2) {
       queue(AckPacket{PacketType::kPubrec, pub->packet_id, ReasonCode::kSuccess, {}});
-      if (!awaiting_rel_.insert(pub->packet_id).second) return false;  // resent, delivered
+      awaiting_rel_.try_emplace(pub->packet_id, std::move(*pub));  // a resend keeps the first
+      return false;
     }
     event.type = EventType::kPublish;
     event.packet_id = pub->packet_id;
@@ -327,9 +329,14 @@ bool Client::handle(Packet& packet, Event& event) {
 bool Client::handle_ack(AckPacket& ack, Event& event) {
   uint16_t id = ack.packet_id;
   if (ack.type == PacketType::kPubrel) {
-    awaiting_rel_.erase(id);
     queue(AckPacket{PacketType::kPubcomp, id, ReasonCode::kSuccess, {}});
-    return false;
+    auto held = awaiting_rel_.find(id);
+    if (held == awaiting_rel_.end()) return false;  // already delivered (resent PUBREL)
+    event.type = EventType::kPublish;
+    event.packet_id = id;
+    event.publish = std::move(held->second);
+    awaiting_rel_.erase(held);
+    return true;
   }
   auto it = outgoing_.find(id);
   if (it == outgoing_.end()) return false;  // stale or unknown id: ignore

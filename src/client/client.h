@@ -8,9 +8,9 @@
 //
 // Protocol chores are handled inside: PUBACK/PUBREC/PUBREL/PUBCOMP for both
 // directions, PINGREQ when the keep alive is due and a lost-PINGRESP timeout.
-// Incoming QoS 2 messages are delivered on PUBLISH and acknowledged with
-// PUBREC (method A of [MQTT-4.3.3]); a resent PUBLISH with an id still waiting
-// for PUBREL is not delivered twice.
+// Incoming QoS 2 messages are held from PUBLISH (answered with PUBREC) and
+// delivered on PUBREL (answered with PUBCOMP), as libmosquitto does, so a
+// resent PUBLISH is never delivered twice [MQTT-4.3.3].
 #pragma once
 
 #include <chrono>
@@ -156,7 +156,8 @@ class Client {
   // Our QoS 1/2 publishes by packet id; value = QoS, 3 = PUBREL sent.
   std::unordered_map<uint16_t, uint8_t> outgoing_;
   std::set<uint16_t> ids_in_use_;     // subscribe/unsubscribe/publish ids not yet acked
-  std::set<uint16_t> awaiting_rel_;   // incoming QoS 2 ids we sent PUBREC for
+  // Incoming QoS 2 messages we sent PUBREC for, delivered on PUBREL.
+  std::unordered_map<uint16_t, protocol::PublishPacket> awaiting_rel_;
 };
 
 }  // namespace midge::client

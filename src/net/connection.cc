@@ -78,7 +78,7 @@ void Connection::adopt(protocol::ConnectPacket&& connect, bool id_assigned, std:
   version = connect.version;
   std::string line = describe_connect(connect, peer());
   if (!worker_.broker().on_connect(*this, std::move(connect), id_assigned, now)) return;
-  worker_.log(line);
+  worker_.log_connection(line);
   connected_ = true;
   update_deadline(now);
   worker_.watch_deadline(*this);
@@ -183,6 +183,9 @@ bool Connection::handle_packet(protocol::Packet&& packet, TimePoint now) {
     return connected_ && !closed_ && !closing_;
   }
   update_deadline(now);
+  if (std::holds_alternative<protocol::DisconnectPacket>(packet)) {
+    worker_.log_connection("Client " + client_name() + " disconnected.");
+  }
   worker_.broker().on_packet(*this, std::move(packet), now);
   return !closed_ && !closing_;
 }
@@ -203,7 +206,7 @@ void Connection::handle_connect(protocol::ConnectPacket&& connect, TimePoint now
   }
   std::string line = describe_connect(connect, peer());
   if (!worker_.broker().on_connect(*this, std::move(connect), assigned, now)) return;
-  worker_.log(line);
+  worker_.log_connection(line);
   connected_ = true;
   update_deadline(now);
 }
@@ -224,13 +227,14 @@ void Connection::on_deadline(TimePoint now) {
     finish_close();
     return;
   }
-  worker_.log("Client " + (session ? session->client_id : std::string("<unknown>")) +
-              " has exceeded timeout, disconnecting.");
+  worker_.log_connection("Client " + client_name() + " has exceeded timeout, disconnecting.");
   worker_.broker().on_keepalive_expired(*this, now);
   if (!closed_ && !closing_) close();
 }
 
 void Connection::fail(ReasonCode reason, TimePoint now, const char* why) {
+  worker_.log_connection("Client " + (connected_ ? client_name() : peer()) + " disconnected: " +
+                         protocol::reason_code_name(reason) + (why && *why ? std::string(" (") + why + ")" : "") + ".");
   if (connected_) {
     worker_.broker().on_protocol_error(*this, reason, now, why);
     if (!closed_ && !closing_) close();
@@ -298,8 +302,13 @@ void Connection::close() {
   if (!waiting_write_) write_now();
 }
 
+std::string Connection::client_name() const {
+  return session ? session->client_id : std::string("<unknown>");
+}
+
 void Connection::lost(TimePoint now) {
   if (closed_) return;
+  if (connected_ && !closing_) worker_.log_connection("Client " + client_name() + " closed its connection.");
   if (connected_ && !closing_) worker_.broker().on_link_lost(*this, now);
   finish_close();
 }

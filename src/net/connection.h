@@ -57,6 +57,7 @@ class Connection final : public broker::Link, public std::enable_shared_from_thi
   void flush();
   uint64_t id() const { return id_; }
   std::string peer() const;
+  std::string client_name() const;
   ListenerSlot take_slot() { return std::move(slot_); }
   bool closed() const { return closed_; }
   TimePoint deadline() const { return deadline_; }

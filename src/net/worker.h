@@ -41,6 +41,10 @@ class Worker final : public broker::Router {
   unsigned worker_count() const { return static_cast<unsigned>(all_.size()); }
   const broker::Settings& settings() const { return shared_.settings; }
   void log(const std::string& line) { log_(line); }
+  // Connection events, unless `connection_messages false`.
+  void log_connection(const std::string& line) {
+    if (shared_.settings.connection_messages) log_(line);
+  }
 
   // A freshly accepted socket for this worker (called on this thread).
   void adopt_socket(asio::ip::tcp::socket socket, ListenerSlot slot);

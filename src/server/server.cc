@@ -108,6 +108,7 @@ broker::Settings make_settings(const config::Config& c) {
   s.max_keepalive = c.max_keepalive;
   s.persistent_client_expiration = c.persistent_client_expiration;
   s.sys_interval = c.sys_interval;
+  s.connection_messages = c.connection_messages;
   s.retain_available = c.retain_available;
   s.max_qos = c.max_qos;
   s.allow_zero_length_clientid = c.allow_zero_length_clientid;
