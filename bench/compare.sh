@@ -178,6 +178,9 @@ def metrics(r):
         return [("retained s", "deliver_s"), ("retained/s", "delivered_per_s")]
     if s == "latency":
         return [("p50 us", "p50_us"), ("p99 us", "p99_us")]
+    if r.get("window") == 0:
+        return [("msg/s", "delivered_per_s"), ("p50 us", "p50_us"), ("max gap ms", "max_gap_ms"),
+                ("rss kB", "broker_rss_kb")]
     return [("msg/s", "delivered_per_s"), ("p50 us", "p50_us")]
 
 def fmt(v):

@@ -128,6 +128,10 @@ int check_pub(const ClientConfig& c) {
 
 int check_sub(const ClientConfig& c) {
   if (c.topics.empty()) return fail(c.tool, "You must specify a topic to subscribe to.");
+  if (c.no_retain && c.retained_only) {
+    std::fprintf(stderr, "\n");  // sic: mosquitto_sub starts this one with a blank line
+    return fail(c.tool, "Combining '-R' and '--retained-only' makes no sense.");
+  }
   for (const std::string& t : c.topics) {
     if (!protocol::is_valid_topic_filter(t)) {
       return fail(c.tool, "Invalid subscription topic '" + t +

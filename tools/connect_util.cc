@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <iterator>
 #include <memory>
 #include <random>
 
@@ -26,36 +27,25 @@ const char* connack_string_v3(uint8_t code) {
 }
 
 const char* reason_string(ReasonCode code) {
-  switch (code) {
-    case ReasonCode::kSuccess: return "Success";
-    case ReasonCode::kUnspecifiedError: return "Unspecified error";
-    case ReasonCode::kMalformedPacket: return "Malformed packet";
-    case ReasonCode::kProtocolError: return "Protocol error";
-    case ReasonCode::kImplementationSpecificError: return "Implementation specific error";
-    case ReasonCode::kUnsupportedProtocolVersion: return "Unsupported protocol version";
-    case ReasonCode::kClientIdentifierNotValid: return "Client identifier not valid";
-    case ReasonCode::kBadUserNameOrPassword: return "Bad username or password";
-    case ReasonCode::kNotAuthorized: return "Not authorized";
-    case ReasonCode::kServerUnavailable: return "Server unavailable";
-    case ReasonCode::kServerBusy: return "Server busy";
-    case ReasonCode::kBanned: return "Banned";
-    case ReasonCode::kServerShuttingDown: return "Server shutting down";
-    case ReasonCode::kBadAuthenticationMethod: return "Bad authentication method";
-    case ReasonCode::kKeepAliveTimeout: return "Keep alive timeout";
-    case ReasonCode::kSessionTakenOver: return "Session taken over";
-    case ReasonCode::kTopicFilterInvalid: return "Topic filter invalid";
-    case ReasonCode::kTopicNameInvalid: return "Topic name invalid";
-    case ReasonCode::kPacketTooLarge: return "Packet too large";
-    case ReasonCode::kQuotaExceeded: return "Quota exceeded";
-    case ReasonCode::kAdministrativeAction: return "Administrative action";
-    case ReasonCode::kPayloadFormatInvalid: return "Payload format invalid";
-    case ReasonCode::kRetainNotSupported: return "Retain not supported";
-    case ReasonCode::kQosNotSupported: return "QoS not supported";
-    case ReasonCode::kUseAnotherServer: return "Use another server";
-    case ReasonCode::kServerMoved: return "Server moved";
-    case ReasonCode::kConnectionRateExceeded: return "Connection rate exceeded";
-    default: return protocol::reason_code_name(code);
-  }
+  // The wording mosquitto_sub prints for a refused v5 CONNACK (0x80..0xA2).
+  static const char* const kFailures[] = {
+      "Unspecified error", "Malformed Packet", "Protocol Error",
+      "Implementation specific error",
+      "Unsupported Protocol Version. Try connecting to an MQTT v5 broker, or use MQTT v3.x mode.",
+      "Client Identifier not valid", "Bad User Name or Password", "Not authorized",
+      "Server unavailable", "Server busy", "Banned", "Server shutting down",
+      "Bad authentication method", "Keep Alive timeout", "Session taken over",
+      "Topic Filter invalid", "Topic Name invalid", "Packet Identifier in use",
+      "Packet Identifier not found", "Receive Maximum exceeded", "Topic Alias invalid",
+      "Packet too large", "Message rate too high", "Quota exceeded", "Administrative action",
+      "Payload format invalid", "Retain not supported", "QoS not supported",
+      "Use another server", "Server moved", "Shared Subscriptions not supported",
+      "Connection rate exceeded", "Maximum connect time",
+      "Subscription identifiers not supported", "Wildcard Subscriptions not supported",
+  };
+  auto v = static_cast<size_t>(code);
+  if (v >= 0x80 && v - 0x80 < std::size(kFailures)) return kFailures[v - 0x80];
+  return protocol::reason_code_name(code);
 }
 
 namespace {
@@ -127,8 +117,14 @@ int report_connect_error(const ClientConfig& c, const client::Error& e) {
   }
   bool v5 = c.version == protocol::Version::kV5;
   uint8_t code = v5 ? static_cast<uint8_t>(e.reason) : protocol::to_v3_connack_code(e.reason);
-  print_error(c, std::string("Connection error: ") +
-                     (v5 ? reason_string(e.reason) : connack_string_v3(code)));
+  const char* text = v5 ? reason_string(e.reason) : connack_string_v3(code);
+  if (c.tool == Tool::kRr && !v5) {
+    // mosquitto_rr words a 3.1.1 return code as if it were a v5 reason code.
+    static const char* const kAsReason[] = {"Success", "Granted QoS 1", "Granted QoS 2",
+                                            "Unknown reason", "Disconnect with Will Message"};
+    text = code < 5 ? kAsReason[code] : "Unknown reason";
+  }
+  print_error(c, std::string("Connection error: ") + text);
   if (c.tool == Tool::kPub) {
     print_error(c, v5 ? "Error: A network protocol error occurred when communicating with the "
                         "broker."

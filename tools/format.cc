@@ -88,15 +88,14 @@ void append_json_properties(JsonWriter& w, const protocol::Properties& p) {
       !p.topic_alias && p.user_properties.empty()) {
     return;
   }
+  // mosquitto_sub lists properties in wire order with message-expiry-interval
+  // last; Midge (like most brokers) sends them in identifier order, and the
+  // codec does not keep wire order, so identifier order it is.
   w.key("properties");
   w.begin_object();
   if (p.payload_format_indicator) {
     w.key("payload-format-indicator");
     w.number_value(*p.payload_format_indicator);
-  }
-  if (p.message_expiry_interval) {
-    w.key("message-expiry-interval");
-    w.number_value(*p.message_expiry_interval);
   }
   if (p.content_type) {
     w.key("content-type");
@@ -127,6 +126,10 @@ void append_json_properties(JsonWriter& w, const protocol::Properties& p) {
     }
     w.end_object();
   }
+  if (p.message_expiry_interval) {
+    w.key("message-expiry-interval");
+    w.number_value(*p.message_expiry_interval);
+  }
   w.end_object();
 }
 
@@ -138,7 +141,7 @@ void append_json(const ClientConfig& c, const protocol::PublishPacket& m, const 
   w.begin_object();
   std::string tst;
   append_strftime("%Y-%m-%dT%H:%M:%S", ts, tst);
-  char micro[16];
+  char micro[32];
   std::snprintf(micro, sizeof micro, ".%06ldZ", ts.tv_nsec / 1000);
   tst += micro;
   append_strftime("%z", ts, tst);
@@ -158,7 +161,9 @@ void append_json(const ClientConfig& c, const protocol::PublishPacket& m, const 
   }
   append_json_properties(w, m.properties);
   w.key("payload");
-  if (!raw_payload) {
+  if (m.payload.empty()) {
+    w.null_value();
+  } else if (!raw_payload) {
     w.string_value(m.payload);
   } else if (!w.raw_json_value(m.payload)) {
     print_error(c, "Error: Message payload is not valid JSON on topic " + m.topic + ".");
@@ -296,10 +301,15 @@ void format_message(const ClientConfig& config, const protocol::PublishPacket& m
                     const timespec& received, std::string& out) {
   if (config.format) {
     append_formatted(config, msg, received, out);
+  } else if (msg.payload.empty()) {
+    // mosquitto_sub prints nothing for an empty payload, except "topic (null)"
+    // with -v when lines end with a newline.
+    if (config.verbose && config.eol) out += msg.topic + " (null)\n";
+    return;
   } else if (config.verbose) {
     out += msg.topic;
     out += ' ';
-    out += msg.payload.empty() ? std::string_view("(null)") : std::string_view(msg.payload);
+    out += msg.payload;
   } else {
     out += msg.payload;
   }

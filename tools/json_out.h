@@ -18,6 +18,7 @@ class JsonWriter {
   void key(std::string_view name);
   void string_value(std::string_view value);
   void number_value(int64_t value);
+  void null_value() { out_ += "null"; }
   // Appends `json` (a JSON document) re-printed in the writer's layout;
   // false (nothing written) if it is not valid JSON.
   bool raw_json_value(std::string_view json);

@@ -1,5 +1,9 @@
 // midge_pub: publish one message (-m, -f, -n, -s), each line of stdin (-l),
 // or one message --repeat times, then disconnect. Drop-in for mosquitto_pub.
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -25,7 +29,8 @@ class Publisher {
     switch (config_.mode) {
       case MessageMode::kStdinLines: rc = publish_lines(); break;
       case MessageMode::kStdinFile: {
-        std::string all((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+        std::string all((std::istreambuf_iterator<char>(std::cin)),
+                        std::istreambuf_iterator<char>());
         rc = publish_repeated(all);
         break;
       }
@@ -52,14 +57,41 @@ class Publisher {
     return 0;
   }
 
+  // One message per stdin line (newline stripped; a last line without one
+  // counts). While stdin is idle the connection keeps being serviced, so
+  // keep alive pings and acks flow during a slow pipe.
   int publish_lines() {
-    std::string line;
-    while (std::getline(std::cin, line)) {
-      if (int rc = publish(line); rc != 0) return rc;
-      // Keep the connection serviced between slow stdin lines.
-      if (int rc = drain(config_.max_inflight - 1); rc != 0) return rc;
+    std::string buf;
+    size_t start = 0;
+    bool eof = false;
+    for (;;) {
+      size_t nl = buf.find('\n', start);
+      if (nl != std::string::npos) {
+        if (int rc = publish(buf.substr(start, nl - start)); rc != 0) return rc;
+        start = nl + 1;
+        continue;
+      }
+      if (eof) return start < buf.size() ? publish(buf.substr(start)) : 0;
+      buf.erase(0, start);
+      start = 0;
+      if (int rc = wait_stdin(); rc != 0) return rc;
+      char chunk[16384];
+      ssize_t n = read(STDIN_FILENO, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) eof = true;
+      else buf.append(chunk, static_cast<size_t>(n));
     }
-    return 0;
+  }
+
+  int wait_stdin() {
+    for (;;) {
+      pollfd pfd{STDIN_FILENO, POLLIN, 0};
+      if (poll(&pfd, 1, 0) != 0) return 0;
+      client::Event ev = client_.next_event(milliseconds(100));
+      if (ev.type == client::EventType::kClosed || ev.type == client::EventType::kDisconnect) {
+        return lost(ev.error);
+      }
+    }
   }
 
   int publish(const std::string& payload) {

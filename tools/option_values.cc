@@ -84,9 +84,11 @@ bool store_number(protocol::Properties& p, std::string_view name, uint32_t v) {
   else if (name == "message-expiry-interval") p.message_expiry_interval = v;
   else if (name == "subscription-identifier") p.subscription_identifiers.push_back(v);
   else if (name == "session-expiry-interval") p.session_expiry_interval = v;
-  else if (name == "request-problem-information") p.request_problem_information = static_cast<uint8_t>(v);
+  else if (name == "request-problem-information")
+    p.request_problem_information = static_cast<uint8_t>(v);
   else if (name == "will-delay-interval") p.will_delay_interval = v;
-  else if (name == "request-response-information") p.request_response_information = static_cast<uint8_t>(v);
+  else if (name == "request-response-information")
+    p.request_response_information = static_cast<uint8_t>(v);
   else if (name == "receive-maximum") p.receive_maximum = static_cast<uint16_t>(v);
   else if (name == "topic-alias-maximum") p.topic_alias_maximum = static_cast<uint16_t>(v);
   else if (name == "topic-alias") p.topic_alias = static_cast<uint16_t>(v);

@@ -202,14 +202,6 @@ bool refuse(ClientConfig& c, const char* what) {
   return true;
 }
 
-bool no_retain_combo(const ClientConfig& c, std::string& error) {
-  if (c.no_retain && c.retained_only) {
-    error = "Combining '-R' and '--retained-only' makes no sense.";
-    return false;
-  }
-  return true;
-}
-
 bool set_url_value(ClientConfig& c, const Values& v, std::string& error) {
   return apply_url(c, v[0], error);
 }
@@ -217,32 +209,32 @@ bool set_url_value(ClientConfig& c, const Values& v, std::string& error) {
 #define ROW(s, l, t, n, msg, body)                                                   \
   OptionSpec {                                                                       \
     s, l, t, n, msg,                                                                 \
-        [](ClientConfig & c, const Values& v, std::string& error) -> bool { body }   \
+        []([[maybe_unused]] ClientConfig & c, [[maybe_unused]] const Values& v,         \
+           [[maybe_unused]] std::string& error) -> bool { body }   \
   }
-#define UNUSED (void)v; (void)error; (void)c;
 
 const OptionSpec kOptions[] = {
     ROW("-A", nullptr, kAll, 1, "-A argument given but no address specified.",
-        { UNUSED c.bind_address = v[0]; return true; }),
-    ROW("-c", "--disable-clean-session", kAll, 0, "", { UNUSED c.clean_session = false; return true; }),
+        { c.bind_address = v[0]; return true; }),
+    ROW("-c", "--disable-clean-session", kAll, 0, "", { c.clean_session = false; return true; }),
     ROW("-C", nullptr, kSub, 1, "-C argument given but no count specified.",
         { return set_count(c, v, error); }),
-    ROW("-d", "--debug", kAll, 0, "", { UNUSED c.debug = true; return true; }),
+    ROW("-d", "--debug", kAll, 0, "", { c.debug = true; return true; }),
     ROW("-D", "--property", kAll, 3, "--property argument given but not enough arguments specified.",
         { return apply_property(c, v, error); }),
     ROW("-e", nullptr, kRr, 1, "-e argument given but no response topic specified.",
-        { UNUSED c.response_topic = v[0]; return true; }),
-    ROW("-E", nullptr, kSub, 0, "", { UNUSED c.exit_after_sub = true; return true; }),
+        { c.response_topic = v[0]; return true; }),
+    ROW("-E", nullptr, kSub, 0, "", { c.exit_after_sub = true; return true; }),
     ROW("-f", "--file", kPub | kRr, 1, "-f argument given but no file specified.",
         { return set_file(c, v, error); }),
     ROW("-F", nullptr, kSub | kRr, 1, "-F argument given but no format specified.",
-        { UNUSED c.format = v[0]; return true; }),
+        { c.format = v[0]; return true; }),
     ROW("-h", "--host", kAll, 1, "-h argument given but no host specified.",
-        { UNUSED c.host = v[0]; return true; }),
+        { c.host = v[0]; return true; }),
     ROW("-i", "--id", kAll, 1, "-i argument given but no id specified.",
         { return set_id(c, v, error); }),
     ROW("-I", "--id-prefix", kAll, 1, "-I argument given but no id prefix specified.",
-        { UNUSED c.id_prefix = v[0]; return true; }),
+        { c.id_prefix = v[0]; return true; }),
     ROW("-k", "--keepalive", kAll, 1, "-k argument given but no keepalive specified.",
         { return set_keepalive(c, v, error); }),
     ROW("-l", "--stdin-line", kPub, 0, "",
@@ -257,28 +249,28 @@ const OptionSpec kOptions[] = {
     ROW("-n", "--null-message", kPub | kRr, 0, "",
         { if (!set_message(c, MessageMode::kNull, error)) return false;
           c.message.clear(); return true; }),
-    ROW("-N", nullptr, kSub | kRr, 0, "", { UNUSED c.eol = false; return true; }),
+    ROW("-N", nullptr, kSub | kRr, 0, "", { c.eol = false; return true; }),
     ROW("-p", "--port", kAll, 1, "-p argument given but no port specified.",
         { return set_port(c, v, error); }),
     ROW("-P", "--pw", kAll, 1, "-P argument given but no password specified.",
-        { UNUSED c.password = v[0]; return true; }),
+        { c.password = v[0]; return true; }),
     ROW("-q", "--qos", kAll, 1, "-q argument given but no QoS specified.",
         { return set_qos(c, v, error); }),
-    ROW("-r", "--retain", kPub, 0, "", { UNUSED c.retain = true; return true; }),
+    ROW("-r", "--retain", kPub, 0, "", { c.retain = true; return true; }),
     ROW("-R", nullptr, kSub | kRr, 0, "",
-        { UNUSED c.no_retain = true; return no_retain_combo(c, error); }),
+        { c.no_retain = true; return true; }),
     ROW("-s", "--stdin-file", kPub | kRr, 0, "",
         { return set_message(c, MessageMode::kStdinFile, error); }),
     ROW("-t", "--topic", kAll, 1, "-t argument given but no topic specified.",
-        { UNUSED if (c.tool != Tool::kSub) c.topics.clear();
+        { if (c.tool != Tool::kSub) c.topics.clear();
           c.topics.push_back(v[0]); return true; }),
     ROW("-T", "--filter-out", kSub, 1, "-T argument given but no topic filter specified.",
-        { UNUSED c.filter_outs.push_back(v[0]); return true; }),
+        { c.filter_outs.push_back(v[0]); return true; }),
     ROW("-u", "--username", kAll, 1, "-u argument given but no username specified.",
-        { UNUSED c.username = v[0]; return true; }),
+        { c.username = v[0]; return true; }),
     ROW("-U", "--unsubscribe", kSub, 1, "-U argument given but no unsubscribe topic specified.",
-        { UNUSED c.unsub_topics.push_back(v[0]); return true; }),
-    ROW("-v", "--verbose", kSub | kRr, 0, "", { UNUSED c.verbose = true; return true; }),
+        { c.unsub_topics.push_back(v[0]); return true; }),
+    ROW("-v", "--verbose", kSub | kRr, 0, "", { c.verbose = true; return true; }),
     ROW("-V", "--protocol-version", kAll, 1,
         "--protocol-version argument given but no version specified.",
         { return set_version(c, v, error); }),
@@ -286,14 +278,14 @@ const OptionSpec kOptions[] = {
         { return set_timeout(c, v, error); }),
     ROW("-x", nullptr, kAll, 1, "-x argument given but no session expiry interval specified.",
         { return set_expiry(c, v, error); }),
-    ROW(nullptr, "--nodelay", kAll, 0, "", { UNUSED c.nodelay = true; return true; }),
-    ROW(nullptr, "--quiet", kAll, 0, "", { UNUSED c.quiet = true; return true; }),
-    ROW(nullptr, "--pretty", kSub | kRr, 0, "", { UNUSED c.pretty = true; return true; }),
+    ROW(nullptr, "--nodelay", kAll, 0, "", { c.nodelay = true; return true; }),
+    ROW(nullptr, "--quiet", kAll, 0, "", { c.quiet = true; return true; }),
+    ROW(nullptr, "--pretty", kSub | kRr, 0, "", { c.pretty = true; return true; }),
     ROW(nullptr, "--retained-only", kSub, 0, "",
-        { UNUSED c.retained_only = true; return no_retain_combo(c, error); }),
-    ROW(nullptr, "--remove-retained", kSub, 0, "", { UNUSED c.remove_retained = true; return true; }),
+        { c.retained_only = true; return true; }),
+    ROW(nullptr, "--remove-retained", kSub, 0, "", { c.remove_retained = true; return true; }),
     ROW(nullptr, "--retain-as-published", kSub, 0, "",
-        { UNUSED c.retain_as_published = true; return true; }),
+        { c.retain_as_published = true; return true; }),
     ROW(nullptr, "--random-filter", kSub, 1, "--random-filter argument given but no chance specified.",
         { return set_random_filter(c, v, error); }),
     ROW(nullptr, "--repeat", kPub, 1, "--repeat argument given but no count specified.",
@@ -301,50 +293,49 @@ const OptionSpec kOptions[] = {
     ROW(nullptr, "--repeat-delay", kPub, 1, "--repeat-delay argument given but no time specified.",
         { return set_repeat_delay(c, v, error); }),
     ROW(nullptr, "--unix", kAll, 1, "--unix argument given but no socket path specified.",
-        { UNUSED c.unix_path = v[0]; return true; }),
+        { c.unix_path = v[0]; return true; }),
     ROW(nullptr, "--will-topic", kAll, 1, "--will-topic argument given but no will topic specified.",
-        { UNUSED c.will_topic = v[0]; return true; }),
+        { c.will_topic = v[0]; return true; }),
     ROW(nullptr, "--will-payload", kAll, 1,
         "--will-payload argument given but no will payload specified.",
-        { UNUSED c.will_payload = v[0]; return true; }),
+        { c.will_payload = v[0]; return true; }),
     ROW(nullptr, "--will-qos", kAll, 1, "--will-qos argument given but no will QoS specified.",
         { return set_will_qos(c, v, error); }),
-    ROW(nullptr, "--will-retain", kAll, 0, "", { UNUSED c.will_retain = true; return true; }),
+    ROW(nullptr, "--will-retain", kAll, 0, "", { c.will_retain = true; return true; }),
     // TLS, PSK and SOCKS: accepted so command lines parse, refused before connecting.
     ROW(nullptr, "--cafile", kAll, 1, "--cafile argument given but no file specified.",
-        { UNUSED return refuse(c, "TLS (--cafile)"); }),
+        { return refuse(c, "TLS (--cafile)"); }),
     ROW(nullptr, "--capath", kAll, 1, "--capath argument given but no directory specified.",
-        { UNUSED return refuse(c, "TLS (--capath)"); }),
+        { return refuse(c, "TLS (--capath)"); }),
     ROW(nullptr, "--cert", kAll, 1, "--cert argument given but no file specified.",
-        { UNUSED return refuse(c, "TLS (--cert)"); }),
+        { return refuse(c, "TLS (--cert)"); }),
     ROW(nullptr, "--key", kAll, 1, "--key argument given but no file specified.",
-        { UNUSED return refuse(c, "TLS (--key)"); }),
+        { return refuse(c, "TLS (--key)"); }),
     ROW(nullptr, "--ciphers", kAll, 1, "--ciphers argument given but no ciphers specified.",
-        { UNUSED return refuse(c, "TLS (--ciphers)"); }),
+        { return refuse(c, "TLS (--ciphers)"); }),
     ROW(nullptr, "--tls-version", kAll, 1, "--tls-version argument given but no version specified.",
-        { UNUSED return refuse(c, "TLS (--tls-version)"); }),
+        { return refuse(c, "TLS (--tls-version)"); }),
     ROW(nullptr, "--tls-alpn", kAll, 1, "--tls-alpn argument given but no protocol specified.",
-        { UNUSED return refuse(c, "TLS (--tls-alpn)"); }),
+        { return refuse(c, "TLS (--tls-alpn)"); }),
     ROW(nullptr, "--tls-engine", kAll, 1, "--tls-engine argument given but no engine_id specified.",
-        { UNUSED return refuse(c, "TLS (--tls-engine)"); }),
+        { return refuse(c, "TLS (--tls-engine)"); }),
     ROW(nullptr, "--keyform", kAll, 1, "--keyform argument given but no keyform specified.",
-        { UNUSED return refuse(c, "TLS (--keyform)"); }),
+        { return refuse(c, "TLS (--keyform)"); }),
     ROW(nullptr, "--tls-engine-kpass-sha1", kAll, 1,
         "--tls-engine-kpass-sha1 argument given but no kpass sha1 specified.",
-        { UNUSED return refuse(c, "TLS (--tls-engine-kpass-sha1)"); }),
+        { return refuse(c, "TLS (--tls-engine-kpass-sha1)"); }),
     ROW(nullptr, "--tls-use-os-certs", kAll, 0, "",
-        { UNUSED return refuse(c, "TLS (--tls-use-os-certs)"); }),
-    ROW(nullptr, "--insecure", kAll, 0, "", { UNUSED return refuse(c, "TLS (--insecure)"); }),
+        { return refuse(c, "TLS (--tls-use-os-certs)"); }),
+    ROW(nullptr, "--insecure", kAll, 0, "", { return refuse(c, "TLS (--insecure)"); }),
     ROW(nullptr, "--psk", kAll, 1, "--psk argument given but no key specified.",
-        { UNUSED return refuse(c, "TLS-PSK (--psk)"); }),
+        { return refuse(c, "TLS-PSK (--psk)"); }),
     ROW(nullptr, "--psk-identity", kAll, 1, "--psk-identity argument given but no identity specified.",
-        { UNUSED return refuse(c, "TLS-PSK (--psk-identity)"); }),
+        { return refuse(c, "TLS-PSK (--psk-identity)"); }),
     ROW(nullptr, "--proxy", kAll, 1, "--proxy argument given but no proxy url specified.",
-        { UNUSED return refuse(c, "SOCKS5 (--proxy)"); }),
+        { return refuse(c, "SOCKS5 (--proxy)"); }),
 };
 
 #undef ROW
-#undef UNUSED
 
 }  // namespace
 

@@ -23,7 +23,10 @@ int Receiver::run() {
     if (rc >= 0) return rc;
     // Lost: retry once a second until the deadline, like libmosquitto's loop_forever.
     for (;;) {
-      if (Clock::now() >= deadline) return kExitTimeout;
+      if (Clock::now() >= deadline) {
+        print_error(config_, "Timed out");
+        return kExitTimeout;
+      }
       std::this_thread::sleep_for(milliseconds(1000));
       client::ConnectOptions options;
       if (!make_connect_options(config_, options)) return 1;
@@ -40,18 +43,18 @@ void Receiver::disconnect() {
 
 int Receiver::loop(Clock::time_point deadline) {
   for (;;) {
+    if (Clock::now() >= deadline) {  // -W holds even while messages keep coming
+      print_error(config_, "Timed out");
+      disconnect();
+      return kExitTimeout;
+    }
     auto left = deadline == Clock::time_point::max()
                     ? milliseconds(-1)
                     : std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
     if (left.count() < 0 && deadline != Clock::time_point::max()) left = milliseconds(0);
     client::Event ev = client_.next_event(left);
     switch (ev.type) {
-      case client::EventType::kTimeout:
-        if (Clock::now() >= deadline) {
-          disconnect();
-          return kExitTimeout;
-        }
-        break;
+      case client::EventType::kTimeout: break;  // the deadline is checked above
       case client::EventType::kPublish: handle_message(ev.publish); break;
       case client::EventType::kSuback:
       case client::EventType::kUnsuback:

@@ -39,6 +39,7 @@ struct Subscriber {
   std::string filter;
   uint32_t receiver = 0;
   bool subscribed = false;
+  int64_t last_rx = 0;  // steady time of the last delivery
 };
 
 // Something that must get every message of its publishers once: a
@@ -87,6 +88,7 @@ class Flow final : public PacketHandler {
   int64_t start_ = 0;
   int64_t send_end_ = 0;
   int64_t last_delivery_ = 0;
+  int64_t max_gap_ = 0;
   double broker_cpu_ = -1;  // CPU seconds over the sending phase and drain
   double own_cpu_ = -1;
   std::string error_;
@@ -217,6 +219,12 @@ void Flow::on_subscriber_packet(Subscriber& s, Packet& packet, int64_t now) {
     Receiver& r = receivers_[s.receiver];
     if (read_header(pub->payload.data(), pub->payload.size(), h) && h.publisher < r.from.size() &&
         !pub->retain) {
+      // Longest silence of a subscriber while publishers are sending: an
+      // event-loop stall in the broker shows here.
+      if (send_end_ == 0 && s.last_rx > 0 && now > s.last_rx) {
+        max_gap_ = std::max(max_gap_, now - s.last_rx);
+      }
+      s.last_rx = now;
       if (r.from[h.publisher].add(h.seq)) {
         ++delivered_;
         ++progress_;
@@ -283,9 +291,12 @@ void Flow::produce(Publisher& p, int64_t now) {
     limit = std::min(limit, static_cast<uint64_t>(per_pub * seconds(now - start_)) + 1);
   }
   if (window_ > 0) {
-    // End to end: the slowest receiver of this publisher bounds it.
+    // End to end: the slowest receiver of this publisher bounds it. A lost
+    // message does not close the window for good: progress is the highest
+    // sequence number seen (one publisher's messages arrive in order
+    // [MQTT-4.6.0-6]; the losses are still counted).
     uint64_t done = UINT64_MAX;
-    for (uint32_t r : p.receivers) done = std::min(done, receivers_[r].from[p.conn->tag / 2].unique());
+    for (uint32_t r : p.receivers) done = std::min(done, receivers_[r].from[p.conn->tag / 2].reached());
     if (o_.qos > 0) done = std::min(done, p.acked);
     limit = std::min(limit, done + static_cast<uint64_t>(window_));
   }
@@ -447,6 +458,7 @@ void Flow::fill(Report& report, bool /*ok_check*/, const char* check) const {
   report.add("p50_us", static_cast<double>(latency_.percentile(0.50)) / 1e3);
   report.add("p99_us", static_cast<double>(latency_.percentile(0.99)) / 1e3);
   report.add("p999_us", static_cast<double>(latency_.percentile(0.999)) / 1e3);
+  report.add("max_gap_ms", static_cast<double>(max_gap_) / 1e6);
   // Who was the bottleneck: CPU use over the run, in % of one core.
   const double run_s = start_ > 0 ? seconds(now_ns() - start_) : 0;
   report.add("broker_cpu_pct", broker_cpu_ >= 0 && run_s > 0 ? 100 * broker_cpu_ / run_s : -1.0);

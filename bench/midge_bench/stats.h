@@ -30,6 +30,9 @@ class SeqTrack {
   uint64_t unique() const { return unique_; }
   uint64_t duplicated() const { return duplicated_; }
   uint64_t out_of_order() const { return out_of_order_; }
+  // One past the highest sequence number seen: how far this publisher's
+  // stream got, even when some messages before it were lost.
+  uint64_t reached() const { return static_cast<uint64_t>(max_seq_ + 1); }
 
  private:
   std::vector<uint64_t> seen_;

@@ -109,7 +109,8 @@ int connect_one(const sockaddr* addr, socklen_t len, int family, const ConnectOp
 
 int poll_timeout(Time deadline) {
   if (deadline == Time::max()) return -1;
-  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
+                                                          std::chrono::steady_clock::now());
   if (left.count() <= 0) return 0;
   return left.count() > 1000000 ? 1000000 : static_cast<int>(left.count());
 }

@@ -1,5 +1,12 @@
 #include "net/connection.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "broker/broker.h"
@@ -47,21 +54,37 @@ std::string describe_connect(const protocol::ConnectPacket& c, const std::string
 }  // namespace
 
 std::string Connection::peer() const {
-  asio::error_code ec;
-  const auto ep = socket_.remote_endpoint(ec);
-  if (ec) return "unknown";
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getpeername(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "unknown";
+  char host[INET6_ADDRSTRLEN] = "?";
+  uint16_t port = 0;
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+    port = ntohs(a->sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+    port = ntohs(a->sin6_port);
+  }
+  return std::string(host) + ":" + std::to_string(port);
 }
 
-Connection::Connection(Worker& worker, asio::ip::tcp::socket socket, uint64_t id, ListenerSlot slot)
-    : worker_(worker), socket_(std::move(socket)), id_(id), slot_(std::move(slot)) {
+Connection::Connection(Worker& worker, int fd, uint64_t id, ListenerSlot slot)
+    : worker_(worker), fd_(fd), id_(id), slot_(std::move(slot)) {
   const uint32_t max = worker.settings().max_packet_size;
   if (max != 0) limits_.max_packet_size = max;
-  asio::error_code ec;
-  socket_.non_blocking(true, ec);
+  // Output is already coalesced into one write per loop turn, so Nagle's
+  // algorithm would only add latency.
+  const int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  worker_.loop().add(fd_, this, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
 }
 
-Connection::~Connection() = default;
+Connection::~Connection() {
+  if (fd_ >= 0) ::close(fd_);
+}
 
 void Connection::start(std::string pending) {
   const TimePoint now = Clock::now();
@@ -69,7 +92,8 @@ void Connection::start(std::string pending) {
   worker_.watch_deadline(*this);
   in_ = std::move(pending);
   if (!in_.empty()) process_input(now);
-  read_more();
+  // Edge-triggered: bytes that arrived before registration give no event.
+  if (!closed_ && !closing_) on_readable();
 }
 
 void Connection::adopt(protocol::ConnectPacket&& connect, bool id_assigned, std::string pending) {
@@ -84,89 +108,100 @@ void Connection::adopt(protocol::ConnectPacket&& connect, bool id_assigned, std:
   worker_.watch_deadline(*this);
   in_ = std::move(pending);
   if (!in_.empty()) process_input(now);
-  read_more();
+  // Edge-triggered: bytes that arrived before registration give no event.
+  if (!closed_ && !closing_) on_readable();
 }
 
-void Connection::read_more() {
-  if (closed_ || closing_ || reading_) return;
-  reading_ = true;
-  socket_.async_wait(asio::socket_base::wait_read,
-                     [self = shared_from_this()](const asio::error_code& ec) { self->on_read(ec, 0); });
-}
-
-// The socket is readable: read until it is drained (a short read) or the
-// turn's budget is spent, decoding as we go.
-void Connection::on_read(const asio::error_code& ec, size_t /*unused*/) {
-  reading_ = false;
-  if (closed_ || closing_) return;
-  if (ec) {
-    lost(Clock::now());
-    return;
+void Connection::on_io(uint32_t events) {
+  if (closed_) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable();
+  if (closed_) return;
+  if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && waiting_write_) {
+    waiting_write_ = false;
+    write_now();
   }
+}
+
+// Reads until the socket is drained (a short read or EAGAIN) or the turn's
+// budget is spent, decoding as we go.
+void Connection::on_readable() {
+  if (closed_ || closing_ || read_scheduled_) return;
   if (worker_.worker_count() > 1 && worker_.peers_overloaded()) {
-    reading_ = true;  // read again after a short pause
+    read_scheduled_ = true;  // read again after a short pause
     worker_.pause_reading(*this);
     return;
   }
   size_t total = 0;
-  bool drained = false;
   while (total < kReadBudget) {
-    asio::error_code rec;
-    const size_t n = socket_.read_some(asio::buffer(t_scratch, sizeof(t_scratch)), rec);
-    if (rec == asio::error::would_block || rec == asio::error::try_again) {
-      drained = true;
-      break;
+    const ssize_t n = ::recv(fd_, t_scratch, sizeof(t_scratch), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      lost(Clock::now());  // reset or error: the peer is gone
+      return;
     }
-    if (rec) {  // EOF or reset: the peer is gone
+    if (n == 0) {
       lost(Clock::now());
       return;
     }
-    total += n;
-    broker::Stats::add(worker_.stats().bytes_received, n);
-    in_.append(t_scratch, n);
-    process_input(Clock::now());
+    total += static_cast<size_t>(n);
+    broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
+    take_input(std::string_view(t_scratch, static_cast<size_t>(n)), Clock::now());
     if (closed_ || closing_) return;
-    if (n < sizeof(t_scratch)) {
-      drained = true;
-      break;
-    }
+    if (static_cast<size_t>(n) < sizeof(t_scratch)) return;  // drained
   }
-  if (drained) {
-    read_more();
-  } else {
-    // Budget spent: continue on a later turn, after the other sockets.
-    reading_ = true;
-    asio::post(worker_.io(), [self = shared_from_this()] { self->on_read({}, 0); });
-  }
+  // Budget spent with data left: continue on a later turn, after the other
+  // sockets (no new edge will come for what is already buffered).
+  read_scheduled_ = true;
+  worker_.loop().post([self = shared_from_this()] { self->resume_reading(); });
 }
 
 void Connection::resume_reading() {
-  reading_ = false;
-  if (closed_ || closing_) return;
-  on_read({}, 0);
+  read_scheduled_ = false;
+  on_readable();
+}
+
+// Decodes and handles every whole packet at the start of `data`; returns
+// the bytes used. Stops early when the connection closes or moves.
+size_t Connection::decode_all(std::string_view data, TimePoint now) {
+  size_t pos = 0;
+  while (!closed_ && !closing_ && pos < data.size()) {
+    const std::string_view rest = data.substr(pos);
+    protocol::Packet packet;
+    const protocol::DecodeResult r = protocol::decode(rest, version, packet, limits_);
+    if (r.status == DecodeStatus::kNeedMore) break;
+    if (r.status == DecodeStatus::kError) {
+      if (!connected_ && looks_like_v5_connect(rest)) version = protocol::Version::kV5;
+      fail(r.error, now, r.message);
+      break;
+    }
+    pos += r.consumed;
+    unread_ = data.substr(pos);  // what follows this packet, for a hand-over
+    if (!handle_packet(std::move(packet), now)) break;
+  }
+  return pos;
+}
+
+// Bytes just read: decoded in place from the read buffer when nothing is
+// pending (no copy); only an incomplete packet at the end is kept.
+void Connection::take_input(std::string_view data, TimePoint now) {
+  if (in_.empty()) {
+    const size_t used = decode_all(data, now);
+    if (!closed_ && !closing_ && used < data.size()) in_.assign(data.substr(used));
+    return;
+  }
+  in_.append(data);
+  process_input(now);
 }
 
 void Connection::process_input(TimePoint now) {
-  while (!closed_ && !closing_ && in_start_ < in_.size()) {
-    std::string_view data(in_.data() + in_start_, in_.size() - in_start_);
-    protocol::Packet packet;
-    const protocol::DecodeResult r = protocol::decode(data, version, packet, limits_);
-    if (r.status == DecodeStatus::kNeedMore) break;
-    if (r.status == DecodeStatus::kError) {
-      if (!connected_ && looks_like_v5_connect(data)) version = protocol::Version::kV5;
-      fail(r.error, now, r.message);
-      return;
-    }
-    in_start_ += r.consumed;
-    if (!handle_packet(std::move(packet), now)) return;
-  }
-  if (in_start_ == in_.size()) {
+  const size_t used = decode_all(in_, now);
+  if (closed_ || closing_) return;
+  if (used == in_.size()) {
     in_.clear();
-    in_start_ = 0;
-    if (in_.capacity() > sizeof(t_scratch)) std::string().swap(in_);
-  } else if (in_start_ > 0) {
-    in_.erase(0, in_start_);
-    in_start_ = 0;
+    if (in_.capacity() > 4096) std::string().swap(in_);  // idle connections stay small
+  } else if (used > 0) {
+    in_.erase(0, used);
   }
 }
 
@@ -197,11 +232,12 @@ void Connection::handle_connect(protocol::ConnectPacket&& connect, TimePoint now
   const unsigned target =
       connect.client_id.empty() ? worker_.index() : broker::Broker::worker_for(connect.client_id, workers);
   if (target != worker_.index()) {
-    std::string pending = in_.substr(in_start_);
-    in_.clear();
-    in_start_ = 0;
+    std::string pending(unread_);
     closed_ = true;  // this object is done; the socket lives on elsewhere
-    worker_.hand_over(*this, socket_, target, std::move(connect), assigned, std::move(pending));
+    worker_.loop().remove(fd_);
+    const int fd = fd_;
+    fd_ = -1;  // the socket lives on elsewhere
+    worker_.hand_over(*this, fd, target, std::move(connect), assigned, std::move(pending));
     return;
   }
   std::string line = describe_connect(connect, peer());
@@ -265,28 +301,18 @@ void Connection::flush() {
 
 void Connection::write_now() {
   while (out_start_ < out_.size()) {
-    asio::error_code ec;
-    const size_t n =
-        socket_.write_some(asio::buffer(out_.data() + out_start_, out_.size() - out_start_), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      waiting_write_ = true;
-      socket_.async_wait(asio::socket_base::wait_write, [self = shared_from_this()](const asio::error_code& wec) {
-        self->waiting_write_ = false;
-        if (self->closed_) return;
-        if (wec) {
-          self->lost(Clock::now());
-          return;
-        }
-        self->write_now();
-      });
-      return;
-    }
-    if (ec) {
+    const ssize_t n = ::send(fd_, out_.data() + out_start_, out_.size() - out_start_, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        waiting_write_ = true;  // EPOLLOUT (edge) tells when there is room
+        return;
+      }
       lost(Clock::now());
       return;
     }
-    out_start_ += n;
-    broker::Stats::add(worker_.stats().bytes_sent, n);
+    out_start_ += static_cast<size_t>(n);
+    broker::Stats::add(worker_.stats().bytes_sent, static_cast<uint64_t>(n));
   }
   out_.clear();
   out_start_ = 0;
@@ -317,9 +343,12 @@ void Connection::finish_close() {
   if (closed_) return;
   closed_ = true;
   if (session) worker_.broker().on_link_lost(*this, Clock::now());
-  asio::error_code ec;
-  socket_.shutdown(asio::socket_base::shutdown_both, ec);
-  socket_.close(ec);
+  if (fd_ >= 0) {
+    worker_.loop().remove(fd_);
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    fd_ = -1;
+  }
   worker_.remove(id_);
 }
 

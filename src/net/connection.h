@@ -5,13 +5,13 @@
 // Owned by its worker thread.
 #pragma once
 
-#include <asio.hpp>
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "broker/link.h"
+#include "net/event_loop.h"
 #include "protocol/codec.h"
 #include "util/time.h"
 
@@ -35,14 +35,19 @@ class ListenerSlot {
   std::shared_ptr<std::atomic<int>> open_;
 };
 
-class Connection final : public broker::Link, public std::enable_shared_from_this<Connection> {
+class Connection final : public broker::Link,
+                         public EventLoop::Handler,
+                         public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Worker& worker, asio::ip::tcp::socket socket, uint64_t id, ListenerSlot slot);
+  // Takes ownership of the connected, non-blocking socket `fd`.
+  Connection(Worker& worker, int fd, uint64_t id, ListenerSlot slot);
   ~Connection() override;
 
   // Starts reading; `pending` holds bytes already read by a previous owner
   // (a connection handed over from another worker after its CONNECT).
   void start(std::string pending = {});
+  // EventLoop::Handler
+  void on_io(uint32_t events) override;
   // Continues a connection handed over by another worker: processes its
   // CONNECT here, then the bytes that followed it.
   void adopt(protocol::ConnectPacket&& connect, bool id_assigned, std::string pending);
@@ -69,9 +74,10 @@ class Connection final : public broker::Link, public std::enable_shared_from_thi
   void resume_reading();
 
  private:
-  void read_more();
-  void on_read(const asio::error_code& ec, size_t n);
+  void on_readable();
   void process_input(TimePoint now);
+  size_t decode_all(std::string_view data, TimePoint now);
+  void take_input(std::string_view data, TimePoint now);
   bool handle_packet(protocol::Packet&& packet, TimePoint now);
   void handle_connect(protocol::ConnectPacket&& connect, TimePoint now);
   void fail(protocol::ReasonCode reason, TimePoint now, const char* why = nullptr);
@@ -82,15 +88,15 @@ class Connection final : public broker::Link, public std::enable_shared_from_thi
   void shrink_buffers();
 
   Worker& worker_;
-  asio::ip::tcp::socket socket_;
+  int fd_;
   const uint64_t id_;
-  std::string in_;          // bytes read, not yet decoded, from in_start_
-  size_t in_start_ = 0;
+  std::string in_;          // an incomplete packet, waiting for more bytes
+  std::string_view unread_; // while decoding: the bytes after the current packet
   std::string out_;         // bytes to write, from out_start_
   size_t out_start_ = 0;
   bool dirty_ = false;        // queued in the worker's flush list
-  bool waiting_write_ = false;  // socket full: waiting for writability
-  bool reading_ = false;
+  bool waiting_write_ = false;  // socket full: waiting for EPOLLOUT
+  bool read_scheduled_ = false;  // a read continues on a later turn
   bool closing_ = false;      // close requested: flush, then close
   bool closed_ = false;
   bool connected_ = false;    // CONNECT accepted

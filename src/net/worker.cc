@@ -1,5 +1,7 @@
 #include "net/worker.h"
 
+#include <unistd.h>
+
 #include "net/connection.h"
 
 namespace midge::net {
@@ -13,14 +15,7 @@ constexpr auto kPause = milliseconds(1);
 
 Worker::Worker(unsigned index, broker::SharedState& shared, std::vector<std::unique_ptr<Worker>>& all,
                std::function<void(const std::string&)> log)
-    : index_(index),
-      shared_(shared),
-      all_(all),
-      log_(std::move(log)),
-      guard_(asio::make_work_guard(io_)),
-      tick_(io_),
-      broker_(index, shared, *this),
-      resume_(io_) {}
+    : index_(index), shared_(shared), all_(all), log_(std::move(log)), broker_(index, shared, *this) {}
 
 Worker::~Worker() {
   if (thread_.joinable()) thread_.join();
@@ -30,12 +25,12 @@ void Worker::start() {
   outbox_.resize(all_.size());
   thread_ = std::thread([this] {
     arm_tick();
-    io_.run();
+    loop_.run();
   });
 }
 
 void Worker::stop() {
-  asio::post(io_, [this] { do_stop(); });
+  loop_.post([this] { do_stop(); });
 }
 
 void Worker::join() {
@@ -46,58 +41,65 @@ void Worker::do_stop() {
   if (stopping_) return;
   stopping_ = true;
   broker_.shutdown(Clock::now());
-  flush_turn();
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [id, c] : connections_) all.push_back(c);
   for (auto& c : all) c->close();
-  tick_.cancel();
-  resume_.cancel();
-  guard_.reset();
   // Give closing sockets a moment to drain, then leave the loop.
-  auto timer = std::make_shared<asio::steady_timer>(io_, milliseconds(200));
-  timer->async_wait([this, timer](const asio::error_code&) { io_.stop(); });
+  loop_.after(milliseconds(200), [this] { finish_stop(); });
 }
 
-void Worker::adopt_socket(asio::ip::tcp::socket socket, ListenerSlot slot) {
+void Worker::finish_stop() {
+  std::vector<std::shared_ptr<Connection>> all;
+  for (auto& [id, c] : connections_) all.push_back(c);
+  connections_.clear();
+  all.clear();
+  loop_.stop();
+}
+
+void Worker::adopt_socket(int fd, ListenerSlot slot) {
   broker::Stats::add(stats().sockets_total);
-  const uint64_t id = next_id_++;
-  auto c = std::make_shared<Connection>(*this, std::move(socket), id, std::move(slot));
-  connections_.emplace(id, c);
-  c->start();
-}
-
-void Worker::adopt_connected(int fd, bool v6, protocol::ConnectPacket connect, bool id_assigned,
-                             std::string pending, ListenerSlot slot) {
-  asio::ip::tcp::socket socket(io_);
-  asio::error_code ec;
-  socket.assign(v6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
-  if (ec) {
+  if (stopping_) {
     ::close(fd);
     return;
   }
   const uint64_t id = next_id_++;
-  auto c = std::make_shared<Connection>(*this, std::move(socket), id, std::move(slot));
+  auto c = std::make_shared<Connection>(*this, fd, id, std::move(slot));
+  connections_.emplace(id, c);
+  c->start();
+}
+
+void Worker::adopt_connected(int fd, protocol::ConnectPacket connect, bool id_assigned,
+                             std::string pending, ListenerSlot slot) {
+  if (stopping_) {
+    ::close(fd);
+    return;
+  }
+  const uint64_t id = next_id_++;
+  auto c = std::make_shared<Connection>(*this, fd, id, std::move(slot));
   connections_.emplace(id, c);
   c->adopt(std::move(connect), id_assigned, std::move(pending));
 }
 
-void Worker::hand_over(Connection& connection, asio::ip::tcp::socket& socket, unsigned target,
-                       protocol::ConnectPacket&& connect, bool id_assigned, std::string pending) {
-  asio::error_code ec;
-  const bool v6 = socket.local_endpoint(ec).address().is_v6();
-  const int fd = socket.release(ec);
+void Worker::hand_over(Connection& connection, int fd, unsigned target, protocol::ConnectPacket&& connect,
+                       bool id_assigned, std::string pending) {
   remove(connection.id());
-  if (ec) return;
   Worker* to = all_[target].get();
-  asio::post(to->io(), [to, fd, v6, c = std::move(connect), id_assigned, p = std::move(pending),
-                        slot = connection.take_slot()]() mutable {
-    to->adopt_connected(fd, v6, std::move(c), id_assigned, std::move(p), std::move(slot));
+  // std::function needs a copyable callable: move-only state goes in a shared box.
+  struct Box {
+    protocol::ConnectPacket connect;
+    std::string pending;
+    ListenerSlot slot;
+  };
+  auto box = std::make_shared<Box>(Box{std::move(connect), std::move(pending), connection.take_slot()});
+  to->loop().post([to, fd, id_assigned, box] {
+    to->adopt_connected(fd, std::move(box->connect), id_assigned, std::move(box->pending), std::move(box->slot));
   });
 }
 
 void Worker::remove(uint64_t id) {
-  // Deferred: the connection may be running one of its own handlers.
-  asio::post(io_, [this, id] { connections_.erase(id); });
+  // Deferred to the end of the turn: the connection may be running one of
+  // its own handlers, or have an event later in this turn's batch.
+  loop_.at_end_of_turn([this, id] { connections_.erase(id); });
 }
 
 void Worker::mark_dirty(Connection& connection) {
@@ -118,9 +120,8 @@ void Worker::watch_deadline(Connection& connection) {
 void Worker::schedule_flush() {
   if (flush_scheduled_) return;
   flush_scheduled_ = true;
-  // Runs after the handlers already queued in this turn: every socket that
-  // got output during the turn is written once.
-  asio::post(io_, [this] { flush_turn(); });
+  // After all I/O of this turn: every socket that got output is written once.
+  loop_.at_end_of_turn([this] { flush_turn(); });
 }
 
 void Worker::flush_turn() {
@@ -132,8 +133,9 @@ void Worker::flush_turn() {
     if (outbox_[w].empty()) continue;
     Worker* to = all_[w].get();
     to->inbox_pending_.fetch_add(outbox_[w].size(), std::memory_order_relaxed);
-    asio::post(to->io(), [to, tasks = std::move(outbox_[w])]() mutable { to->run_tasks(tasks); });
+    auto tasks = std::make_shared<std::vector<Task>>(std::move(outbox_[w]));
     outbox_[w].clear();
+    to->loop().post([to, tasks] { to->run_tasks(*tasks); });
   }
 }
 
@@ -159,9 +161,7 @@ bool Worker::peers_overloaded() const {
 void Worker::pause_reading(Connection& connection) {
   paused_.push_back(connection.shared_from_this());
   if (paused_.size() > 1) return;
-  resume_.expires_after(kPause);
-  resume_.async_wait([this](const asio::error_code& ec) {
-    if (ec) return;
+  loop_.after(kPause, [this] {
     std::vector<std::shared_ptr<Connection>> again;
     again.swap(paused_);
     for (auto& c : again) c->resume_reading();
@@ -182,9 +182,10 @@ void Worker::deliver_shared(const broker::SharedMember& member, const broker::Me
 }
 
 void Worker::arm_tick() {
-  tick_.expires_after(kTick);
-  tick_.async_wait([this](const asio::error_code& ec) {
-    if (!ec) on_tick();
+  loop_.after(kTick, [this] {
+    if (stopping_) return;
+    on_tick();
+    arm_tick();
   });
 }
 
@@ -205,7 +206,6 @@ void Worker::on_tick() {
     }
   }
   broker_.tick(now);
-  arm_tick();
 }
 
 }  // namespace midge::net

@@ -1,9 +1,8 @@
-// One event loop thread: an asio::io_context, the connections living on it,
+// One event loop thread: an EventLoop, the connections living on it,
 // its Broker, a 100 ms tick for timers, the per-turn flush of dirty sockets
 // and mailboxes to the other workers (batched per turn).
 #pragma once
 
-#include <asio.hpp>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -16,6 +15,7 @@
 
 #include "broker/broker.h"
 #include "net/connection.h"
+#include "net/event_loop.h"
 #include "broker/shared_state.h"
 #include "util/time.h"
 
@@ -34,7 +34,7 @@ class Worker final : public broker::Router {
   void stop();    // asks for a clean stop (from any thread)
   void join();
 
-  asio::io_context& io() { return io_; }
+  EventLoop& loop() { return loop_; }
   broker::Broker& broker() { return broker_; }
   broker::Stats& stats() { return broker_.stats(); }
   unsigned index() const { return index_; }
@@ -47,13 +47,13 @@ class Worker final : public broker::Router {
   }
 
   // A freshly accepted socket for this worker (called on this thread).
-  void adopt_socket(asio::ip::tcp::socket socket, ListenerSlot slot);
+  void adopt_socket(int fd, ListenerSlot slot);
   // A connection whose CONNECT belongs to a session on this worker.
-  void adopt_connected(int fd, bool v6, protocol::ConnectPacket connect, bool id_assigned,
+  void adopt_connected(int fd, protocol::ConnectPacket connect, bool id_assigned,
                        std::string pending, ListenerSlot slot);
   // Moves a connection to `target` after its CONNECT (sessions live on the
   // worker that owns their client id).
-  void hand_over(Connection& connection, asio::ip::tcp::socket& socket, unsigned target,
+  void hand_over(Connection& connection, int fd, unsigned target,
                  protocol::ConnectPacket&& connect, bool id_assigned, std::string pending);
 
   void mark_dirty(Connection& connection);
@@ -83,14 +83,13 @@ class Worker final : public broker::Router {
   void arm_tick();
   void on_tick();
   void do_stop();
+  void finish_stop();
 
   const unsigned index_;
   broker::SharedState& shared_;
   std::vector<std::unique_ptr<Worker>>& all_;
   std::function<void(const std::string&)> log_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> guard_;
-  asio::steady_timer tick_;
+  EventLoop loop_;
   broker::Broker broker_;
   std::thread thread_;
   uint64_t next_id_ = 1;
@@ -103,7 +102,6 @@ class Worker final : public broker::Router {
   bool stopping_ = false;
   std::atomic<size_t> inbox_pending_{0};  // messages posted to this worker, not yet run
   std::vector<std::shared_ptr<Connection>> paused_;
-  asio::steady_timer resume_;
 };
 
 }  // namespace midge::net

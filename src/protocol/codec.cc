@@ -228,7 +228,7 @@ Status check_publish_topic(std::string_view topic, Version version, const Proper
     }
     return {ReasonCode::kTopicNameInvalid, "empty topic name"};
   }
-  if (topic.find_first_of("+#") != std::string_view::npos) {
+  if (has_wildcard(topic)) {
     return {ReasonCode::kTopicNameInvalid, "wildcard in topic name"};  // [MQTT-3.3.2-2]
   }
   return kOk;

@@ -97,7 +97,7 @@ bool is_valid_utf8(std::string_view s) { return detail::is_well_formed_utf8(s, f
 bool is_valid_topic_name(std::string_view topic) {
   if (topic.empty() || topic.size() > kMaxStringLength) return false;
   // [MQTT-3.3.2-2] no wildcard characters in a topic name.
-  if (topic.find_first_of("+#") != std::string_view::npos) return false;
+  if (has_wildcard(topic)) return false;
   return is_valid_utf8(topic);
 }
 
@@ -110,7 +110,7 @@ bool is_valid_topic_filter(std::string_view filter) {
     // "$share/" must be followed by a ShareName and "/" [MQTT-4.8.2-1]; the
     // ShareName has no '/', '+' or '#' [MQTT-4.8.2-2] and is not empty.
     if (!split_shared_filter(filter, group, inner)) return false;
-    if (group.empty() || group.find_first_of("+#") != std::string_view::npos) return false;
+    if (group.empty() || has_wildcard(group)) return false;
     return is_valid_plain_filter(inner);
   }
   return is_valid_plain_filter(filter);

@@ -5,6 +5,15 @@
 
 namespace midge::protocol {
 
+// True when `s` contains '+' or '#'. (A plain loop: find_first_of calls
+// memchr once per character, which dominated the publish path.)
+inline bool has_wildcard(std::string_view s) {
+  for (const char c : s) {
+    if (c == '+' || c == '#') return true;
+  }
+  return false;
+}
+
 // Well-formed UTF-8 without U+0000, surrogates or overlong forms
 // [MQTT-1.5.4-1], [MQTT-1.5.4-2].
 bool is_valid_utf8(std::string_view s);

@@ -1,10 +1,18 @@
 #include "server/server.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include <asio.hpp>
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <functional>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -119,84 +127,124 @@ broker::Settings make_settings(const config::Config& c) {
   return s;
 }
 
+// One address a listener binds.
 struct Endpoint {
-  asio::ip::tcp::endpoint endpoint;
-  std::string label;
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  bool v6 = false;
 };
 
-// Addresses one `listener` binds: all interfaces (IPv4 and IPv6), the
-// loopback pair in local-only mode, or what ADDRESS resolves to.
-std::vector<asio::ip::tcp::endpoint> resolve(const config::Listener& l, std::string& error) {
-  std::vector<asio::ip::tcp::endpoint> out;
+Endpoint any_address(bool v6, uint16_t port) {
+  Endpoint e;
+  e.v6 = v6;
+  if (v6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&e.addr);
+    a->sin6_family = AF_INET6;
+    a->sin6_addr = in6addr_any;
+    a->sin6_port = htons(port);
+    e.len = sizeof(sockaddr_in6);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&e.addr);
+    a->sin_family = AF_INET;
+    a->sin_addr.s_addr = htonl(INADDR_ANY);
+    a->sin_port = htons(port);
+    e.len = sizeof(sockaddr_in);
+  }
+  return e;
+}
+
+// Addresses one `listener` binds: all interfaces (IPv4 and IPv6) or what
+// ADDRESS resolves to.
+std::vector<Endpoint> resolve(const config::Listener& l, std::string& error) {
+  std::vector<Endpoint> out;
   if (l.address.empty()) {
-    if (l.socket_domain != "ipv6") out.emplace_back(asio::ip::address_v4::any(), l.port);
-    if (l.socket_domain != "ipv4") out.emplace_back(asio::ip::address_v6::any(), l.port);
+    if (l.socket_domain != "ipv6") out.push_back(any_address(false, l.port));
+    if (l.socket_domain != "ipv4") out.push_back(any_address(true, l.port));
     return out;
   }
-  asio::io_context io;
-  asio::ip::tcp::resolver resolver(io);
-  asio::error_code ec;
-  auto results = resolver.resolve(l.address, std::to_string(l.port), ec);
-  if (ec) {
-    error = "cannot resolve listener address '" + l.address + "': " + ec.message();
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  hints.ai_family = l.socket_domain == "ipv4" ? AF_INET : l.socket_domain == "ipv6" ? AF_INET6 : AF_UNSPEC;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(l.port);
+  if (int rc = getaddrinfo(l.address.c_str(), port.c_str(), &hints, &res); rc != 0) {
+    error = "cannot resolve listener address '" + l.address + "': " + gai_strerror(rc);
     return out;
   }
-  for (const auto& r : results) {
-    const auto ep = r.endpoint();
-    if (l.socket_domain == "ipv4" && !ep.address().is_v4()) continue;
-    if (l.socket_domain == "ipv6" && !ep.address().is_v6()) continue;
-    if (std::find(out.begin(), out.end(), ep) == out.end()) out.push_back(ep);
+  for (addrinfo* r = res; r; r = r->ai_next) {
+    Endpoint e;
+    std::memcpy(&e.addr, r->ai_addr, r->ai_addrlen);
+    e.len = r->ai_addrlen;
+    e.v6 = r->ai_family == AF_INET6;
+    const bool dup = std::any_of(out.begin(), out.end(), [&](const Endpoint& o) {
+      return o.len == e.len && std::memcmp(&o.addr, &e.addr, e.len) == 0;
+    });
+    if (!dup) out.push_back(e);
   }
+  freeaddrinfo(res);
   return out;
 }
 
-class Acceptor {
+// A listening socket, served by worker 0's loop; accepted sockets go to the
+// workers in turn.
+class Acceptor final : public net::EventLoop::Handler {
  public:
-  Acceptor(asio::io_context& io, std::vector<std::unique_ptr<net::Worker>>& workers,
-           int max_connections, std::shared_ptr<std::atomic<int>> open)
-      : acceptor_(io), workers_(workers), max_connections_(max_connections), open_(std::move(open)) {}
-
-  std::string open(const asio::ip::tcp::endpoint& ep) {
-    asio::error_code ec;
-    acceptor_.open(ep.protocol(), ec);
-    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec && ep.address().is_v6()) acceptor_.set_option(asio::ip::v6_only(true), ec);
-    if (!ec) acceptor_.bind(ep, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    return ec ? ec.message() : "";
+  Acceptor(std::vector<std::unique_ptr<net::Worker>>& workers, int max_connections,
+           std::shared_ptr<std::atomic<int>> open)
+      : workers_(workers), max_connections_(max_connections), open_(std::move(open)) {}
+  ~Acceptor() override {
+    if (fd_ >= 0) ::close(fd_);
   }
 
-  void accept() {
-    net::Worker* target = workers_[next_++ % workers_.size()].get();
-    acceptor_.async_accept(target->io(), [this, target](const asio::error_code& ec, asio::ip::tcp::socket s) {
-      if (ec == asio::error::operation_aborted) return;
-      if (!ec) {
-        // max_connections counts this listener's open sockets (-1: no limit).
-        if (max_connections_ >= 0 && open_->load(std::memory_order_relaxed) >= max_connections_) {
-          asio::error_code ignored;
-          s.close(ignored);
-        } else {
-          open_->fetch_add(1, std::memory_order_relaxed);
-          asio::post(target->io(), [target, sock = std::move(s), slot = net::ListenerSlot(open_)]() mutable {
-            target->adopt_socket(std::move(sock), std::move(slot));
-          });
-        }
+  std::string open(const Endpoint& e) {
+    fd_ = ::socket(e.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return std::strerror(errno);
+    const int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (e.v6) setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (::bind(fd_, reinterpret_cast<const sockaddr*>(&e.addr), e.len) != 0 || ::listen(fd_, SOMAXCONN) != 0) {
+      std::string err = std::strerror(errno);
+      ::close(fd_);
+      fd_ = -1;
+      return err;
+    }
+    workers_[0]->loop().add(fd_, this, EPOLLIN);
+    return "";
+  }
+
+  void on_io(uint32_t /*events*/) override {
+    while (true) {
+      const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;  // EAGAIN, or out of descriptors: try again on the next edge
       }
-      accept();
-    });
+      // max_connections counts this listener's open sockets (-1: no limit).
+      if (max_connections_ >= 0 && open_->load(std::memory_order_relaxed) >= max_connections_) {
+        ::close(fd);
+        continue;
+      }
+      open_->fetch_add(1, std::memory_order_relaxed);
+      net::Worker* target = workers_[next_++ % workers_.size()].get();
+      auto slot = std::make_shared<net::ListenerSlot>(open_);
+      target->loop().post([target, fd, slot] { target->adopt_socket(fd, std::move(*slot)); });
+    }
   }
 
   void close() {
-    asio::error_code ec;
-    acceptor_.close(ec);
+    if (fd_ < 0) return;
+    workers_[0]->loop().remove(fd_);
+    ::close(fd_);
+    fd_ = -1;
   }
 
  private:
-  asio::ip::tcp::acceptor acceptor_;
   std::vector<std::unique_ptr<net::Worker>>& workers_;
-  size_t next_ = 0;
   int max_connections_;
   std::shared_ptr<std::atomic<int>> open_;
+  int fd_ = -1;
+  size_t next_ = 0;
 };
 
 void write_pid_file(const std::string& path, Logger& log) {
@@ -252,7 +300,6 @@ int run(int argc, char** argv) {
   for (unsigned i = 0; i < threads; ++i) workers.push_back(std::make_unique<net::Worker>(i, shared, workers, say));
   for (auto& w : workers) shared.worker_stats.push_back(&w->stats());
 
-  asio::io_context& io0 = workers[0]->io();
   std::vector<std::unique_ptr<Acceptor>> acceptors;
   std::vector<config::Listener> listeners = cfg.listeners;
   if (cfg.local_only) {
@@ -281,8 +328,8 @@ int run(int argc, char** argv) {
       return 1;
     }
     for (const auto& ep : endpoints) {
-      auto a = std::make_unique<Acceptor>(io0, workers, l.max_connections, open);
-      const bool v6 = ep.address().is_v6();
+      auto a = std::make_unique<Acceptor>(workers, l.max_connections, open);
+      const bool v6 = ep.v6;
       say(std::string("Opening ") + (v6 ? "ipv6" : "ipv4") + " listen socket on port " + std::to_string(l.port) + ".");
       if (std::string e = a->open(ep); !e.empty()) {
         // A missing IPv6 stack is not fatal when IPv4 works.
@@ -290,8 +337,8 @@ int run(int argc, char** argv) {
           say("Warning: cannot open ipv6 listen socket: " + e);
           continue;
         }
-        say("Error: Unable to open listen socket on " + ep.address().to_string() + " port " +
-            std::to_string(l.port) + ": " + e + ".");
+        say("Error: Unable to open listen socket on " + (l.address.empty() ? std::string("*") : l.address) +
+            " port " + std::to_string(l.port) + ": " + e + ".");
         return 1;
       }
       acceptors.push_back(std::move(a));
@@ -308,30 +355,34 @@ int run(int argc, char** argv) {
   }
   write_pid_file(cfg.pid_file, log);
 
-  asio::signal_set signals(io0, SIGINT, SIGTERM);
-  signals.async_wait([&](const asio::error_code& ec, int sig) {
-    if (ec) return;
-    say(std::string("midge received signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping.");
-    for (auto& a : acceptors) a->close();
-    for (auto& w : workers) w->stop();
-  });
-  asio::signal_set hup(io0, SIGHUP);
-  std::function<void()> wait_hup = [&] {
-    hup.async_wait([&](const asio::error_code& ec, int) {
-      if (ec) return;
-      say("Reloading config (log files re-opened).");
-      log.reopen();
-      wait_hup();
-    });
-  };
-  wait_hup();
+  // Signals are handled by this (main) thread only: block them before the
+  // workers start so that they inherit the mask, then wait for them here.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
 
-  for (auto& a : acceptors) a->accept();
   for (auto& w : workers) w->start();
   say(std::string("midge version ") + kVersion + " running");
+  while (true) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      say("Reloading config (log files re-opened).");
+      log.reopen();
+      continue;
+    }
+    say(std::string("midge received signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping.");
+    break;
+  }
+  workers[0]->loop().post([&acceptors] {
+    for (auto& a : acceptors) a->close();
+  });
+  for (auto& w : workers) w->stop();
   for (auto& w : workers) w->join();
-  signals.cancel();
-  hup.cancel();
   if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
   say(std::string("midge version ") + kVersion + " terminating");
   return 0;
