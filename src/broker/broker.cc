@@ -113,7 +113,8 @@ bool Broker::on_connect(Link& link, protocol::ConnectPacket&& c, bool id_assigne
     auto owned = std::make_unique<Session>();
     owned->client_id = c.client_id;
     session = owned.get();
-    sessions_.emplace(c.client_id, std::move(owned));
+    const std::string_view key = owned->client_id;
+    sessions_.emplace(key, std::move(owned));
   }
   attach(*session, link, c);
   send_connack(*session, c, present, id_assigned);
@@ -158,7 +159,7 @@ void Broker::attach(Session& session, Link& link, const protocol::ConnectPacket&
   } else {
     session.expiry_interval = c.clean_start ? 0 : kSessionNeverExpires;
   }
-  session.will = c.will;
+  session.will = c.will ? std::make_unique<protocol::Will>(*c.will) : nullptr;
   session.will_at.reset();
   session.expires_at.reset();
   uint32_t window = c.properties.receive_maximum.value_or(65535);
@@ -166,8 +167,7 @@ void Broker::attach(Session& session, Link& link, const protocol::ConnectPacket&
   session.send_window = static_cast<uint16_t>(window);
   session.client_max_packet = c.properties.maximum_packet_size.value_or(0);
   session.client_alias_max = c.properties.topic_alias_maximum.value_or(0);
-  session.out_aliases.clear();
-  session.in_aliases.clear();
+  session.aliases.reset();
   session.keep_alive = c.keep_alive;
   if (c.version == Version::kV5 && (c.keep_alive > settings_.max_keepalive ||
                                     (c.keep_alive == 0 && settings_.max_keepalive < 65535))) {
@@ -233,8 +233,7 @@ void Broker::detach(Session& session, bool send_will, TimePoint now) {
     Stats::add(stats_.clients_connected, -1);
     shared_.shared_subscriptions.set_online(session.client_id, false);
   }
-  session.out_aliases.clear();
-  session.in_aliases.clear();
+  session.aliases.reset();
   if (!send_will) session.will.reset();
   if (session.will) {
     const uint32_t delay = session.will->properties.will_delay_interval.value_or(0);

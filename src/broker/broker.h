@@ -109,6 +109,7 @@ class Broker {
   void route(const MessagePtr& message, TimePoint now, bool from_remote);
   void deliver(Session& session, Delivery&& delivery, TimePoint now);
   void enqueue(Session& session, Delivery&& delivery);
+  bool output_full(const Link& link, size_t payload) const;
   bool send_publish(Session& session, const Delivery& delivery, uint16_t packet_id, bool dup,
                     TimePoint now);
   void send_qos(Session& session, Delivery&& delivery, TimePoint now);
@@ -135,7 +136,8 @@ class Broker {
   Router& router_;
   Stats stats_;
   TopicTree tree_;
-  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
+  // Keyed by a view of the session's own client_id (no second copy of it).
+  std::unordered_map<std::string_view, std::unique_ptr<Session>> sessions_;
   std::multimap<TimePoint, std::string> timers_;  // lazy: re-checked when due
   uint64_t match_stamp_ = 0;
   std::vector<Match> matches_;

@@ -21,7 +21,7 @@ bool Broker::resolve_topic_alias(Session& session, protocol::PublishPacket& p, T
     disconnect(session, ReasonCode::kTopicAliasInvalid, now);
     return false;
   }
-  auto& aliases = session.in_aliases;
+  auto& aliases = session.alias_state().in;
   if (!p.topic.empty()) {
     if (aliases.size() < alias) aliases.resize(alias);
     aliases[alias - 1] = p.topic;
@@ -206,7 +206,9 @@ void Broker::deliver(Session& session, Delivery&& delivery, TimePoint now) {
   }
   if (delivery.qos == 0) {
     // Slow consumer: QoS 0 is dropped once its output backs up (README).
-    if (session.link->pending_bytes() > settings_.max_pending_output) {
+    // Retained messages sent on SUBSCRIBE are not: the retained store bounds
+    // them already.
+    if (!delivery.from_retained && output_full(*session.link, delivery.message->payload.size())) {
       Stats::add(stats_.publish_dropped);
       return;
     }
@@ -218,6 +220,17 @@ void Broker::deliver(Session& session, Delivery&& delivery, TimePoint now) {
   } else {
     enqueue(session, std::move(delivery));
   }
+}
+
+// The output bound of the slow-consumer policy: max_queued_bytes when set,
+// otherwise room for max_queued_messages messages of this size, and never
+// less than max_pending_output.
+bool Broker::output_full(const Link& link, size_t payload) const {
+  const size_t pending = link.pending_bytes();
+  if (pending <= settings_.max_pending_output) return false;
+  if (settings_.max_queued_bytes != 0) return pending > settings_.max_queued_bytes;
+  if (settings_.max_queued_messages == 0) return false;
+  return pending > uint64_t{settings_.max_queued_messages} * (payload + 64);
 }
 
 void Broker::enqueue(Session& session, Delivery&& delivery) {
@@ -248,14 +261,29 @@ void Broker::send_qos(Session& session, Delivery&& delivery, TimePoint now) {
   session.inflight.push_back(InflightOut{id, std::move(delivery), false});
 }
 
+// Ids are handed out in sequence (1..65535, then 1 again) and in-flight
+// messages stay in send order, so every id in use lies on the cycle from the
+// oldest in-flight id to the newest: the next id is free unless that arc
+// already covers the whole cycle. Only then are ids searched one by one.
 uint16_t Broker::next_packet_id(Session& session) {
-  while (true) {
+  constexpr uint32_t kIds = 65535;
+  auto advance = [&session] {
     uint16_t id = ++session.last_packet_id;
     if (id == 0) id = session.last_packet_id = 1;
-    const bool used = std::any_of(session.inflight.begin(), session.inflight.end(),
-                                  [&](const InflightOut& f) { return f.packet_id == id; });
-    if (!used) return id;
+    return id;
+  };
+  uint16_t id = advance();
+  if (session.inflight.empty()) return id;
+  const uint32_t oldest = session.inflight.front().packet_id;
+  const uint32_t newest = session.inflight.back().packet_id;
+  const uint32_t span = (newest + kIds - oldest) % kIds;
+  const uint32_t distance = (id + kIds - oldest) % kIds;
+  if (distance > span) return id;
+  while (std::any_of(session.inflight.begin(), session.inflight.end(),
+                     [&](const InflightOut& f) { return f.packet_id == id; })) {
+    id = advance();
   }
+  return id;
 }
 
 // Moves queued messages into the in-flight window while it has room.
@@ -299,19 +327,20 @@ bool Broker::send_publish(Session& session, const Delivery& d, uint16_t packet_i
     }
     out.subscription_ids = d.subscription_ids;
     if (session.client_alias_max > 0) {
-      auto it = session.out_aliases.find(m.topic);
-      if (it != session.out_aliases.end()) {
+      auto& aliases = session.alias_state().out;
+      auto it = aliases.find(m.topic);
+      if (it != aliases.end()) {
         out.topic = {};
         out.topic_alias = it->second;
-      } else if (session.out_aliases.size() < session.client_alias_max) {
-        out.topic_alias = static_cast<uint16_t>(session.out_aliases.size() + 1);
-        session.out_aliases.emplace(m.topic, out.topic_alias);
+      } else if (aliases.size() < session.client_alias_max) {
+        out.topic_alias = static_cast<uint16_t>(aliases.size() + 1);
+        aliases.emplace(m.topic, out.topic_alias);
       }
     }
   }
   if (session.client_max_packet != 0 &&
       protocol::publish_size(out, session.version) > session.client_max_packet) {
-    if (!out.topic.empty() && out.topic_alias != 0) session.out_aliases.erase(m.topic);
+    if (!out.topic.empty() && out.topic_alias != 0) session.aliases->out.erase(m.topic);
     Stats::add(stats_.publish_dropped);
     return false;
   }

@@ -4,8 +4,8 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -14,6 +14,7 @@
 #include "broker/link.h"
 #include "broker/message.h"
 #include "protocol/packets.h"
+#include "util/fifo.h"
 #include "util/time.h"
 
 namespace midge::broker {
@@ -26,6 +27,7 @@ struct Delivery {
   uint8_t qos = 0;
   bool retain = false;
   std::vector<uint32_t> subscription_ids;
+  bool from_retained = false;  // sent because of a new subscription
 };
 
 struct InflightOut {
@@ -53,23 +55,31 @@ struct Session {
   std::map<std::string, SessionSubscription, std::less<>> subscriptions;
 
   // Outgoing QoS 1/2 in flight, in send order (redelivered in this order).
-  std::deque<InflightOut> inflight;
-  std::deque<Delivery> queue;  // waiting for the in-flight window or a connection
+  util::Fifo<InflightOut> inflight;
+  util::Fifo<Delivery> queue;  // waiting for the in-flight window or a connection
   size_t queued_bytes = 0;
   uint16_t last_packet_id = 0;
 
   // Incoming QoS 2 packet ids awaiting PUBREL [MQTT-4.3.3].
   std::vector<uint16_t> incoming_qos2;
 
-  std::optional<protocol::Will> will;
+  std::unique_ptr<protocol::Will> will;  // on the heap: most sessions have none
   std::optional<TimePoint> will_at;  // delayed will pending (v5 will delay)
 
   // Per network connection (reset by every CONNECT).
   uint16_t send_window = 65535;        // min(client Receive Maximum, max_inflight_messages)
   uint32_t client_max_packet = 0;      // 0 = no limit
   uint16_t client_alias_max = 0;       // aliases we may use toward the client
-  std::unordered_map<std::string, uint16_t> out_aliases;
-  std::vector<std::string> in_aliases;  // index = alias - 1
+  // Topic aliases of the current connection; allocated on first use.
+  struct Aliases {
+    std::unordered_map<std::string, uint16_t> out;
+    std::vector<std::string> in;  // index = alias - 1
+  };
+  std::unique_ptr<Aliases> aliases;
+  Aliases& alias_state() {
+    if (!aliases) aliases = std::make_unique<Aliases>();
+    return *aliases;
+  }
   uint16_t keep_alive = 0;
   bool request_problem_information = true;
 

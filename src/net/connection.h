@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "broker/link.h"
 #include "net/event_loop.h"
@@ -20,19 +21,31 @@ namespace midge::net {
 class Worker;
 
 // One place in a listener's `max_connections`; given back when the socket
-// closes, wherever the connection lives by then.
+// closes, wherever the connection lives by then. The counter belongs to the
+// listener, which outlives every connection (listeners close after workers
+// stop).
 class ListenerSlot {
  public:
   ListenerSlot() = default;
-  explicit ListenerSlot(std::shared_ptr<std::atomic<int>> open) : open_(std::move(open)) {}
-  ListenerSlot(ListenerSlot&&) = default;
-  ListenerSlot& operator=(ListenerSlot&&) = default;
-  ~ListenerSlot() {
-    if (open_) open_->fetch_sub(1, std::memory_order_relaxed);
+  explicit ListenerSlot(std::atomic<int>* open) : open_(open) {}
+  ListenerSlot(ListenerSlot&& o) noexcept : open_(std::exchange(o.open_, nullptr)) {}
+  ListenerSlot& operator=(ListenerSlot&& o) noexcept {
+    if (this != &o) {
+      release();
+      open_ = std::exchange(o.open_, nullptr);
+    }
+    return *this;
   }
+  ListenerSlot(const ListenerSlot&) = delete;
+  ListenerSlot& operator=(const ListenerSlot&) = delete;
+  ~ListenerSlot() { release(); }
 
  private:
-  std::shared_ptr<std::atomic<int>> open_;
+  void release() {
+    if (open_) open_->fetch_sub(1, std::memory_order_relaxed);
+    open_ = nullptr;
+  }
+  std::atomic<int>* open_ = nullptr;
 };
 
 class Connection final : public broker::Link,

@@ -7,6 +7,7 @@
 namespace midge::server {
 
 Logger::~Logger() {
+  flush();
   for (auto& [path, f] : files_) {
     if (f) std::fclose(f);
   }
@@ -29,7 +30,7 @@ std::string Logger::configure(const std::vector<std::string>& dests, bool timest
       const std::string path = d.substr(5);
       FILE* f = std::fopen(path.c_str(), "a");
       if (!f) return "cannot open log file " + path;
-      std::setvbuf(f, nullptr, _IOLBF, 0);
+      std::setvbuf(f, nullptr, _IOFBF, 1 << 16);
       files_.emplace_back(path, f);
     }
     // "none", "topic", "dlt": nothing written here.
@@ -43,15 +44,27 @@ void Logger::log(const std::string& line) {
   text += line;
   text += '\n';
   std::lock_guard lock(mutex_);
-  if (to_stderr_) std::fwrite(text.data(), 1, text.size(), stderr);
-  if (to_stdout_) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
+  if (to_stderr_) {
+    if (!stderr_buffered_) {
+      std::setvbuf(stderr, nullptr, _IOFBF, 1 << 16);
+      stderr_buffered_ = true;
+    }
+    std::fwrite(text.data(), 1, text.size(), stderr);
   }
+  if (to_stdout_) std::fwrite(text.data(), 1, text.size(), stdout);
   for (auto& [path, f] : files_) {
     if (f) std::fwrite(text.data(), 1, text.size(), f);
   }
   if (to_syslog_) syslog(LOG_INFO, "%s", line.c_str());
+}
+
+void Logger::flush() {
+  std::lock_guard lock(mutex_);
+  if (to_stderr_) std::fflush(stderr);
+  if (to_stdout_) std::fflush(stdout);
+  for (auto& [path, f] : files_) {
+    if (f) std::fflush(f);
+  }
 }
 
 void Logger::reopen() {
@@ -59,7 +72,7 @@ void Logger::reopen() {
   for (auto& [path, f] : files_) {
     if (f) std::fclose(f);
     f = std::fopen(path.c_str(), "a");
-    if (f) std::setvbuf(f, nullptr, _IOLBF, 0);
+    if (f) std::setvbuf(f, nullptr, _IOFBF, 1 << 16);
   }
 }
 

@@ -121,8 +121,6 @@ broker::Settings make_settings(const config::Config& c) {
   s.max_qos = c.max_qos;
   s.allow_zero_length_clientid = c.allow_zero_length_clientid;
   s.auto_id_prefix = c.auto_id_prefix;
-  // QoS 0 output waiting for a slow client beyond which it is dropped.
-  s.max_pending_output = c.max_queued_bytes != 0 ? std::max<uint64_t>(c.max_queued_bytes, 64 * 1024) : 1u << 20;
   s.version = std::string("midge version ") + kVersion;
   return s;
 }
@@ -227,7 +225,7 @@ class Acceptor final : public net::EventLoop::Handler {
       }
       open_->fetch_add(1, std::memory_order_relaxed);
       net::Worker* target = workers_[next_++ % workers_.size()].get();
-      auto slot = std::make_shared<net::ListenerSlot>(open_);
+      auto slot = std::make_shared<net::ListenerSlot>(open_.get());
       target->loop().post([target, fd, slot] { target->adopt_socket(fd, std::move(*slot)); });
     }
   }
@@ -367,9 +365,12 @@ int run(int argc, char** argv) {
 
   for (auto& w : workers) w->start();
   say(std::string("midge version ") + kVersion + " running");
+  log.flush();  // start-up lines go out at once
+  const timespec flush_period{0, 100'000'000};
   while (true) {
-    int sig = 0;
-    if (sigwait(&signals, &sig) != 0) continue;
+    const int sig = sigtimedwait(&signals, nullptr, &flush_period);
+    log.flush();
+    if (sig < 0) continue;  // timeout (or EINTR): just the periodic log flush
     if (sig == SIGHUP) {
       say("Reloading config (log files re-opened).");
       log.reopen();
