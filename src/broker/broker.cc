@@ -277,7 +277,7 @@ void Broker::end_session(Session& session, TimePoint now) {
       shared_.shared_subscriptions.remove(std::string(group), std::string(inner), session.client_id);
       Stats::add(stats_.shared_subscriptions, -1);
     } else {
-      tree_.unsubscribe(filter, &session);
+      if (tree_.unsubscribe(filter, &session)) interest_.remove(filter);
     }
     Stats::add(stats_.subscriptions, -1);
   }

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/interest.h"
 #include "broker/link.h"
 #include "broker/message.h"
 #include "broker/session.h"
@@ -73,6 +74,8 @@ class Broker {
   void shutdown(TimePoint now);
 
   Stats& stats() { return stats_; }
+  // What this worker's subscriptions can match; read by other workers.
+  const Interest& interest() const { return interest_; }
   size_t session_count() const { return sessions_.size(); }
   const Session* find_session(const std::string& client_id) const;
 
@@ -136,6 +139,7 @@ class Broker {
   Router& router_;
   Stats stats_;
   TopicTree tree_;
+  Interest interest_;
   // Keyed by a view of the session's own client_id (no second copy of it).
   std::unordered_map<std::string_view, std::unique_ptr<Session>> sessions_;
   std::multimap<TimePoint, std::string> timers_;  // lazy: re-checked when due

@@ -51,7 +51,9 @@ ReasonCode Broker::subscribe_one(Session& session, const protocol::Subscription&
     shared_.shared_subscriptions.add(std::string(group), std::string(inner), member);
     if (inserted) Stats::add(stats_.shared_subscriptions, 1);
   } else {
-    tree_.subscribe(sub.filter, SubscriptionEntry{&session, options, subscription_id});
+    if (tree_.subscribe(sub.filter, SubscriptionEntry{&session, options, subscription_id})) {
+      interest_.add(sub.filter);
+    }
   }
   if (inserted) Stats::add(stats_.subscriptions, 1);
   return static_cast<ReasonCode>(options.max_qos);  // Granted QoS 0, 1 or 2
@@ -83,7 +85,7 @@ bool Broker::unsubscribe_one(Session& session, const std::string& filter) {
     shared_.shared_subscriptions.remove(std::string(group), std::string(inner), session.client_id);
     Stats::add(stats_.shared_subscriptions, -1);
   } else {
-    tree_.unsubscribe(filter, &session);
+    if (tree_.unsubscribe(filter, &session)) interest_.remove(filter);
   }
   Stats::add(stats_.subscriptions, -1);
   return true;

@@ -170,10 +170,13 @@ void Worker::pause_reading(Connection& connection) {
 
 void Worker::broadcast(const broker::MessagePtr& message) {
   if (all_.size() <= 1) return;
+  bool any = false;
   for (size_t w = 0; w < all_.size(); ++w) {
-    if (w != index_) outbox_[w].push_back(Task{message, std::nullopt});
+    if (w == index_ || !all_[w]->broker().interest().may_match(message->topic)) continue;
+    outbox_[w].push_back(Task{message, std::nullopt});
+    any = true;
   }
-  schedule_flush();
+  if (any) schedule_flush();
 }
 
 void Worker::deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message) {
