@@ -165,9 +165,12 @@ void Connection::resume_reading() {
 // the bytes used. Stops early when the connection closes or moves.
 size_t Connection::decode_all(std::string_view data, TimePoint now) {
   size_t pos = 0;
+  // One packet object for the whole batch: the decoder reuses what the
+  // previous packet left (a PUBLISH's strings) instead of building and
+  // destroying a CONNECT-sized variant per packet.
+  protocol::Packet packet;
   while (!closed_ && !closing_ && pos < data.size()) {
     const std::string_view rest = data.substr(pos);
-    protocol::Packet packet;
     const protocol::DecodeResult r = protocol::decode(rest, version, packet, limits_);
     if (r.status == DecodeStatus::kNeedMore) break;
     if (r.status == DecodeStatus::kError) {

@@ -1,5 +1,7 @@
 #include "protocol/publish_encoder.h"
 
+#include <cstring>
+
 #include "protocol/codec.h"
 
 namespace midge::protocol {
@@ -10,9 +12,6 @@ void put_u16(uint16_t v, std::string& out) {
   out.push_back(static_cast<char>(v & 0xff));
 }
 
-void put_u32(uint32_t v, std::string& out) {
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
-}
 
 void put_str(std::string_view s, std::string& out) {
   put_u16(static_cast<uint16_t>(s.size()), out);
@@ -70,33 +69,58 @@ size_t publish_size(const OutgoingPublish& p, Version version) {
   return 1 + varint_size(static_cast<uint32_t>(rl)) + rl;
 }
 
+// Writes into space reserved up front: one size computation, one resize,
+// then plain stores (push_back per byte showed in profiles).
 void encode_publish(const OutgoingPublish& p, Version version, std::string& out) {
   const size_t rl = remaining_length(p, version);
-  out.reserve(out.size() + 5 + rl);
-  uint8_t first = 0x30 | static_cast<uint8_t>(p.qos << 1);
+  const size_t props = version == Version::kV5 ? property_length(p) : 0;
+  const size_t total = 1 + varint_size(static_cast<uint32_t>(rl)) + rl;
+  const size_t start = out.size();
+  out.resize(start + total);
+  char* w = out.data() + start;
+  auto u8 = [&w](uint32_t v) { *w++ = static_cast<char>(v & 0xff); };
+  auto u16 = [&u8](uint32_t v) {
+    u8(v >> 8);
+    u8(v);
+  };
+  auto varint = [&u8](uint32_t v) {
+    do {
+      uint32_t byte = v & 0x7f;
+      v >>= 7;
+      if (v) byte |= 0x80;
+      u8(byte);
+    } while (v);
+  };
+  auto bytes = [&w](std::string_view s) {
+    if (!s.empty()) std::memcpy(w, s.data(), s.size());
+    w += s.size();
+  };
+  uint32_t first = 0x30u | (uint32_t{p.qos} << 1);
   if (p.dup) first |= 0x08;
   if (p.retain) first |= 0x01;
-  out.push_back(static_cast<char>(first));
-  append_varint(static_cast<uint32_t>(rl), out);
-  put_str(p.topic, out);
-  if (p.qos > 0) put_u16(p.packet_id, out);
+  u8(first);
+  varint(static_cast<uint32_t>(rl));
+  u16(static_cast<uint32_t>(p.topic.size()));
+  bytes(p.topic);
+  if (p.qos > 0) u16(p.packet_id);
   if (version == Version::kV5) {
-    append_varint(static_cast<uint32_t>(property_length(p)), out);
-    out.append(p.pass_through);
+    varint(static_cast<uint32_t>(props));
+    bytes(p.pass_through);
     if (p.message_expiry) {
-      out.push_back(0x02);
-      put_u32(*p.message_expiry, out);
+      u8(0x02);
+      u16(*p.message_expiry >> 16);
+      u16(*p.message_expiry & 0xffff);
     }
     if (p.topic_alias != 0) {
-      out.push_back(0x23);
-      put_u16(p.topic_alias, out);
+      u8(0x23);
+      u16(p.topic_alias);
     }
     for (uint32_t id : p.subscription_ids) {
-      out.push_back(0x0B);
-      append_varint(id, out);
+      u8(0x0B);
+      varint(id);
     }
   }
-  out.append(p.payload);
+  bytes(p.payload);
 }
 
 }  // namespace midge::protocol
