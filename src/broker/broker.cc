@@ -293,19 +293,21 @@ void Broker::publish_will(Session& session, TimePoint now) {
   session.will.reset();
   session.will_at.reset();
   if (will.topic.rfind("$SYS", 0) == 0) return;  // clients cannot publish into $SYS
-  auto message = std::make_shared<Message>();
-  message->topic = std::move(will.topic);
-  message->payload = std::move(will.payload);
-  message->qos = will.qos;
-  message->retain = will.retain;
+  MessageFields f;
+  f.topic = will.topic;
+  f.payload = will.payload;
+  f.qos = will.qos;
+  f.retain = will.retain;
+  std::string pass_through;
   if (session.version == Version::kV5) {
-    message->pass_through = protocol::encode_pass_through_properties(will.properties);
+    pass_through = protocol::encode_pass_through_properties(will.properties);
+    f.pass_through = pass_through;
     if (will.properties.message_expiry_interval) {
-      message->expires_at = now + seconds(*will.properties.message_expiry_interval);
+      f.expires_at = now + seconds(*will.properties.message_expiry_interval);
     }
   }
-  message->origin_client_id = session.client_id;
-  MessagePtr shared = std::move(message);
+  f.origin_client_id = session.client_id;
+  MessagePtr shared = Message::create(f);
   if (shared->retain) shared_.retained.put(shared);
   route(shared, now, /*from_remote=*/false);
 }

@@ -74,19 +74,21 @@ void Broker::handle_publish(Session& session, protocol::PublishPacket&& p, TimeP
     outcome = ReasonCode::kQuotaExceeded;  // 0x95 is not a PUBACK/PUBREC reason
   }
   if (outcome == ReasonCode::kSuccess) {
-    auto message = std::make_shared<Message>();
-    message->topic = std::move(p.topic);
-    message->payload = std::move(p.payload);
-    message->qos = p.qos;
-    message->retain = p.retain;
+    MessageFields f;
+    f.topic = p.topic;
+    f.payload = p.payload;
+    f.qos = p.qos;
+    f.retain = p.retain;
+    std::string pass_through;
     if (session.version == Version::kV5) {
-      message->pass_through = protocol::encode_pass_through_properties(p.properties);
+      pass_through = protocol::encode_pass_through_properties(p.properties);
+      f.pass_through = pass_through;
       if (p.properties.message_expiry_interval) {
-        message->expires_at = now + seconds(*p.properties.message_expiry_interval);
+        f.expires_at = now + seconds(*p.properties.message_expiry_interval);
       }
     }
-    message->origin_client_id = session.client_id;
-    MessagePtr shared = std::move(message);
+    f.origin_client_id = session.client_id;
+    MessagePtr shared = Message::create(f);
     if (shared->retain) shared_.retained.put(shared);
     route(shared, now, /*from_remote=*/false);
   }
@@ -149,11 +151,11 @@ void Broker::on_shared_delivery(const SharedMember& member, const MessagePtr& me
 }
 
 void Broker::publish_internal(std::string topic, std::string payload, bool retain, TimePoint now) {
-  auto message = std::make_shared<Message>();
-  message->topic = std::move(topic);
-  message->payload = std::move(payload);
-  message->retain = retain;
-  MessagePtr shared = std::move(message);
+  MessageFields f;
+  f.topic = topic;
+  f.payload = payload;
+  f.retain = retain;
+  MessagePtr shared = Message::create(f);
   if (retain) shared_.retained.put(shared);
   route(shared, now, /*from_remote=*/false);
 }
@@ -334,13 +336,13 @@ bool Broker::send_publish(Session& session, const Delivery& d, uint16_t packet_i
         out.topic_alias = it->second;
       } else if (aliases.size() < session.client_alias_max) {
         out.topic_alias = static_cast<uint16_t>(aliases.size() + 1);
-        aliases.emplace(m.topic, out.topic_alias);
+        aliases.emplace(std::string(m.topic), out.topic_alias);
       }
     }
   }
   if (session.client_max_packet != 0 &&
       protocol::publish_size(out, session.version) > session.client_max_packet) {
-    if (!out.topic.empty() && out.topic_alias != 0) session.aliases->out.erase(m.topic);
+    if (!out.topic.empty() && out.topic_alias != 0) session.aliases->out.erase(session.aliases->out.find(m.topic));
     Stats::add(stats_.publish_dropped);
     return false;
   }

@@ -15,6 +15,7 @@
 #include "broker/message.h"
 #include "protocol/packets.h"
 #include "util/fifo.h"
+#include "util/string_hash.h"
 #include "util/time.h"
 
 namespace midge::broker {
@@ -72,7 +73,7 @@ struct Session {
   uint16_t client_alias_max = 0;       // aliases we may use toward the client
   // Topic aliases of the current connection; allocated on first use.
   struct Aliases {
-    std::unordered_map<std::string, uint16_t> out;
+    util::StringMap<uint16_t> out;
     std::vector<std::string> in;  // index = alias - 1
   };
   std::unique_ptr<Aliases> aliases;

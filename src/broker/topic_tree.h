@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "protocol/packets.h"
+#include "util/string_hash.h"
 
 namespace midge::broker {
 
@@ -47,12 +48,8 @@ class TopicTree {
   size_t size() const { return count_; }
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   struct Node {
-    std::unordered_map<std::string, std::unique_ptr<Node>, Hash, std::equal_to<>> children;
+    util::StringMap<std::unique_ptr<Node>> children;
     std::vector<SubscriptionEntry> entries;
     Node* plus = nullptr;   // cached children["+"]
     Node* hash = nullptr;   // cached children["#"]

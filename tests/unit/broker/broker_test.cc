@@ -1263,10 +1263,10 @@ TEST_F(BrokerTest, MessageSizeLimit) {
 TEST_F(BrokerTest, RemotePublishIsNotBroadcastAgain) {
   FakeLink& s = connect("s", kV311);
   subscribe(s, "t", 0);
-  auto m = std::make_shared<Message>();
-  m->topic = "t";
-  m->payload = "from elsewhere";
-  broker().on_remote_publish(m, now_);
+  MessageFields f;
+  f.topic = "t";
+  f.payload = "from elsewhere";
+  broker().on_remote_publish(Message::create(f), now_);
   EXPECT_EQ(payloads(publishes(s)), Strings{"from elsewhere"});
   EXPECT_TRUE(router_.broadcasts.empty());
 }
