@@ -293,21 +293,8 @@ void Broker::publish_will(Session& session, TimePoint now) {
   session.will.reset();
   session.will_at.reset();
   if (will.topic.rfind("$SYS", 0) == 0) return;  // clients cannot publish into $SYS
-  MessageFields f;
-  f.topic = will.topic;
-  f.payload = will.payload;
-  f.qos = will.qos;
-  f.retain = will.retain;
-  std::string pass_through;
-  if (session.version == Version::kV5) {
-    pass_through = protocol::encode_pass_through_properties(will.properties);
-    f.pass_through = pass_through;
-    if (will.properties.message_expiry_interval) {
-      f.expires_at = now + seconds(*will.properties.message_expiry_interval);
-    }
-  }
-  f.origin_client_id = session.client_id;
-  MessagePtr shared = Message::create(f);
+  MessagePtr shared = client_message(session, will.topic, will.payload, will.qos, will.retain,
+                                     will.properties, now);
   if (shared->retain) shared_.retained.put(shared);
   route(shared, now, /*from_remote=*/false);
 }

@@ -107,6 +107,9 @@ class Broker {
 
   // publish path (broker_publish.cc)
   void handle_publish(Session& session, protocol::PublishPacket&& p, TimePoint now);
+  MessagePtr client_message(const Session& session, std::string_view topic,
+                            std::string_view payload, uint8_t qos, bool retain,
+                            const protocol::Properties& properties, TimePoint now);
   bool resolve_topic_alias(Session& session, protocol::PublishPacket& p, TimePoint now);
   void handle_ack(Session& session, const protocol::AckPacket& ack, TimePoint now);
   void route(const MessagePtr& message, TimePoint now, bool from_remote);

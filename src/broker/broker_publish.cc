@@ -35,6 +35,28 @@ bool Broker::resolve_topic_alias(Session& session, protocol::PublishPacket& p, T
   return true;
 }
 
+// A message published by a client (a PUBLISH or its will): v5 properties
+// are kept for forwarding and the expiry interval becomes a deadline.
+MessagePtr Broker::client_message(const Session& session, std::string_view topic,
+                                  std::string_view payload, uint8_t qos, bool retain,
+                                  const protocol::Properties& properties, TimePoint now) {
+  MessageFields f;
+  f.topic = topic;
+  f.payload = payload;
+  f.qos = qos;
+  f.retain = retain;
+  f.origin_client_id = session.client_id;
+  std::string pass_through;
+  if (session.version == Version::kV5) {
+    pass_through = protocol::encode_pass_through_properties(properties);
+    f.pass_through = pass_through;
+    if (properties.message_expiry_interval) {
+      f.expires_at = now + seconds(*properties.message_expiry_interval);
+    }
+  }
+  return Message::create(f);
+}
+
 void Broker::handle_publish(Session& session, protocol::PublishPacket&& p, TimePoint now) {
   Link& link = *session.link;
   if (p.qos > settings_.max_qos) {
@@ -74,21 +96,7 @@ void Broker::handle_publish(Session& session, protocol::PublishPacket&& p, TimeP
     outcome = ReasonCode::kQuotaExceeded;  // 0x95 is not a PUBACK/PUBREC reason
   }
   if (outcome == ReasonCode::kSuccess) {
-    MessageFields f;
-    f.topic = p.topic;
-    f.payload = p.payload;
-    f.qos = p.qos;
-    f.retain = p.retain;
-    std::string pass_through;
-    if (session.version == Version::kV5) {
-      pass_through = protocol::encode_pass_through_properties(p.properties);
-      f.pass_through = pass_through;
-      if (p.properties.message_expiry_interval) {
-        f.expires_at = now + seconds(*p.properties.message_expiry_interval);
-      }
-    }
-    f.origin_client_id = session.client_id;
-    MessagePtr shared = Message::create(f);
+    MessagePtr shared = client_message(session, p.topic, p.payload, p.qos, p.retain, p.properties, now);
     if (shared->retain) shared_.retained.put(shared);
     route(shared, now, /*from_remote=*/false);
   }
