@@ -181,6 +181,9 @@ int check_common(const ClientConfig& c) {
     return fail(c.tool, "Invalid will topic '" + *c.will_topic +
                             "', does it contain '+' or '#'?");
   }
+  if (c.certfile.empty() != c.keyfile.empty()) {
+    return fail(c.tool, "Both certfile and keyfile must be provided if one of them is set.");
+  }
   if (!c.clean_session && c.id.empty() && c.id_prefix.empty()) {
     return fail(c.tool, "You must provide a client id if you are using the -c option.");
   }

@@ -68,10 +68,20 @@ struct ClientConfig {
   bool pretty = false;
   double random_filter = 100.0;
   std::optional<std::string> format;  // -F
+  // TLS, as the Mosquitto tools: on with --cafile, --capath, --tls-use-os-certs
+  // or an mqtts:// / wss:// URL (those two trust the system CAs).
+  std::string cafile, capath, certfile, keyfile;
+  std::string tls_version, ciphers, tls_alpn;
+  bool insecure = false;
+  bool tls_use_os_certs = false;
+  bool url_tls = false;
+  // MQTT over WebSockets: a ws:// or wss:// URL (Midge extension).
+  bool websocket = false;
+  std::string ws_path = "/mqtt";
   // misc
   bool debug = false;
   bool quiet = false;
-  std::string unsupported;  // a TLS/WebSocket/proxy feature asked for; refused later
+  std::string unsupported;  // a PSK/engine/proxy feature asked for; refused later
 };
 
 // Parses the default-options file (~/.config/midge_<tool> or

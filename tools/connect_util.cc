@@ -1,6 +1,7 @@
 // Turning options into a CONNECT, reporting connect failures, and the -d
 // packet log, all worded like the Mosquitto tools so scripts that parse them
 // keep working.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -60,11 +61,50 @@ std::string random_client_id() {
   return id;
 }
 
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0;
+}
+
+// TLS settings, checked where mosquitto's client_opts_set checks them: files
+// named with --cafile/--capath must exist, --tls-version must be one it knows.
+bool make_tls_options(const ClientConfig& c, client::TlsOptions& tls) {
+  bool with_ca = !c.cafile.empty() || !c.capath.empty();
+  tls.enabled = with_ca || c.tls_use_os_certs || c.url_tls;
+  if (c.websocket) tls.enabled = c.url_tls;  // ws:// is plain, wss:// TLS, whatever else is given
+  tls.cafile = c.cafile;
+  tls.capath = c.capath;
+  tls.use_os_certs = c.tls_use_os_certs || (c.url_tls && !with_ca);
+  tls.certfile = c.certfile;
+  tls.keyfile = c.keyfile;
+  tls.insecure = c.insecure;
+  tls.min_version = c.tls_version;
+  tls.ciphers = c.ciphers;
+  tls.alpn = c.tls_alpn;
+  if (with_ca && ((!c.cafile.empty() && !file_exists(c.cafile)) ||
+                  (!c.certfile.empty() && !file_exists(c.certfile)) ||
+                  (!c.keyfile.empty() && !file_exists(c.keyfile)))) {
+    print_error(c, "Error: Problem setting TLS options: File not found.");
+    return false;
+  }
+  if (!c.tls_version.empty() && c.tls_version != "tlsv1.3" && c.tls_version != "tlsv1.2" &&
+      c.tls_version != "tlsv1.1") {
+    print_error(c, "Error: Problem setting TLS options, check the options are valid.");
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool make_connect_options(const ClientConfig& c, client::ConnectOptions& out) {
   out.host = c.host;
-  out.port = static_cast<uint16_t>(c.port > 0 ? c.port : 1883);
+  // 8883 when --cafile/--capath ask for TLS, as mosquitto_pub does; URLs set the port.
+  int default_port = c.cafile.empty() && c.capath.empty() ? 1883 : 8883;
+  out.port = static_cast<uint16_t>(c.port > 0 ? c.port : default_port);
+  if (!make_tls_options(c, out.tls)) return false;
+  out.websocket.enabled = c.websocket;
+  out.websocket.path = c.ws_path;
   out.unix_path = c.unix_path;
   out.bind_address = c.bind_address;
   out.nodelay = c.nodelay;
@@ -112,6 +152,14 @@ int report_connect_error(const ClientConfig& c, const client::Error& e) {
     case ErrorKind::kLookup: print_error(c, "Unable to connect (Lookup error.)."); return 1;
     case ErrorKind::kSystem:
     case ErrorKind::kTimeout: print_error(c, "Error: " + e.message); return 1;
+    case ErrorKind::kWebSocket: print_error(c, "Error: " + e.message); return 1;
+    // Mosquitto fails a handshake inside its loop (MOSQ_ERR_TLS, 8) and bad
+    // settings inside mosquitto_connect ("Unable to connect", 1).
+    case ErrorKind::kTls: print_error(c, "Error: A TLS error occurred."); return 8;
+    case ErrorKind::kTlsSetup:
+      print_error(c, "Unable to connect (A TLS error occurred.).");
+      return 1;
+    case ErrorKind::kClosed: print_error(c, "Error: The connection was lost."); return 7;
     case ErrorKind::kRefused: break;
     default: print_error(c, "Error: The connection was lost."); return 1;
   }

@@ -153,30 +153,11 @@ bool apply_property(ClientConfig& config, const std::vector<std::string>& values
   return true;
 }
 
-bool apply_url(ClientConfig& c, const std::string& url, std::string& error) {
-  std::string_view rest(url);
-  int default_port = 1883;
-  if (rest.starts_with("mqtt://")) {
-    rest.remove_prefix(7);
-  } else if (rest.starts_with("mqtts://")) {
-    rest.remove_prefix(8);
-    default_port = 8883;
-    if (c.unsupported.empty()) c.unsupported = "TLS (mqtts:// URL)";
-  } else if (rest.starts_with("ws://") || rest.starts_with("wss://")) {
-    if (c.unsupported.empty()) c.unsupported = "MQTT over WebSockets (ws:// and wss:// URLs)";
-    rest.remove_prefix(rest.find("://") + 3);
-    default_port = 80;
-  } else {
-    error = "unsupported URL scheme.";
-    return false;
-  }
-  size_t slash = rest.find('/');
-  if (slash == std::string_view::npos || slash + 1 >= rest.size()) {
-    error = "Invalid URL for -L argument specified - topic missing.";
-    return false;
-  }
-  std::string_view authority = rest.substr(0, slash);
-  std::string topic(rest.substr(slash + 1));
+namespace {
+
+// [user[:password]@]host[:port] into the config; false on a bad port.
+bool apply_authority(ClientConfig& c, std::string_view authority, int default_port,
+                     std::string& error) {
   size_t at = authority.rfind('@');
   if (at != std::string_view::npos) {
     std::string_view userinfo = authority.substr(0, at);
@@ -200,8 +181,50 @@ bool apply_url(ClientConfig& c, const std::string& url, std::string& error) {
     authority = authority.substr(1, authority.size() - 2);
   }
   c.host = std::string(authority);
+  return true;
+}
+
+// ws[s]://[user[:password]@]host[:port][/path]: the path is the HTTP one
+// (default /mqtt, as Paho uses); the topic comes from -t.
+bool apply_ws_url(ClientConfig& c, std::string_view rest, bool tls, std::string& error) {
+  size_t slash = rest.find('/');
+  c.ws_path = slash == std::string_view::npos ? "/mqtt" : std::string(rest.substr(slash));
+  c.websocket = true;
+  c.url_tls = tls;
+  return apply_authority(c, rest.substr(0, slash), tls ? 443 : 80, error);
+}
+
+}  // namespace
+
+bool apply_url(ClientConfig& c, const std::string& url, std::string& error) {
+  std::string_view rest(url);
+  int default_port = 1883;
+  c.websocket = false;
+  c.url_tls = false;
+  if (rest.starts_with("mqtt://")) {
+    rest.remove_prefix(7);
+  } else if (rest.starts_with("mqtts://")) {
+    // Like mosquitto_pub: port 8883 and TLS trusting the system CAs, even
+    // without --cafile.
+    rest.remove_prefix(8);
+    default_port = 8883;
+    c.url_tls = true;
+  } else if (rest.starts_with("ws://")) {
+    return apply_ws_url(c, rest.substr(5), false, error);
+  } else if (rest.starts_with("wss://")) {
+    return apply_ws_url(c, rest.substr(6), true, error);
+  } else {
+    error = "unsupported URL scheme.";
+    return false;
+  }
+  size_t slash = rest.find('/');
+  if (slash == std::string_view::npos || slash + 1 >= rest.size()) {
+    error = "Invalid URL for -L argument specified - topic missing.";
+    return false;
+  }
+  if (!apply_authority(c, rest.substr(0, slash), default_port, error)) return false;
   if (c.tool != Tool::kSub) c.topics.clear();
-  c.topics.push_back(topic);
+  c.topics.push_back(std::string(rest.substr(slash + 1)));
   return true;
 }
 

@@ -10,9 +10,11 @@ namespace {
 const char kCommon[] =
     "Connection:\n"
     "  -h HOST            broker host (default localhost)\n"
-    "  -p PORT            broker port (default 1883)\n"
+    "  -p PORT            broker port (default 1883, 8883 with --cafile or --capath)\n"
     "  --unix PATH        connect through a unix domain socket\n"
-    "  -L URL             mqtt://[user[:password]@]host[:port]/topic\n"
+    "  -L URL             mqtt(s)://[user[:password]@]host[:port]/topic, or for MQTT over\n"
+    "                     WebSockets ws(s)://[user[:password]@]host[:port][/path]\n"
+    "                     (default port 80 / 443, default path /mqtt; topic from -t)\n"
     "  -A ADDRESS         bind the local end of the connection to ADDRESS\n"
     "  --nodelay          disable Nagle's algorithm\n"
     "  -V VERSION         5, 311 or 31 (also mqttv5, mqttv311, mqttv31)\n"
@@ -24,8 +26,15 @@ const char kCommon[] =
     "                     disconnect or will (user-property takes NAME and VALUE)\n"
     "  --will-topic T, --will-payload P, --will-qos Q, --will-retain\n"
     "  -d                 print every packet; --quiet: print no error messages\n"
-    "  --cafile, --capath, --cert, --key, --insecure, --tls-version, --psk, --proxy:\n"
-    "                     accepted but not supported yet (exit 1)\n"
+    "TLS (on with --cafile, --capath, --tls-use-os-certs, mqtts:// or wss://):\n"
+    "  --cafile FILE      trusted CA certificates (PEM); --capath DIR: a hashed CA dir\n"
+    "  --tls-use-os-certs trust the system's CA certificates\n"
+    "  --cert FILE, --key FILE   client certificate and its private key (PEM)\n"
+    "  --insecure         do not check that the certificate names the host\n"
+    "  --tls-version V    oldest TLS version allowed: tlsv1.3, tlsv1.2 or tlsv1.1\n"
+    "  --ciphers LIST     OpenSSL cipher list (TLS 1.2 and older)\n"
+    "  --tls-alpn PROTO   ALPN protocol to offer\n"
+    "  --psk, --tls-engine, --keyform, --proxy: not supported yet (exit 1)\n"
     "  --help             this text\n";
 
 const char kPublishing[] =

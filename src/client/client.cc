@@ -1,13 +1,12 @@
 #include "client/client.h"
 
 #include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "client/socket.h"
+#include "client/transport.h"
 
 namespace midge::client {
 
@@ -37,12 +36,12 @@ Clock::time_point deadline_after(std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-Client::~Client() { close_socket(); }
+Client::Client() = default;
+Client::~Client() = default;
 
-void Client::close_socket() {
-  if (fd_ >= 0) close(fd_);
-  fd_ = -1;
-}
+int Client::fd() const { return transport_ ? transport_->fd() : -1; }
+
+void Client::close_socket() { transport_.reset(); }
 
 Error Client::connect(const ConnectOptions& options, protocol::ConnackPacket* connack) {
   close_socket();
@@ -58,11 +57,13 @@ Error Client::connect(const ConnectOptions& options, protocol::ConnackPacket* co
   keep_alive_ = options.connect.keep_alive;
   Clock::time_point deadline = deadline_after(options.timeout);
   Error error;
-  fd_ = open_connection(options, deadline, error);
-  if (fd_ < 0) return error;
+  transport_ = open_transport(options, deadline, error);
+  if (!transport_) return error;
   queue(options.connect);
   protocol::ConnackPacket ack;
   error = wait_connack(deadline, ack);
+  // Once connected, a reset is "connection lost" whatever errno says.
+  if (error.kind == ErrorKind::kSystem) error.kind = ErrorKind::kClosed;
   if (!error && protocol::is_error(ack.reason)) {
     error = make_error(ErrorKind::kRefused, protocol::reason_code_name(ack.reason), ack.reason);
   }
@@ -135,42 +136,37 @@ uint16_t Client::unsubscribe(protocol::UnsubscribePacket packet) {
 }
 
 void Client::disconnect(const protocol::DisconnectPacket& packet) {
-  if (fd_ < 0) return;
+  if (!transport_) return;
   queue(packet);
   flush();
-  // Half-close and give the server a moment to read the DISCONNECT before
-  // the socket goes away, so it does not see a reset and publish the will.
-  shutdown(fd_, SHUT_WR);
+  // Half-close (after TLS close_notify / a WebSocket close frame) so the
+  // server reads the DISCONNECT and does not see a reset and publish the will.
+  if (transport_) transport_->shutdown();
   close_socket();
 }
 
 Error Client::flush() {
-  if (out_.empty()) return {};
+  if (out_.empty() && !(transport_ && transport_->has_pending_output())) return {};
   size_t sent = 0;
-  while (sent < out_.size()) {
-    if (fd_ < 0) return make_error(ErrorKind::kClosed, "not connected");
-    ssize_t n = send(fd_, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      Error e;
-      e.kind = ErrorKind::kSystem;
-      e.sys_errno = errno;
-      e.message = std::strerror(errno);
+  for (;;) {
+    if (!transport_) return make_error(ErrorKind::kClosed, "not connected");
+    Error e;
+    ssize_t n = transport_->write(out_.data() + sent, out_.size() - sent, e);
+    if (n < 0) {
       out_.erase(0, sent);
       return e;
     }
-    // Socket buffer full: wait, and keep reading so the server is not blocked
+    sent += static_cast<size_t>(n);
+    if (sent == out_.size() && !transport_->has_pending_output()) break;
+    if (n > 0) continue;
+    // Cannot write now: wait, and keep reading so the server is not blocked
     // writing to us while we are blocked writing to it.
-    pollfd pfd{fd_, POLLOUT | POLLIN, 0};
+    pollfd pfd{transport_->fd(), static_cast<short>(transport_->write_wait_events() | POLLIN), 0};
     if (poll(&pfd, 1, -1) < 0 && errno != EINTR) break;
-    if ((pfd.revents & POLLIN) != 0) {
-      if (Error e = read_some(Clock::now())) {
+    if ((pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+      if (Error re = read_some(Clock::now())) {
         out_.erase(0, sent);
-        return e;
+        return re;
       }
     }
   }
@@ -180,9 +176,12 @@ Error Client::flush() {
 }
 
 Error Client::read_some(Clock::time_point deadline) {
-  if (fd_ < 0) return make_error(ErrorKind::kClosed, "not connected");
-  pollfd pfd{fd_, POLLIN, 0};
-  int n = poll(&pfd, 1, poll_timeout(deadline));
+  if (!transport_) return make_error(ErrorKind::kClosed, "not connected");
+  int n = 1;
+  if (!transport_->has_buffered_input()) {
+    pollfd pfd{transport_->fd(), transport_->read_wait_events(), 0};
+    n = poll(&pfd, 1, poll_timeout(deadline));
+  }
   if (n < 0 && errno != EINTR) return make_error(ErrorKind::kSystem, std::strerror(errno));
   if (n <= 0) {
     if (deadline != Clock::time_point::max() && Clock::now() >= deadline) {
@@ -196,13 +195,10 @@ Error Client::read_some(Clock::time_point deadline) {
   }
   size_t old = in_.size();
   in_.resize(old + kReadChunk);
-  ssize_t got = recv(fd_, in_.data() + old, kReadChunk, 0);
+  Error e;
+  ssize_t got = transport_->read(in_.data() + old, kReadChunk, e);
   in_.resize(old + (got > 0 ? static_cast<size_t>(got) : 0));
-  if (got > 0) return {};
-  if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return {};
-  Error e = got == 0 ? make_error(ErrorKind::kClosed, "connection closed by server")
-                     : make_error(ErrorKind::kSystem, std::strerror(errno));
-  e.sys_errno = got == 0 ? 0 : errno;
+  if (got >= 0) return {};
   close_socket();
   return e;
 }

@@ -1,5 +1,6 @@
-// A small synchronous MQTT client over TCP, built on the sans-IO codec in
-// src/protocol. One Client is one connection, used from one thread.
+// A small synchronous MQTT client over TCP, TLS and WebSockets (see
+// transport.h), built on the sans-IO codec in src/protocol. One Client is one
+// connection, used from one thread.
 //
 // The API is batch-friendly: publish()/subscribe()/unsubscribe() only append
 // encoded bytes to an output buffer; next_event() (or flush()) writes the
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -26,12 +28,38 @@
 
 namespace midge::client {
 
+// TLS as the Mosquitto tools set it up: the peer certificate is always
+// verified against cafile/capath (or the system store); `insecure` only skips
+// the host name check.
+struct TlsOptions {
+  bool enabled = false;
+  std::string cafile;
+  std::string capath;
+  bool use_os_certs = false;  // trust the system's default CA store too
+  std::string certfile;       // client certificate (chain), PEM
+  std::string keyfile;        // its private key, PEM
+  bool insecure = false;
+  std::string min_version;    // "tlsv1.3", "tlsv1.2", "tlsv1.1" or empty
+  std::string ciphers;        // OpenSSL cipher list (TLS <= 1.2)
+  std::string alpn;           // one ALPN protocol name, or empty
+};
+
+// MQTT over WebSockets (RFC 6455, subprotocol "mqtt"), over TCP or TLS.
+struct WebSocketOptions {
+  bool enabled = false;
+  std::string path = "/mqtt";
+};
+
+class Transport;
+
 struct ConnectOptions {
   std::string host = "localhost";
   uint16_t port = 1883;
   std::string bind_address;  // local address to bind before connecting, if set
   std::string unix_path;     // connect to a unix domain socket instead of TCP
   bool nodelay = false;      // TCP_NODELAY
+  TlsOptions tls;
+  WebSocketOptions websocket;
   // Applies to the TCP connect and to waiting for CONNACK; a dead host never hangs.
   std::chrono::milliseconds timeout{10000};
   // Version, client id, clean start, keep alive, will, credentials, properties.
@@ -46,6 +74,9 @@ enum class ErrorKind : uint8_t {
   kProtocol,  // the server sent bytes the codec rejects, or an unexpected packet
   kRefused,   // CONNACK with a failure reason; `reason` holds it
   kClosed,    // the server closed the connection (or sent DISCONNECT)
+  kTlsSetup,  // TLS settings unusable (bad cipher list, key not matching the certificate...)
+  kTls,       // TLS handshake or certificate verification failed
+  kWebSocket, // the server refused or botched the WebSocket upgrade
 };
 
 struct Error {
@@ -82,7 +113,7 @@ class Client {
   // Called for every packet sent (sent = true) or received, e.g. for -d logs.
   using PacketHook = std::function<void(bool sent, const protocol::Packet&)>;
 
-  Client() = default;
+  Client();
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -110,8 +141,8 @@ class Client {
   // (negative: wait for ever, but keep alive still runs).
   Event next_event(std::chrono::milliseconds timeout);
 
-  bool connected() const { return fd_ >= 0; }
-  int fd() const { return fd_; }
+  bool connected() const { return transport_ != nullptr; }
+  int fd() const;
   protocol::Version version() const { return version_; }
   // The client id given in CONNECT, or the one the server assigned (v5).
   const std::string& client_id() const { return client_id_; }
@@ -123,7 +154,6 @@ class Client {
  private:
   using Time = std::chrono::steady_clock::time_point;
 
-  Error open_socket(const ConnectOptions& options, Time deadline);
   Error wait_connack(Time deadline, protocol::ConnackPacket& connack);
   void queue(const protocol::Packet& packet);
   uint16_t next_packet_id();
@@ -140,7 +170,7 @@ class Client {
   void close_socket();
   Event closed_event(Error error);
 
-  int fd_ = -1;
+  std::unique_ptr<Transport> transport_;
   protocol::Version version_ = protocol::Version::kV311;
   std::string client_id_;
   std::string in_;

@@ -105,7 +105,46 @@ int connect_one(const sockaddr* addr, socklen_t len, int family, const ConnectOp
   return fd;
 }
 
+class TcpTransport final : public Transport {
+ public:
+  explicit TcpTransport(int fd) : fd_(fd) {}
+  ~TcpTransport() override { close(fd_); }
+  TcpTransport(const TcpTransport&) = delete;
+  TcpTransport& operator=(const TcpTransport&) = delete;
+
+  int fd() const override { return fd_; }
+
+  ssize_t read(char* buf, size_t len, Error& error) override {
+    ssize_t got = recv(fd_, buf, len, 0);
+    if (got > 0) return got;
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+    if (got == 0) {
+      error.kind = ErrorKind::kClosed;
+      error.message = "connection closed by server";
+    } else {
+      error = sys_error(errno);
+    }
+    return -1;
+  }
+
+  ssize_t write(const char* buf, size_t len, Error& error) override {
+    if (len == 0) return 0;
+    ssize_t n = send(fd_, buf, len, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+    error = sys_error(errno);
+    return -1;
+  }
+
+  void shutdown() override { ::shutdown(fd_, SHUT_WR); }
+
+ private:
+  int fd_;
+};
+
 }  // namespace
+
+TransportPtr make_tcp_transport(int fd) { return std::make_unique<TcpTransport>(fd); }
 
 int poll_timeout(Time deadline) {
   if (deadline == Time::max()) return -1;

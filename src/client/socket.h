@@ -6,6 +6,7 @@
 #include <string>
 
 #include "client/client.h"
+#include "client/transport.h"
 
 namespace midge::client {
 
@@ -13,6 +14,9 @@ namespace midge::client {
 // the unix socket `options.unix_path`. Returns the fd, or -1 with `error` set.
 int open_connection(const ConnectOptions& options,
                     std::chrono::steady_clock::time_point deadline, Error& error);
+
+// The plain transport over a connected non-blocking socket; owns `fd`.
+TransportPtr make_tcp_transport(int fd);
 
 // Milliseconds left until `deadline` for poll(): 0 when past, -1 for "never"
 // (time_point::max()).

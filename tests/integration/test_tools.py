@@ -718,9 +718,9 @@ def test_connect_timeout_never_hangs():
     assert r.stderr == b"Error: Connection timed out\n"
 
 
-def test_tls_and_websocket_not_supported_yet():
-    for args in (["--cafile", "/etc/ssl/certs/ca-certificates.crt"], ["-L", "ws://h:1/t"],
-                 ["-L", "mqtts://h/t"]):
+def test_psk_and_proxy_not_supported_yet():
+    """TLS and WebSockets work (test_tools_tls_ws.py); PSK and SOCKS proxies do not yet."""
+    for args in (["--psk", "deadbeef", "--psk-identity", "me"], ["--proxy", "socks5h://h:1"]):
         r = run([tool("sub"), "-t", "a"] + args)
         assert r.returncode == 1
         assert b"not supported yet" in r.stderr
