@@ -74,3 +74,44 @@ TEST(PublishEncoder, MatchesGeneralEncoderV5WithProperties) {
 
 }  // namespace
 }  // namespace midge::protocol
+
+namespace midge::protocol {
+namespace {
+
+// The decoder reuses the packet object it is given; nothing of a previous
+// packet may leak into the next one.
+TEST(DecoderReuse, PropertiesDoNotLeakIntoTheNextPacket) {
+  PublishPacket full;
+  full.topic = "a/b";
+  full.payload = "x";
+  full.qos = 1;
+  full.packet_id = 5;
+  full.properties.content_type = "text/plain";
+  full.properties.user_properties = {{"k", "v"}};
+  full.properties.message_expiry_interval = 7;
+  PublishPacket bare;
+  bare.topic = "c";
+  bare.payload = "y";
+  AckPacket ack_full;
+  ack_full.packet_id = 9;
+  ack_full.reason = ReasonCode::kNoMatchingSubscribers;
+  ack_full.properties.reason_string = "none";
+  AckPacket ack_bare;
+  ack_bare.packet_id = 10;
+  std::string bytes;
+  for (const Packet& p : std::vector<Packet>{full, bare, ack_full, ack_bare, full, bare}) {
+    encode(p, Version::kV5, bytes);
+  }
+  Packet reused;
+  std::string_view rest = bytes;
+  std::vector<Packet> expected{full, bare, ack_full, ack_bare, full, bare};
+  for (const Packet& want : expected) {
+    const DecodeResult r = decode(rest, Version::kV5, reused);
+    ASSERT_EQ(r.status, DecodeStatus::kPacket);
+    EXPECT_EQ(reused, want);
+    rest.remove_prefix(r.consumed);
+  }
+}
+
+}  // namespace
+}  // namespace midge::protocol
