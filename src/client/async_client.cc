@@ -24,7 +24,6 @@ using protocol::ReasonCode;
 
 namespace {
 
-constexpr size_t kReadChunk = 64 * 1024;
 // Reads per on_readable(): a fast sender cannot starve the other clients of a
 // shared loop; poll is level-triggered, so the rest is read next turn.
 constexpr int kMaxReadsPerTurn = 16;
@@ -246,15 +245,8 @@ AsyncClient::Time AsyncClient::next_timer() const {
 // Reads what the socket has; an error when the connection is closed or failed.
 Error AsyncClient::read_input() {
   for (int i = 0; i < kMaxReadsPerTurn; ++i) {
-    if (in_pos_ > 0 && in_pos_ == in_.size()) {
-      in_.clear();
-      in_pos_ = 0;
-    }
-    size_t old = in_.size();
-    in_.resize(old + kReadChunk);
     Error e;
-    ssize_t got = transport_->read(in_.data() + old, kReadChunk, e);
-    in_.resize(old + (got > 0 ? static_cast<size_t>(got) : 0));
+    const ssize_t got = read_append(*transport_, in_, in_pos_, e);
     if (got < 0) return e;
     if (got == 0 && !transport_->has_buffered_input()) break;
   }

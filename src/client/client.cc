@@ -18,7 +18,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr size_t kReadChunk = 64 * 1024;
 
 Error make_error(ErrorKind kind, std::string message,
                  ReasonCode reason = ReasonCode::kSuccess) {
@@ -189,15 +188,8 @@ Error Client::read_some(Clock::time_point deadline) {
     }
     return {};
   }
-  if (in_pos_ > 0 && in_pos_ == in_.size()) {
-    in_.clear();
-    in_pos_ = 0;
-  }
-  size_t old = in_.size();
-  in_.resize(old + kReadChunk);
   Error e;
-  ssize_t got = transport_->read(in_.data() + old, kReadChunk, e);
-  in_.resize(old + (got > 0 ? static_cast<size_t>(got) : 0));
+  const ssize_t got = read_append(*transport_, in_, in_pos_, e);
   if (got >= 0) return {};
   close_socket();
   return e;

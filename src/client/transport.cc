@@ -11,6 +11,19 @@
 
 namespace midge::client {
 
+ssize_t read_append(Transport& transport, std::string& buffer, size_t& consumed, Error& error) {
+  constexpr size_t kReadChunk = 64 * 1024;
+  if (consumed > 0 && consumed == buffer.size()) {
+    buffer.clear();
+    consumed = 0;
+  }
+  const size_t old = buffer.size();
+  buffer.resize(old + kReadChunk);
+  const ssize_t got = transport.read(buffer.data() + old, kReadChunk, error);
+  buffer.resize(old + (got > 0 ? static_cast<size_t>(got) : 0));
+  return got;
+}
+
 short Transport::read_wait_events() const { return POLLIN; }
 short Transport::write_wait_events() const { return POLLOUT; }
 

@@ -15,6 +15,13 @@
 
 namespace midge::client {
 
+class Transport;
+
+// Appends what `transport` can read now to `buffer` (dropping the bytes
+// before `consumed` first when all of them were used); returns read()'s
+// result.
+ssize_t read_append(Transport& transport, std::string& buffer, size_t& consumed, Error& error);
+
 class Transport {
  public:
   virtual ~Transport() = default;
