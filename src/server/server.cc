@@ -372,7 +372,7 @@ int run(int argc, char** argv) {
     log.flush();
     if (sig < 0) continue;  // timeout (or EINTR): just the periodic log flush
     if (sig == SIGHUP) {
-      say("Reloading config (log files re-opened).");
+      say("Received SIGHUP: log files re-opened (reloading the configuration is not supported yet).");
       log.reopen();
       continue;
     }
