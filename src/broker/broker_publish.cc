@@ -28,7 +28,7 @@ bool Broker::resolve_topic_alias(Session& session, protocol::PublishPacket& p, T
     return true;
   }
   if (aliases.size() < alias || aliases[alias - 1].empty()) {
-    disconnect(session, ReasonCode::kProtocolError, now);  // unknown alias [MQTT-3.3.4-?]
+    disconnect(session, ReasonCode::kProtocolError, now);  // an alias never set (MQTT 5.0 section 3.3.2.3.4)
     return false;
   }
   p.topic = aliases[alias - 1];
@@ -126,7 +126,7 @@ void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePo
   if (it == session.inflight.end()) return;  // stale or unknown: ignore
   const uint8_t qos = it->delivery.qos;
   if (ack.type == PacketType::kPubrec && qos == 2 && !it->released) {
-    if (protocol::is_error(ack.reason)) {  // the receiver refused it [MQTT-4.3.3-?]
+    if (protocol::is_error(ack.reason)) {  // refused: the packet id is free again (MQTT 5.0 section 4.3.3)
       forget_stored(it->delivery);
       session.inflight.erase(it);
       pump(session, now);

@@ -42,7 +42,7 @@ ReasonCode Broker::subscribe_one(Session& session, const protocol::Subscription&
                                  uint32_t subscription_id, TimePoint /*now*/) {
   if (!protocol::is_valid_topic_filter(sub.filter)) return ReasonCode::kTopicFilterInvalid;
   protocol::SubscribeOptions options = sub.options;
-  options.max_qos = std::min(options.max_qos, settings_.max_qos);  // [MQTT-3.9.3-?] granted QoS
+  options.max_qos = std::min(options.max_qos, settings_.max_qos);  // the granted QoS (MQTT 5.0 section 3.9.3)
   auto [it, inserted] = session.subscriptions.try_emplace(sub.filter);
   it->second = SessionSubscription{options, subscription_id};
   std::string_view group, inner;
@@ -60,7 +60,7 @@ ReasonCode Broker::subscribe_one(Session& session, const protocol::Subscription&
 }
 
 // Retained messages matching a new subscription go out with the retain flag
-// set [MQTT-3.3.1-8]. Shared subscriptions get none [MQTT-4.8.2-?].
+// set [MQTT-3.3.1-8]. Shared subscriptions get none (MQTT 5.0 section 4.8.2).
 void Broker::send_retained(Session& session, const std::string& filter,
                            const protocol::SubscribeOptions& options, uint32_t subscription_id,
                            TimePoint now) {
