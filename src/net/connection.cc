@@ -179,8 +179,8 @@ size_t Connection::decode_all(std::string_view data, TimePoint now) {
       break;
     }
     pos += r.consumed;
-    unread_ = data.substr(pos);  // what follows this packet, for a hand-over
-    if (!handle_packet(std::move(packet), now)) break;
+    // `data.substr(pos)`: what follows this packet, for a hand-over.
+    if (!handle_packet(std::move(packet), data.substr(pos), now)) break;
   }
   return pos;
 }
@@ -210,14 +210,14 @@ void Connection::process_input(TimePoint now) {
 
 // Returns false when this connection stopped processing input (closed or
 // handed over to another worker).
-bool Connection::handle_packet(protocol::Packet&& packet, TimePoint now) {
+bool Connection::handle_packet(protocol::Packet&& packet, std::string_view after, TimePoint now) {
   if (!connected_) {
     auto* connect = std::get_if<protocol::ConnectPacket>(&packet);
     if (!connect) {  // the first packet must be CONNECT [MQTT-3.1.0-1]
       fail(ReasonCode::kProtocolError, now);
       return false;
     }
-    handle_connect(std::move(*connect), now);
+    handle_connect(std::move(*connect), after, now);
     return connected_ && !closed_ && !closing_;
   }
   update_deadline(now);
@@ -228,14 +228,15 @@ bool Connection::handle_packet(protocol::Packet&& packet, TimePoint now) {
   return !closed_ && !closing_;
 }
 
-void Connection::handle_connect(protocol::ConnectPacket&& connect, TimePoint now) {
+void Connection::handle_connect(protocol::ConnectPacket&& connect, std::string_view after,
+                                TimePoint now) {
   version = connect.version;
   const bool assigned = broker::Broker::assign_client_id(connect, worker_.settings());
   const unsigned workers = worker_.worker_count();
   const unsigned target =
       connect.client_id.empty() ? worker_.index() : broker::Broker::worker_for(connect.client_id, workers);
   if (target != worker_.index()) {
-    std::string pending(unread_);
+    std::string pending(after);
     closed_ = true;  // this object is done; the socket lives on elsewhere
     worker_.loop().remove(fd_);
     const int fd = fd_;

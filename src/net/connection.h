@@ -91,8 +91,9 @@ class Connection final : public broker::Link,
   void process_input(TimePoint now);
   size_t decode_all(std::string_view data, TimePoint now);
   void take_input(std::string_view data, TimePoint now);
-  bool handle_packet(protocol::Packet&& packet, TimePoint now);
-  void handle_connect(protocol::ConnectPacket&& connect, TimePoint now);
+  // `after`: the bytes already read behind this packet.
+  bool handle_packet(protocol::Packet&& packet, std::string_view after, TimePoint now);
+  void handle_connect(protocol::ConnectPacket&& connect, std::string_view after, TimePoint now);
   void fail(protocol::ReasonCode reason, TimePoint now, const char* why = nullptr);
   void write_now();
   void finish_close();
@@ -104,7 +105,6 @@ class Connection final : public broker::Link,
   int fd_;
   const uint64_t id_;
   std::string in_;          // an incomplete packet, waiting for more bytes
-  std::string_view unread_; // while decoding: the bytes after the current packet
   std::string out_;         // bytes to write, from out_start_
   size_t out_start_ = 0;
   bool dirty_ = false;        // queued in the worker's flush list
