@@ -57,6 +57,51 @@ void Conn::close_now() {
   connected = false;
 }
 
+long parse_publish(std::string_view data, protocol::Version version, PublishView& out) {
+  const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+  const size_t n = data.size();
+  // Fixed header: type and flags, then the remaining length (1..4 bytes).
+  size_t pos = 1;
+  uint32_t length = 0;
+  for (int shift = 0;; shift += 7) {
+    if (pos >= n) return 0;
+    if (shift > 21) return -1;
+    const uint8_t b = p[pos++];
+    length |= uint32_t{b & 0x7fu} << shift;
+    if ((b & 0x80) == 0) break;
+  }
+  if (n - pos < length) return 0;
+  const size_t end = pos + length;
+  out.qos = (p[0] >> 1) & 3;
+  out.retain = (p[0] & 1) != 0;
+  out.dup = (p[0] & 8) != 0;
+  if (out.qos == 3 || end - pos < 2) return -1;
+  const size_t topic_len = (size_t{p[pos]} << 8) | p[pos + 1];
+  pos += 2;
+  if (end - pos < topic_len) return -1;
+  out.topic = data.substr(pos, topic_len);
+  pos += topic_len;
+  out.packet_id = 0;
+  if (out.qos > 0) {
+    if (end - pos < 2) return -1;
+    out.packet_id = static_cast<uint16_t>((p[pos] << 8) | p[pos + 1]);
+    pos += 2;
+  }
+  if (version == protocol::Version::kV5) {
+    uint32_t props = 0;
+    for (int shift = 0;; shift += 7) {
+      if (pos >= end || shift > 21) return -1;
+      const uint8_t b = p[pos++];
+      props |= uint32_t{b & 0x7fu} << shift;
+      if ((b & 0x80) == 0) break;
+    }
+    if (end - pos < props) return -1;
+    pos += props;
+  }
+  out.payload = data.substr(pos, end - pos);
+  return static_cast<long>(end);
+}
+
 void Conn::fail(const char* why) {
   close_now();
   handler_.on_closed(*this, why);
@@ -75,14 +120,22 @@ void Conn::on_readable() {
   const int64_t now = now_ns();
   size_t off = 0;
   while (off < in_len_ && fd_ >= 0) {
-    const auto type = static_cast<PacketType>(static_cast<uint8_t>(in_[off]) >> 4);
-    protocol::Packet& target = type == PacketType::kPublish ? publish_ : other_;
-    const auto r = protocol::decode(std::string_view(in_.data() + off, in_len_ - off), version_,
-                                    target);
+    const std::string_view rest(in_.data() + off, in_len_ - off);
+    const auto type = static_cast<PacketType>(static_cast<uint8_t>(rest[0]) >> 4);
+    if (type == PacketType::kPublish) {
+      PublishView view;
+      const long used = parse_publish(rest, version_, view);
+      if (used == 0) break;
+      if (used < 0) return fail("malformed PUBLISH from the broker");
+      off += static_cast<size_t>(used);
+      handler_.on_publish(*this, view, now);
+      continue;
+    }
+    const auto r = protocol::decode(rest, version_, packet_);
     if (r.status == DecodeStatus::kNeedMore) break;
     if (r.status == DecodeStatus::kError) return fail(r.message);
     off += r.consumed;
-    handler_.on_packet(*this, target, now);
+    handler_.on_packet(*this, packet_, now);
   }
   if (fd_ < 0) return;
   if (off > 0) {

@@ -21,10 +21,28 @@ namespace midge::bench {
 
 class Conn;
 
+// A received PUBLISH, parsed in place: the views point into the read
+// buffer and are valid during the on_publish call only. The generator reads
+// millions of these a second, so it skips what protocol::decode does for the
+// broker (UTF-8 checks, property parsing, copies).
+struct PublishView {
+  uint8_t qos = 0;
+  bool retain = false;
+  bool dup = false;
+  uint16_t packet_id = 0;
+  std::string_view topic;
+  std::string_view payload;
+};
+
+// Parses one PUBLISH at the start of `data`. Returns the bytes it takes,
+// 0 when more are needed, or -1 when it is malformed.
+long parse_publish(std::string_view data, protocol::Version version, PublishView& out);
+
 // Receives decoded packets. `now_ns` is the steady clock read once per read().
 class PacketHandler {
  public:
   virtual ~PacketHandler() = default;
+  virtual void on_publish(Conn& conn, const PublishView& publish, int64_t now_ns) = 0;
   virtual void on_packet(Conn& conn, protocol::Packet& packet, int64_t now_ns) = 0;
   virtual void on_closed(Conn& conn, const char* why) = 0;
 };
@@ -72,8 +90,7 @@ class Conn {
   size_t in_len_ = 0;
   size_t min_read_;
   std::string out_;
-  protocol::Packet publish_;  // PUBLISH packets decode here (strings reused)
-  protocol::Packet other_;
+  protocol::Packet packet_;  // other packets decode here
 };
 
 class Loop {

@@ -35,6 +35,7 @@ class Connections final : public PacketHandler {
       last_ack_ = now;
     }
   }
+  void on_publish(Conn& /*conn*/, const PublishView& /*publish*/, int64_t /*now*/) override {}
   void on_closed(Conn& conn, const char* why) override {
     if (error_.empty()) error_ = std::string("connection closed: ") + why;
     if (!conn.connected) --pending_;

@@ -54,6 +54,7 @@ class Flow final : public PacketHandler {
   bool run(Report& report);
 
   void on_packet(Conn& conn, Packet& packet, int64_t now) override;
+  void on_publish(Conn& conn, const PublishView& publish, int64_t now) override;
   void on_closed(Conn& conn, const char* why) override {
     if (error_.empty()) {
       error_ = std::string(conn.tag & 1 ? "subscriber" : "publisher") + " connection: " + why;
@@ -213,30 +214,34 @@ void Flow::on_packet(Conn& conn, Packet& packet, int64_t now) {
   }
 }
 
-void Flow::on_subscriber_packet(Subscriber& s, Packet& packet, int64_t now) {
-  if (auto* pub = std::get_if<protocol::PublishPacket>(&packet)) {
-    PayloadHeader h;
-    Receiver& r = receivers_[s.receiver];
-    if (read_header(pub->payload.data(), pub->payload.size(), h) && h.publisher < r.from.size() &&
-        !pub->retain) {
-      // Longest silence of a subscriber while publishers are sending: an
-      // event-loop stall in the broker shows here.
-      if (send_end_ == 0 && s.last_rx > 0 && now > s.last_rx) {
-        max_gap_ = std::max(max_gap_, now - s.last_rx);
-      }
-      s.last_rx = now;
-      if (r.from[h.publisher].add(h.seq)) {
-        ++delivered_;
-        ++progress_;
-        latency_.add(now - h.sent_ns);
-        last_delivery_ = now;
-      }
-    } else {
-      ++foreign_;
+void Flow::on_publish(Conn& conn, const PublishView& pub, int64_t now) {
+  if ((conn.tag & 1) == 0) return;  // publishers subscribe to nothing
+  Subscriber& s = subs_[conn.tag / 2];
+  PayloadHeader h;
+  Receiver& r = receivers_[s.receiver];
+  if (read_header(pub.payload.data(), pub.payload.size(), h) && h.publisher < r.from.size() &&
+      !pub.retain) {
+    // Longest silence of a subscriber while publishers are sending: an
+    // event-loop stall in the broker shows here.
+    if (send_end_ == 0 && s.last_rx > 0 && now > s.last_rx) {
+      max_gap_ = std::max(max_gap_, now - s.last_rx);
     }
-    if (pub->qos == 1) send_ack(*s.conn, PacketType::kPuback, pub->packet_id);
-    if (pub->qos == 2) send_ack(*s.conn, PacketType::kPubrec, pub->packet_id);
-  } else if (auto* ack = std::get_if<AckPacket>(&packet)) {
+    s.last_rx = now;
+    if (r.from[h.publisher].add(h.seq)) {
+      ++delivered_;
+      ++progress_;
+      latency_.add(now - h.sent_ns);
+      last_delivery_ = now;
+    }
+  } else {
+    ++foreign_;
+  }
+  if (pub.qos == 1) send_ack(*s.conn, PacketType::kPuback, pub.packet_id);
+  if (pub.qos == 2) send_ack(*s.conn, PacketType::kPubrec, pub.packet_id);
+}
+
+void Flow::on_subscriber_packet(Subscriber& s, Packet& packet, int64_t /*now*/) {
+  if (auto* ack = std::get_if<AckPacket>(&packet)) {
     if (ack->type == PacketType::kPubrel) send_ack(*s.conn, PacketType::kPubcomp, ack->packet_id);
   } else if (auto* connack = std::get_if<protocol::ConnackPacket>(&packet)) {
     if (protocol::is_error(connack->reason)) {

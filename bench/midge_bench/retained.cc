@@ -27,6 +27,7 @@ class Retained final : public PacketHandler {
   bool run(Report& report);
 
   void on_packet(Conn& conn, Packet& packet, int64_t now) override;
+  void on_publish(Conn& conn, const PublishView& publish, int64_t now) override;
   void on_closed(Conn& /*conn*/, const char* why) override {
     if (error_.empty()) error_ = std::string("connection closed: ") + why;
   }
@@ -58,18 +59,20 @@ class Retained final : public PacketHandler {
   std::string error_;
 };
 
-void Retained::on_packet(Conn& conn, Packet& packet, int64_t now) {
-  if (auto* p = std::get_if<protocol::PublishPacket>(&packet)) {
-    PayloadHeader h;
-    if (&conn == &sub_ && p->retain && p->topic.rfind(kPrefix, 0) == 0 &&
-        read_header(p->payload.data(), p->payload.size(), h) &&
-        h.seq < static_cast<uint32_t>(o_.retained)) {  // older runs may have left more
-      got_.add(h.seq);
-      last_ = now;
-    }
-    if (p->qos == 1) ack(conn, PacketType::kPuback, p->packet_id);
-    if (p->qos == 2) ack(conn, PacketType::kPubrec, p->packet_id);
-  } else if (auto* a = std::get_if<AckPacket>(&packet)) {
+void Retained::on_publish(Conn& conn, const PublishView& p, int64_t now) {
+  PayloadHeader h;
+  if (&conn == &sub_ && p.retain && p.topic.starts_with(kPrefix) &&
+      read_header(p.payload.data(), p.payload.size(), h) &&
+      h.seq < static_cast<uint32_t>(o_.retained)) {  // older runs may have left more
+    got_.add(h.seq);
+    last_ = now;
+  }
+  if (p.qos == 1) ack(conn, PacketType::kPuback, p.packet_id);
+  if (p.qos == 2) ack(conn, PacketType::kPubrec, p.packet_id);
+}
+
+void Retained::on_packet(Conn& conn, Packet& packet, int64_t /*now*/) {
+  if (auto* a = std::get_if<AckPacket>(&packet)) {
     if (a->type == PacketType::kPubrec) ack(conn, PacketType::kPubrel, a->packet_id);
     if (a->type == PacketType::kPubrel) ack(conn, PacketType::kPubcomp, a->packet_id);
     if (a->type == PacketType::kPuback || a->type == PacketType::kPubcomp) ++acked_;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -86,6 +87,25 @@ class Broker {
     bool retain_as_published;
     std::vector<uint32_t> subscription_ids;
   };
+  // How one session gets one message.
+  struct Grant {
+    uint8_t qos = 0;
+    bool retain = false;
+    bool from_retained = false;  // sent because of a new subscription
+  };
+  // The PUBLISH bytes of the message route() is handing out, encoded once
+  // per variant (v3/v5 x QoS x retain) and copied to every session that
+  // needs nothing of its own (no subscription id, alias or expiry); QoS 1/2
+  // copies get their packet id patched in.
+  struct EncodedPublish {
+    std::string bytes;
+    size_t id_offset = 0;
+  };
+  struct PublishCache {
+    const Message* message = nullptr;
+    uint16_t filled = 0;  // bit per slot
+    EncodedPublish slots[12];
+  };
 
   // connect / session lifetime (broker.cc)
   bool refuse(Link& link, const protocol::ConnectPacket& c, protocol::ReasonCode reason);
@@ -113,11 +133,21 @@ class Broker {
   bool resolve_topic_alias(Session& session, protocol::PublishPacket& p, TimePoint now);
   void handle_ack(Session& session, const protocol::AckPacket& ack, TimePoint now);
   void route(const MessagePtr& message, TimePoint now, bool from_remote);
-  void deliver(Session& session, Delivery&& delivery, TimePoint now);
+  // `message` and `ids` are borrowed: a Delivery owning a reference is
+  // only made when the message is kept (queued or in flight).
+  void deliver(Session& session, const MessagePtr& message, Grant grant,
+               std::vector<uint32_t>&& ids, TimePoint now);
   void enqueue(Session& session, Delivery&& delivery);
   bool output_full(const Link& link, size_t payload) const;
   bool send_publish(Session& session, const Delivery& delivery, uint16_t packet_id, bool dup,
-                    TimePoint now);
+                    TimePoint now) {
+    return send_publish(session, *delivery.message, delivery.qos, delivery.retain,
+                        delivery.subscription_ids, packet_id, dup, now);
+  }
+  bool send_publish(Session& session, const Message& m, uint8_t qos, bool retain,
+                    std::span<const uint32_t> ids, uint16_t packet_id, bool dup, TimePoint now);
+  bool append_cached_publish(Session& session, const Message& m, uint8_t qos, bool retain,
+                             uint16_t packet_id);
   void send_qos(Session& session, Delivery&& delivery, TimePoint now);
   void pump(Session& session, TimePoint now);
   uint16_t next_packet_id(Session& session);
@@ -148,6 +178,7 @@ class Broker {
   std::multimap<TimePoint, std::string> timers_;  // lazy: re-checked when due
   uint64_t match_stamp_ = 0;
   std::vector<Match> matches_;
+  PublishCache publish_cache_;
 
   // $SYS state (worker 0 only)
   TimePoint next_sys_{};

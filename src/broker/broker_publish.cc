@@ -153,9 +153,10 @@ void Broker::on_remote_publish(const MessagePtr& message, TimePoint now) {
 void Broker::on_shared_delivery(const SharedMember& member, const MessagePtr& message, TimePoint now) {
   auto it = sessions_.find(member.client_id);
   if (it == sessions_.end()) return;
-  Delivery d{message, std::min(message->qos, member.qos), false, {}};
-  if (member.subscription_id != 0) d.subscription_ids.push_back(member.subscription_id);
-  deliver(*it->second, std::move(d), now);
+  std::vector<uint32_t> ids;
+  if (member.subscription_id != 0) ids.push_back(member.subscription_id);
+  deliver(*it->second, message, Grant{std::min(message->qos, member.qos), false, false},
+          std::move(ids), now);
 }
 
 void Broker::publish_internal(std::string topic, std::string payload, bool retain, TimePoint now) {
@@ -189,11 +190,18 @@ void Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
     }
     if (e.subscription_id != 0) matches_[s->match_index].subscription_ids.push_back(e.subscription_id);
   });
+  // Sessions that need nothing of their own share one encoding (see
+  // PublishCache); the previous cache is restored in case of nesting.
+  const Message* outer = publish_cache_.message;
+  publish_cache_.message = message.get();
+  publish_cache_.filled = 0;
   for (Match& m : matches_) {
     // The retain flag is kept only with Retain As Published [MQTT-3.3.1-12].
     const bool retain = message->retain && m.retain_as_published;
-    deliver(*m.session, Delivery{message, m.qos, retain, std::move(m.subscription_ids)}, now);
+    deliver(*m.session, message, Grant{m.qos, retain, false}, std::move(m.subscription_ids), now);
   }
+  publish_cache_.message = outer;
+  publish_cache_.filled = 0;
   if (from_remote) return;
   if (!shared_.shared_subscriptions.empty()) {
     shared_.shared_subscriptions.pick(message->topic, [&](const SharedMember& member) {
@@ -207,28 +215,32 @@ void Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
   router_.broadcast(message);
 }
 
-void Broker::deliver(Session& session, Delivery&& delivery, TimePoint now) {
-  if (delivery.message->expired(now)) return;
+void Broker::deliver(Session& session, const MessagePtr& message, Grant grant,
+                     std::vector<uint32_t>&& ids, TimePoint now) {
+  if (message->expired(now)) return;
+  auto keep = [&] {
+    return Delivery{message, grant.qos, grant.retain, std::move(ids), grant.from_retained};
+  };
   if (!session.link) {
-    if (delivery.qos == 0 && !settings_.queue_qos0_messages) return;
-    enqueue(session, std::move(delivery));
+    if (grant.qos == 0 && !settings_.queue_qos0_messages) return;
+    enqueue(session, keep());
     return;
   }
-  if (delivery.qos == 0) {
+  if (grant.qos == 0) {
     // Slow consumer: QoS 0 is dropped once its output backs up (README).
     // Retained messages sent on SUBSCRIBE are not: the retained store bounds
     // them already.
-    if (!delivery.from_retained && output_full(*session.link, delivery.message->payload.size())) {
+    if (!grant.from_retained && output_full(*session.link, message->payload.size())) {
       Stats::add(stats_.publish_dropped);
       return;
     }
-    send_publish(session, delivery, 0, false, now);
+    send_publish(session, *message, 0, grant.retain, ids, 0, false, now);
     return;
   }
   if (session.inflight.size() < session.send_window && session.queue.empty()) {
-    send_qos(session, std::move(delivery), now);
+    send_qos(session, keep(), now);
   } else {
-    enqueue(session, std::move(delivery));
+    enqueue(session, keep());
   }
 }
 
@@ -317,25 +329,30 @@ void Broker::pump(Session& session, TimePoint now) {
 // Encodes one PUBLISH into the session's link. Returns false when the
 // message cannot be sent to this client (bigger than its Maximum Packet
 // Size: discarded [MQTT-3.1.2-25]).
-bool Broker::send_publish(Session& session, const Delivery& d, uint16_t packet_id, bool dup,
+bool Broker::send_publish(Session& session, const Message& m, uint8_t qos, bool retain,
+                          std::span<const uint32_t> ids, uint16_t packet_id, bool dup,
                           TimePoint now) {
+  const bool v5 = session.version == Version::kV5;
+  if (!dup && ids.empty() && publish_cache_.message == &m &&
+      !(v5 && (m.expires_at || session.client_alias_max > 0))) {
+    return append_cached_publish(session, m, qos, retain, packet_id);
+  }
   Link& link = *session.link;
-  const Message& m = *d.message;
   protocol::OutgoingPublish out;
   out.topic = m.topic;
   out.payload = m.payload;
-  out.qos = d.qos;
-  out.retain = d.retain;
+  out.qos = qos;
+  out.retain = retain;
   out.dup = dup;
   out.packet_id = packet_id;
-  if (session.version == Version::kV5) {
+  if (v5) {
     out.pass_through = m.pass_through;
     if (m.expires_at) {
       // The remaining lifetime, rounded up [MQTT-3.3.2-6].
       const auto left = std::chrono::ceil<seconds>(*m.expires_at - now).count();
       out.message_expiry = static_cast<uint32_t>(std::max<int64_t>(left, 1));
     }
-    out.subscription_ids = d.subscription_ids;
+    out.subscription_ids = ids;
     if (session.client_alias_max > 0) {
       auto& aliases = session.alias_state().out;
       auto it = aliases.find(m.topic);
@@ -355,6 +372,44 @@ bool Broker::send_publish(Session& session, const Delivery& d, uint16_t packet_i
     return false;
   }
   protocol::encode_publish(out, session.version, link.out());
+  link.commit();
+  Stats::add(stats_.messages_sent);
+  Stats::add(stats_.publish_sent);
+  Stats::add(stats_.publish_bytes_sent, m.payload.size());
+  return true;
+}
+
+// send_publish for a session that needs no property of its own: the bytes
+// come from publish_cache_, encoded on first use.
+bool Broker::append_cached_publish(Session& session, const Message& m, uint8_t qos, bool retain,
+                                   uint16_t packet_id) {
+  const bool v5 = session.version == Version::kV5;
+  const unsigned slot = (v5 ? 6u : 0u) + qos * 2u + (retain ? 1u : 0u);
+  EncodedPublish& e = publish_cache_.slots[slot];
+  if ((publish_cache_.filled & (1u << slot)) == 0) {
+    protocol::OutgoingPublish out;
+    out.topic = m.topic;
+    out.payload = m.payload;
+    out.qos = qos;
+    out.retain = retain;
+    if (v5) out.pass_through = m.pass_through;
+    e.bytes.clear();
+    protocol::encode_publish(out, session.version, e.bytes);
+    e.id_offset = protocol::publish_packet_id_offset(out, session.version);
+    publish_cache_.filled = static_cast<uint16_t>(publish_cache_.filled | (1u << slot));
+  }
+  if (session.client_max_packet != 0 && e.bytes.size() > session.client_max_packet) {
+    Stats::add(stats_.publish_dropped);
+    return false;
+  }
+  Link& link = *session.link;
+  std::string& out = link.out();
+  const size_t start = out.size();
+  out.append(e.bytes);
+  if (qos > 0) {
+    out[start + e.id_offset] = static_cast<char>(packet_id >> 8);
+    out[start + e.id_offset + 1] = static_cast<char>(packet_id & 0xff);
+  }
   link.commit();
   Stats::add(stats_.messages_sent);
   Stats::add(stats_.publish_sent);

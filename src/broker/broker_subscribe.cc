@@ -70,9 +70,10 @@ void Broker::send_retained(Session& session, const std::string& filter,
   shared_.retained.match(filter, now, [&](const MessagePtr& m) { found.push_back(m); });
   for (const MessagePtr& m : found) {
     if (!session.link) return;
-    Delivery d{m, std::min(m->qos, options.max_qos), true, {}, /*from_retained=*/true};
-    if (subscription_id != 0) d.subscription_ids.push_back(subscription_id);
-    deliver(session, std::move(d), now);
+    std::vector<uint32_t> ids;
+    if (subscription_id != 0) ids.push_back(subscription_id);
+    deliver(session, m, Grant{std::min(m->qos, options.max_qos), true, /*from_retained=*/true},
+            std::move(ids), now);
   }
 }
 

@@ -34,5 +34,8 @@ struct OutgoingPublish {
 
 size_t publish_size(const OutgoingPublish& p, Version version);
 void encode_publish(const OutgoingPublish& p, Version version, std::string& out);
+// Where the packet identifier sits in encode_publish's output (qos > 0), so
+// one encoding can be copied to many subscribers with only the id patched.
+size_t publish_packet_id_offset(const OutgoingPublish& p, Version version);
 
 }  // namespace midge::protocol

@@ -474,6 +474,57 @@ TEST_F(BrokerTest, OverlappingSubscriptionsV311OneCopy) {
   EXPECT_EQ(got[0].qos, 1);
 }
 
+// route() encodes a message once per variant and copies it to every session
+// that needs nothing of its own; each must still get its version, QoS,
+// retain flag, packet id and properties.
+TEST_F(BrokerTest, OneMessageToSessionsOfEveryVariant) {
+  FakeLink& a = connect("a", kV311);
+  subscribe(a, "v/t", 1);
+  FakeLink& b = connect("b", kV5);
+  subscribe(b, "v/t", 1);
+  FakeLink& c = connect("c", kV5);
+  SubscribeOptions rap;
+  rap.retain_as_published = true;
+  subscribe(c, "v/t", rap);
+  FakeLink& d = connect("d", kV5);
+  subscribe(d, "v/t", 2, 9);
+  FakeLink& e = connect("e", Version::kV31);
+  subscribe(e, "v/#", 2);
+  FakeLink& f = connect("f", kV311);
+  subscribe(f, "v/+", 1);
+  // b and f already have a message in flight, so their next ids differ.
+  FakeLink& p = connect("p", kV5);
+  in(p, pub("v/other", "first", 1, 1));
+  in(p, pub("v/t", "warm", 1, 2));
+  for (FakeLink* l : {&a, &b, &c, &d, &e, &f}) l->take();
+
+  in(p, pub("v/t", "m1", 2, 3, /*retain=*/true));
+  in(p, pub("v/t", "m2", 1, 4));
+  auto ga = publishes(a), gb = publishes(b), gc = publishes(c), gd = publishes(d),
+       ge = publishes(e), gf = publishes(f);
+  for (auto* g : {&ga, &gb, &gc, &gd, &ge, &gf}) {
+    ASSERT_EQ(g->size(), 2u);
+    EXPECT_EQ(payloads(*g), (Strings{"m1", "m2"}));
+    EXPECT_EQ((*g)[0].topic, "v/t");
+    EXPECT_NE((*g)[0].packet_id == 0, (*g)[0].qos > 0);
+  }
+  EXPECT_EQ(ga[0].qos, 1);
+  EXPECT_EQ(gc[0].qos, 0);
+  EXPECT_EQ(gd[0].qos, 2);
+  EXPECT_EQ(ge[0].qos, 2);
+  EXPECT_EQ(ge[1].qos, 1);
+  // The retain flag only with Retain As Published [MQTT-3.3.1-12].
+  EXPECT_TRUE(gc[0].retain);
+  EXPECT_FALSE(ga[0].retain || gb[0].retain || gd[0].retain || ge[0].retain);
+  EXPECT_EQ(gd[0].properties.subscription_identifiers, (std::vector<uint32_t>{9}));
+  EXPECT_TRUE(gb[0].properties.subscription_identifiers.empty());
+  // Packet ids follow each session's own sequence.
+  EXPECT_EQ(gb[1].packet_id, gb[0].packet_id + 1);
+  EXPECT_EQ(gf[0].packet_id, session("f").inflight.front().packet_id + 2);
+  EXPECT_EQ(gf[1].packet_id, gf[0].packet_id + 1);
+  EXPECT_EQ(session("a").inflight.size(), 3u);  // warm, m1, m2
+}
+
 TEST_F(BrokerTest, NoLocal) {
   SubscribeOptions no_local;
   no_local.max_qos = 1;
