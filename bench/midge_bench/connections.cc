@@ -90,6 +90,7 @@ bool Connections::run(Report& report) {
   sockaddr_in to{};
   if (!resolve(o_, to)) error_ = "cannot resolve " + o_.host;
   const int64_t rss_before = rss_kb(o_.broker_pid);
+  const double cpu_before = o_.broker_pid > 0 ? cpu_seconds(o_.broker_pid) : -1;
   const int64_t start = now_ns();
   last_ack_ = start;
   const int64_t deadline = start + static_cast<int64_t>(o_.connect_timeout * 1e9);
@@ -102,6 +103,10 @@ bool Connections::run(Report& report) {
   }
   const double connect_s = seconds(last_ack_ - start);
   const int reached = connected_;
+  // On loopback the TCP handshake runs in the connecting process's system
+  // time, so one generator core limits the wall-clock rate; the broker's own
+  // CPU seconds per connection are its per-core capacity.
+  const double broker_cpu = cpu_before >= 0 ? cpu_seconds(o_.broker_pid) - cpu_before : -1;
   const int64_t hold_end = now_ns() + static_cast<int64_t>(o_.hold * 1e9);
   while (now_ns() < hold_end) loop_.turn(50);
   const int64_t rss_after = rss_kb(o_.broker_pid);
@@ -113,6 +118,8 @@ bool Connections::run(Report& report) {
   report.add("sources", k);
   report.add("connect_s", connect_s);
   report.add("connect_per_s", connect_s > 0 ? reached / connect_s : 0.0);
+  report.add("broker_cpu_s", broker_cpu);
+  report.add("connect_per_broker_cpu_s", broker_cpu > 0 ? reached / broker_cpu : -1.0);
   report.add("broker_rss_kb_before", rss_before);
   report.add("broker_rss_kb_after", rss_after);
   report.add("bytes_per_conn", rss_before >= 0 && rss_after >= 0 && reached > 0
