@@ -173,7 +173,8 @@ for r in rows:
 def metrics(r):
     s = r.get("scenario")
     if s == "connections":
-        return [("connect/s", "connect_per_s"), ("B/conn", "bytes_per_conn")]
+        return [("connect/s", "connect_per_s"), ("conn/cpu-s", "connect_per_broker_cpu_s"),
+                ("B/conn", "bytes_per_conn")]
     if s == "retained":
         return [("retained s", "deliver_s"), ("retained/s", "delivered_per_s")]
     if s == "latency":
