@@ -135,7 +135,7 @@ class Broker {
   void route(const MessagePtr& message, TimePoint now, bool from_remote);
   // `message` and `ids` are borrowed: a Delivery owning a reference is
   // only made when the message is kept (queued or in flight).
-  void deliver(Session& session, const MessagePtr& message, Grant grant,
+  void deliver(Session& session, const MessagePtr& message, const Grant& grant,
                std::vector<uint32_t>&& ids, TimePoint now);
   void enqueue(Session& session, Delivery&& delivery);
   bool output_full(const Link& link, size_t payload) const;

@@ -215,7 +215,7 @@ void Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
   router_.broadcast(message);
 }
 
-void Broker::deliver(Session& session, const MessagePtr& message, Grant grant,
+void Broker::deliver(Session& session, const MessagePtr& message, const Grant& grant,
                      std::vector<uint32_t>&& ids, TimePoint now) {
   if (message->expired(now)) return;
   auto keep = [&] {
