@@ -5,7 +5,11 @@
 # the load generator to CPU 1; then midge runs again with 2 workers, unpinned.
 # Each scenario gets a freshly started broker on a free loopback port.
 #
-#   bench/compare.sh [--quick] [--build DIR] [--out FILE] [--no-two-workers]
+#   bench/compare.sh [--quick] [--repeat N] [--build DIR] [--out FILE] [--no-two-workers]
+#
+# --repeat N runs every scenario N times (mosquitto and midge alternating)
+# and reports the median of each figure: this VM's speed drifts by 20 % or
+# more from minute to minute.
 #
 # Env: MIDGE_BIN, MIDGE_BENCH, MOSQUITTO_BIN override the binaries.
 set -euo pipefail
@@ -15,14 +19,16 @@ repo=$(dirname "$here")
 build="$repo/build"
 quick=0
 two_workers=1
+repeat=1
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --build) build=$2; shift ;;
+    --repeat) repeat=$2; shift ;;
     --out) out=$2; shift ;;
     --no-two-workers) two_workers=0 ;;
-    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -150,25 +156,43 @@ start=$(date +%s)
 for entry in "${scenarios[@]}"; do
   name=${entry%%|*}
   args=${entry#*|}
-  run_one mosquitto mosquitto 1 0 1 "$name" "$args"
-  run_one midge midge 1 0 1 "$name" "$args"
-  if [ $two_workers = 1 ]; then
-    for n in "${two_worker_names[@]}"; do
-      [ "$n" = "$name" ] && run_one midge-2w midge 2 "" "" "$name" "$args"
-    done
-  fi
+  for _ in $(seq "$repeat"); do
+    run_one mosquitto mosquitto 1 0 1 "$name" "$args"
+    run_one midge midge 1 0 1 "$name" "$args"
+    if [ $two_workers = 1 ]; then
+      for n in "${two_worker_names[@]}"; do
+        [ "$n" = "$name" ] && run_one midge-2w midge 2 "" "" "$name" "$args"
+      done
+    fi
+  done
 done
 echo "compare.sh: $(( $(date +%s) - start )) s" >&2
 
 $py - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-by = {}
+runs = {}
 order = []
 for r in rows:
     if r.get("name") not in order:
         order.append(r.get("name"))
-    by[(r.get("name"), r.get("label"))] = r
+    runs.setdefault((r.get("name"), r.get("label")), []).append(r)
+
+def median_row(rs):
+    """Each numeric figure is the median over the repeats; a check fails if any run failed."""
+    out = dict(rs[0])
+    for k, v in rs[0].items():
+        vals = sorted(x[k] for x in rs if isinstance(x.get(k), (int, float)) and not isinstance(x.get(k), bool))
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and vals:
+            n = len(vals)
+            out[k] = vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+    checks = [x.get("check", "?") for x in rs]
+    out["check"] = "fail" if "fail" in checks else checks[0]
+    out["runs"] = len(rs)
+    return out
+
+by = {key: median_row(rs) for key, rs in runs.items()}
+repeats = max(len(rs) for rs in runs.values()) if runs else 0
 
 def metrics(r):
     s = r.get("scenario")
@@ -216,4 +240,6 @@ for e in errors:
     print("error: %s / %s: %s" % e)
 print("checks: p=pass f=fail n=none (mosquitto/midge/midge-2w); sc/msg = broker syscalls per delivered")
 print("message (perf raw_syscalls); cpu% md = midge broker/load generator CPU, % of one core")
+if repeats > 1:
+    print("every figure is the median of %d runs" % repeats)
 PY

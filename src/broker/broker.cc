@@ -354,12 +354,20 @@ void Broker::on_link_lost(Link& link, TimePoint now) {
   if (link.session) detach(*link.session, /*send_will=*/true, now);
 }
 
+void Broker::on_publish(Link& link, protocol::PublishView& publish, TimePoint now) {
+  Session* session = link.session;
+  if (!session) return;
+  Stats::add(stats_.messages_received);
+  handle_publish(*session, publish, now);
+}
+
 void Broker::on_packet(Link& link, protocol::Packet&& packet, TimePoint now) {
   Session* session = link.session;
   if (!session) return;
   Stats::add(stats_.messages_received);
   if (auto* publish = std::get_if<protocol::PublishPacket>(&packet)) {
-    handle_publish(*session, std::move(*publish), now);
+    protocol::PublishView view = protocol::view_of(*publish);
+    handle_publish(*session, view, now);
   } else if (auto* ack = std::get_if<protocol::AckPacket>(&packet)) {
     handle_ack(*session, *ack, now);
   } else if (auto* sub = std::get_if<protocol::SubscribePacket>(&packet)) {

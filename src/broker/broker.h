@@ -22,6 +22,7 @@
 #include "broker/shared_state.h"
 #include "broker/stats.h"
 #include "broker/topic_tree.h"
+#include "protocol/codec.h"
 #include "protocol/packets.h"
 #include "util/time.h"
 
@@ -55,6 +56,8 @@ class Broker {
   bool on_connect(Link& link, protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now);
   // Any packet after CONNECT.
   void on_packet(Link& link, protocol::Packet&& packet, TimePoint now);
+  // A PUBLISH after CONNECT, decoded in place (protocol::decode_borrowed).
+  void on_publish(Link& link, protocol::PublishView& publish, TimePoint now);
   // A packet that could not be decoded, or broke the protocol: v5 clients
   // get DISCONNECT with `reason`; the will is published.
   void on_protocol_error(Link& link, protocol::ReasonCode reason, TimePoint now,
@@ -126,11 +129,11 @@ class Broker {
   void send_ack(Link& link, protocol::PacketType type, uint16_t id, protocol::ReasonCode reason);
 
   // publish path (broker_publish.cc)
-  void handle_publish(Session& session, protocol::PublishPacket&& p, TimePoint now);
+  void handle_publish(Session& session, protocol::PublishView& p, TimePoint now);
   MessagePtr client_message(const Session& session, std::string_view topic,
                             std::string_view payload, uint8_t qos, bool retain,
                             const protocol::Properties& properties, TimePoint now);
-  bool resolve_topic_alias(Session& session, protocol::PublishPacket& p, TimePoint now);
+  bool resolve_topic_alias(Session& session, protocol::PublishView& p, TimePoint now);
   void handle_ack(Session& session, const protocol::AckPacket& ack, TimePoint now);
   void route(const MessagePtr& message, TimePoint now, bool from_remote);
   // `message` and `ids` are borrowed: a Delivery owning a reference is

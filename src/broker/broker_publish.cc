@@ -15,7 +15,7 @@ using protocol::Version;
 
 // Topic aliases from the client [MQTT-3.3.2-7..12]: a topic with an alias
 // sets it; an empty topic with an alias uses it.
-bool Broker::resolve_topic_alias(Session& session, protocol::PublishPacket& p, TimePoint now) {
+bool Broker::resolve_topic_alias(Session& session, protocol::PublishView& p, TimePoint now) {
   const uint16_t alias = *p.properties.topic_alias;
   if (alias == 0 || alias > settings_.max_topic_alias) {
     disconnect(session, ReasonCode::kTopicAliasInvalid, now);
@@ -24,14 +24,14 @@ bool Broker::resolve_topic_alias(Session& session, protocol::PublishPacket& p, T
   auto& aliases = session.alias_state().in;
   if (!p.topic.empty()) {
     if (aliases.size() < alias) aliases.resize(alias);
-    aliases[alias - 1] = p.topic;
+    aliases[alias - 1].assign(p.topic);
     return true;
   }
   if (aliases.size() < alias || aliases[alias - 1].empty()) {
     disconnect(session, ReasonCode::kProtocolError, now);  // an alias never set (MQTT 5.0 section 3.3.2.3.4)
     return false;
   }
-  p.topic = aliases[alias - 1];
+  p.topic = aliases[alias - 1];  // stays put until the next PUBLISH of this session
   return true;
 }
 
@@ -57,7 +57,7 @@ MessagePtr Broker::client_message(const Session& session, std::string_view topic
   return Message::create(f);
 }
 
-void Broker::handle_publish(Session& session, protocol::PublishPacket&& p, TimePoint now) {
+void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoint now) {
   Link& link = *session.link;
   if (p.qos > settings_.max_qos) {
     disconnect(session, ReasonCode::kQosNotSupported, now);  // [MQTT-3.2.2-11]
@@ -90,7 +90,7 @@ void Broker::handle_publish(Session& session, protocol::PublishPacket&& p, TimeP
   }
 
   ReasonCode outcome = ReasonCode::kSuccess;
-  if (p.topic.rfind("$SYS", 0) == 0) {
+  if (p.topic.starts_with("$SYS")) {
     outcome = ReasonCode::kNotAuthorized;  // only the broker writes $SYS
   } else if (settings_.message_size_limit != 0 && p.payload.size() > settings_.message_size_limit) {
     outcome = ReasonCode::kQuotaExceeded;  // 0x95 is not a PUBACK/PUBREC reason

@@ -166,12 +166,15 @@ void Connection::resume_reading() {
 size_t Connection::decode_all(std::string_view data, TimePoint now) {
   size_t pos = 0;
   // One packet object for the whole batch: the decoder reuses what the
-  // previous packet left (a PUBLISH's strings) instead of building and
-  // destroying a CONNECT-sized variant per packet.
+  // previous packet left instead of building and destroying a CONNECT-sized
+  // variant per packet. PUBLISH packets are decoded in place (no copy).
   protocol::Packet packet;
+  protocol::PublishView publish;
   while (!closed_ && !closing_ && pos < data.size()) {
     const std::string_view rest = data.substr(pos);
-    const protocol::DecodeResult r = protocol::decode(rest, version, packet, limits_);
+    bool is_publish = false;
+    const protocol::DecodeResult r =
+        protocol::decode_borrowed(rest, version, packet, publish, &is_publish, limits_);
     if (r.status == DecodeStatus::kNeedMore) break;
     if (r.status == DecodeStatus::kError) {
       if (!connected_ && looks_like_v5_connect(rest)) version = protocol::Version::kV5;
@@ -179,22 +182,48 @@ size_t Connection::decode_all(std::string_view data, TimePoint now) {
       break;
     }
     pos += r.consumed;
+    if (is_publish) {
+      if (!connected_) {  // the first packet must be CONNECT [MQTT-3.1.0-1]
+        fail(ReasonCode::kProtocolError, now);
+        break;
+      }
+      update_deadline(now);
+      worker_.broker().on_publish(*this, publish, now);
+      continue;
+    }
     // `data.substr(pos)`: what follows this packet, for a hand-over.
     if (!handle_packet(std::move(packet), data.substr(pos), now)) break;
   }
   return pos;
 }
 
-// Bytes just read: decoded in place from the read buffer when nothing is
-// pending (no copy); only an incomplete packet at the end is kept.
+// Bytes just read: decoded in place from the read buffer. Only a packet
+// split across reads is copied (into in_), and only up to its end: what
+// follows it is again decoded in place.
 void Connection::take_input(std::string_view data, TimePoint now) {
-  if (in_.empty()) {
-    const size_t used = decode_all(data, now);
-    if (!closed_ && !closing_ && used < data.size()) in_.assign(data.substr(used));
-    return;
+  while (!in_.empty() && !data.empty()) {
+    const size_t need = protocol::frame_size(in_);
+    if (need == 0) {  // the fixed header itself is split: one byte more
+      in_.push_back(data.front());
+      data.remove_prefix(1);
+      continue;
+    }
+    // Up to the end of the split packet; anything odd (a malformed or
+    // oversized header) takes everything and lets decode report it.
+    size_t take = data.size();
+    if (need > in_.size() && need <= limits_.max_packet_size) take = std::min(take, need - in_.size());
+    in_.append(data.substr(0, take));
+    data.remove_prefix(take);
+    process_input(now);
+    if (closed_ || closing_) return;
+    if (!in_.empty() && !data.empty()) {  // not consumed (cannot happen): keep the order
+      in_.append(data);
+      return;
+    }
   }
-  in_.append(data);
-  process_input(now);
+  if (data.empty()) return;
+  const size_t used = decode_all(data, now);
+  if (!closed_ && !closing_ && used < data.size()) in_.assign(data.substr(used));
 }
 
 void Connection::process_input(TimePoint now) {

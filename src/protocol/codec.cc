@@ -246,13 +246,7 @@ static_assert(sizeof(Properties) == 488, "a Properties field was added: reset it
 PublishPacket& reuse_publish(Packet& packet) {
   // Keeps the topic and payload buffers of the previous PUBLISH, if any: the
   // hot path then decodes without allocating once the buffers are warm.
-  if (auto* p = std::get_if<PublishPacket>(&packet)) {
-    p->topic.clear();
-    p->payload.clear();
-    p->packet_id = 0;
-    clear_properties(p->properties);
-    return *p;
-  }
+  if (auto* p = std::get_if<PublishPacket>(&packet)) return *p;
   return packet.emplace<PublishPacket>();
 }
 
@@ -270,13 +264,13 @@ Status check_publish_topic(std::string_view topic, Version version, const Proper
   return kOk;
 }
 
-Status decode_publish(Reader& r, uint8_t flags, Version version, Packet& packet) {
-  PublishPacket& p = reuse_publish(packet);
+Status decode_publish_view(Reader& r, uint8_t flags, Version version, PublishView& p) {
   p.dup = flags & 0x08;
   p.qos = (flags >> 1) & 0x03;
   p.retain = flags & 0x01;
-  std::string_view topic;
-  if (auto s = read_utf8(r, topic); s.failed()) return s;
+  p.packet_id = 0;
+  clear_properties(p.properties);
+  if (auto s = read_utf8(r, p.topic); s.failed()) return s;
   if (p.qos > 0) {
     if (auto s = read_packet_id(r, p.packet_id); s.failed()) return s;
   }
@@ -285,11 +279,26 @@ Status decode_publish(Reader& r, uint8_t flags, Version version, Packet& packet)
       return s;
     }
   }
-  if (auto s = check_publish_topic(topic, version, p.properties); s.failed()) return s;
-  const std::string_view payload = r.rest();
-  if (!payload_format_ok(p.properties, payload)) return kPayloadFormat;
-  p.topic.assign(topic);
-  p.payload.assign(payload);
+  if (auto s = check_publish_topic(p.topic, version, p.properties); s.failed()) return s;
+  p.payload = r.rest();
+  if (!payload_format_ok(p.properties, p.payload)) return kPayloadFormat;
+  return kOk;
+}
+
+Status decode_publish(Reader& r, uint8_t flags, Version version, Packet& packet) {
+  PublishPacket& p = reuse_publish(packet);
+  // The view's properties are decoded straight into the packet's.
+  PublishView view;
+  std::swap(view.properties, p.properties);
+  const Status s = decode_publish_view(r, flags, version, view);
+  std::swap(view.properties, p.properties);
+  if (s.failed()) return s;
+  p.dup = view.dup;
+  p.qos = view.qos;
+  p.retain = view.retain;
+  p.packet_id = view.packet_id;
+  p.topic.assign(view.topic);
+  p.payload.assign(view.payload);
   return kOk;
 }
 
@@ -523,8 +532,12 @@ DecodeResult error(Status s) { return {DecodeStatus::kError, 0, s.code, s.messag
 
 }  // namespace
 
-DecodeResult decode(std::string_view data, Version version, Packet& packet,
-                    const DecodeLimits& limits) {
+namespace {
+
+// The fixed header (2.1): checks it and finds the body. Returns kNeedMore
+// (status) until the whole packet is there.
+DecodeResult frame(std::string_view data, Version version, const DecodeLimits& limits,
+                   std::string_view& body) {
   if (data.empty()) return {};
   const auto byte0 = static_cast<uint8_t>(data[0]);
   if (auto s = check_fixed_header(byte0, version); s.failed()) return error(s);
@@ -551,9 +564,63 @@ DecodeResult decode(std::string_view data, Version version, Packet& packet,
     return error({ReasonCode::kPacketTooLarge, "packet exceeds maximum packet size"});
   }
   if (data.size() < total) return {};
-  const std::string_view body = data.substr(pos, remaining);
-  if (auto s = decode_body(byte0, body, version, packet); s.failed()) return error(s);
+  body = data.substr(pos, remaining);
   return {DecodeStatus::kPacket, static_cast<size_t>(total), ReasonCode::kSuccess, ""};
+}
+
+}  // namespace
+
+DecodeResult decode(std::string_view data, Version version, Packet& packet,
+                    const DecodeLimits& limits) {
+  std::string_view body;
+  DecodeResult r = frame(data, version, limits, body);
+  if (r.status != DecodeStatus::kPacket) return r;
+  if (auto s = decode_body(static_cast<uint8_t>(data[0]), body, version, packet); s.failed()) {
+    return error(s);
+  }
+  return r;
+}
+
+DecodeResult decode_borrowed(std::string_view data, Version version, Packet& packet,
+                             PublishView& publish, bool* is_publish, const DecodeLimits& limits) {
+  *is_publish = false;
+  std::string_view body;
+  DecodeResult r = frame(data, version, limits, body);
+  if (r.status != DecodeStatus::kPacket) return r;
+  const auto byte0 = static_cast<uint8_t>(data[0]);
+  if (static_cast<PacketType>(byte0 >> 4) != PacketType::kPublish) {
+    if (auto s = decode_body(byte0, body, version, packet); s.failed()) return error(s);
+    return r;
+  }
+  Reader reader(body);
+  if (auto s = decode_publish_view(reader, byte0 & 0x0F, version, publish); s.failed()) {
+    return error(s);
+  }
+  *is_publish = true;
+  return r;
+}
+
+size_t frame_size(std::string_view data) {
+  uint32_t remaining = 0;
+  for (size_t pos = 1; pos < 5; ++pos) {
+    if (pos >= data.size()) return 0;
+    const auto b = static_cast<uint8_t>(data[pos]);
+    remaining |= static_cast<uint32_t>(b & 0x7F) << (7 * (pos - 1));
+    if ((b & 0x80) == 0) return pos + 1 + size_t{remaining};
+  }
+  return 1;
+}
+
+PublishView view_of(const PublishPacket& p) {
+  PublishView v;
+  v.dup = p.dup;
+  v.qos = p.qos;
+  v.retain = p.retain;
+  v.topic = p.topic;
+  v.packet_id = p.packet_id;
+  v.properties = p.properties;
+  v.payload = p.payload;
+  return v;
 }
 
 }  // namespace midge::protocol

@@ -47,6 +47,33 @@ struct DecodeLimits {
 DecodeResult decode(std::string_view data, Version version, Packet& packet,
                     const DecodeLimits& limits = {});
 
+// A PUBLISH decoded without copying: `topic` and `payload` point into the
+// bytes given to decode_borrowed and are valid as long as those are. The
+// properties are decoded (v5) into the object, which is reused.
+struct PublishView {
+  bool dup = false;
+  uint8_t qos = 0;
+  bool retain = false;
+  std::string_view topic;
+  uint16_t packet_id = 0;
+  Properties properties;
+  std::string_view payload;
+};
+
+// decode(), except that a PUBLISH goes into `publish` (and `*is_publish` is
+// set): the server's hot path, which copies the topic and payload only once,
+// into the message it routes.
+DecodeResult decode_borrowed(std::string_view data, Version version, Packet& packet,
+                             PublishView& publish, bool* is_publish,
+                             const DecodeLimits& limits = {});
+// The size of the whole packet starting at `data` (fixed header included),
+// or 0 while its fixed header is incomplete. A malformed remaining length
+// gives 1: decode reports the error.
+size_t frame_size(std::string_view data);
+
+// A view of a PUBLISH held in a PublishPacket (properties copied).
+PublishView view_of(const PublishPacket& p);
+
 // Appends the encoding of `packet` for protocol `version` to `out`.
 // Properties are written only for v5. For v3 CONNACK/SUBACK the reason codes
 // are mapped onto 3.1.1 return codes.
