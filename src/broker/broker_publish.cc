@@ -192,8 +192,9 @@ void Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
   });
   // Sessions that need nothing of their own share one encoding (see
   // PublishCache); the previous cache is restored in case of nesting.
+  // (With one receiver the cache would only add a copy.)
   const Message* outer = publish_cache_.message;
-  publish_cache_.message = message.get();
+  publish_cache_.message = matches_.size() > 1 ? message.get() : nullptr;
   publish_cache_.filled = 0;
   for (Match& m : matches_) {
     // The retain flag is kept only with Retain As Published [MQTT-3.3.1-12].

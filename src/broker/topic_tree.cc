@@ -15,6 +15,7 @@ bool TopicTree::subscribe(std::string_view filter, const SubscriptionEntry& entr
     auto it = node->children.find(level);
     if (it == node->children.end()) {
       it = node->children.emplace(std::string(level), std::make_unique<Node>()).first;
+      ++generation_;
       if (level == "+") node->plus = it->second.get();
       if (level == "#") node->hash = it->second.get();
     }
@@ -61,8 +62,36 @@ bool TopicTree::remove(Node& node, std::string_view rest, const Session* session
     if (level == "+") node.plus = nullptr;
     if (level == "#") node.hash = nullptr;
     node.children.erase(it);
+    ++generation_;
   }
   return removed;
+}
+
+void TopicTree::match_level(const Node& node, std::string_view rest, int depth, bool dollar,
+                            Reached& out) {
+  // '$' topics are not matched by a leading wildcard [MQTT-4.7.2-1].
+  const bool wild_ok = !(depth == 0 && dollar);
+  // "a/#" also matches "a" [MQTT-4.7.1-2]: '#' at this node matches the
+  // parent level and everything below.
+  if (node.hash && wild_ok) out.push_back(node.hash);
+  const size_t slash = rest.find('/');
+  const std::string_view level = rest.substr(0, slash);
+  const bool last = slash == std::string_view::npos;
+  const std::string_view next = last ? std::string_view{} : rest.substr(slash + 1);
+  if (auto it = node.children.find(level); it != node.children.end()) {
+    descend(*it->second, next, last, depth, dollar, out);
+  }
+  if (node.plus && wild_ok) descend(*node.plus, next, last, depth, dollar, out);
+}
+
+void TopicTree::descend(const Node& child, std::string_view next, bool last, int depth,
+                        bool dollar, Reached& out) {
+  if (last) {
+    out.push_back(&child);
+    if (child.hash) out.push_back(child.hash);
+  } else {
+    match_level(child, next, depth + 1, dollar, out);
+  }
 }
 
 }  // namespace midge::broker

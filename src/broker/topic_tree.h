@@ -39,12 +39,28 @@ class TopicTree {
   // Calls visit(const SubscriptionEntry&) for every subscription matching
   // the topic name, per MQTT 4.7 ('$' topics are not matched by a leading
   // wildcard [MQTT-4.7.2-1]).
+  //
+  // The nodes a topic reaches are remembered (a direct-mapped cache keyed
+  // by the whole topic), so a topic published again costs one hash instead
+  // of one lookup per level. Nodes are created and removed only by
+  // subscribe/unsubscribe, which invalidate the cache; entries are read
+  // live, so a subscription added to an existing node needs no invalidation.
   template <typename Visit>
-  void match(std::string_view topic, Visit&& visit) const {
-    const bool dollar = !topic.empty() && topic.front() == '$';
-    match_level(*root_, topic, 0, dollar, visit);
+  void match(std::string_view topic, Visit&& visit) {
+    if (cache_.empty()) cache_.resize(kCacheSlots);
+    const uint64_t h = util::hash_bytes(topic);
+    CachedMatch& slot = cache_[h & (kCacheSlots - 1)];
+    if (slot.generation != generation_ || slot.topic != topic) {
+      slot.nodes.clear();
+      const bool dollar = !topic.empty() && topic.front() == '$';
+      match_level(*root_, topic, 0, dollar, slot.nodes);
+      slot.topic.assign(topic);
+      slot.generation = generation_;
+    }
+    for (const Node* node : slot.nodes) {
+      for (const SubscriptionEntry& e : node->entries) visit(e);
+    }
   }
-
   size_t size() const { return count_; }
 
  private:
@@ -56,44 +72,28 @@ class TopicTree {
     bool empty() const { return children.empty() && entries.empty(); }
   };
 
-  template <typename Visit>
-  static void visit_entries(const Node& node, Visit& visit) {
-    for (const SubscriptionEntry& e : node.entries) visit(e);
-  }
+  using Reached = std::vector<const Node*>;
 
-  // `rest` is the remainder of the topic after the levels already matched.
-  template <typename Visit>
+  // `rest` is the remainder of the topic after the levels already matched;
+  // every node whose subscriptions match is appended to `out`.
   static void match_level(const Node& node, std::string_view rest, int depth, bool dollar,
-                          Visit& visit) {
-    const bool wild_ok = !(depth == 0 && dollar);
-    // "a/#" also matches "a" [MQTT-4.7.1-2]: '#' at this node matches the
-    // parent level and everything below.
-    if (node.hash && wild_ok) visit_entries(*node.hash, visit);
-    const size_t slash = rest.find('/');
-    const std::string_view level = rest.substr(0, slash);
-    const bool last = slash == std::string_view::npos;
-    const std::string_view next = last ? std::string_view{} : rest.substr(slash + 1);
-    if (auto it = node.children.find(level); it != node.children.end()) {
-      descend(*it->second, next, last, depth, dollar, visit);
-    }
-    if (node.plus && wild_ok) descend(*node.plus, next, last, depth, dollar, visit);
-  }
-
-  template <typename Visit>
+                          Reached& out);
   static void descend(const Node& child, std::string_view next, bool last, int depth, bool dollar,
-                      Visit& visit) {
-    if (last) {
-      visit_entries(child, visit);
-      if (child.hash) visit_entries(*child.hash, visit);
-    } else {
-      match_level(child, next, depth + 1, dollar, visit);
-    }
-  }
+                      Reached& out);
 
   bool remove(Node& node, std::string_view rest, const Session* session);
 
+  struct CachedMatch {
+    std::string topic;
+    uint64_t generation = 0;
+    Reached nodes;
+  };
+  static constexpr size_t kCacheSlots = 1024;
+
   std::unique_ptr<Node> root_;
   size_t count_ = 0;
+  uint64_t generation_ = 1;  // bumped when a node is created or removed
+  std::vector<CachedMatch> cache_;  // allocated on first match
 };
 
 }  // namespace midge::broker

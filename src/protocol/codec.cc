@@ -269,7 +269,9 @@ Status decode_publish_view(Reader& r, uint8_t flags, Version version, PublishVie
   p.qos = (flags >> 1) & 0x03;
   p.retain = flags & 0x01;
   p.packet_id = 0;
-  clear_properties(p.properties);
+  // Only v5 fills properties, and a view is reused by one connection (one
+  // version) only.
+  if (version == Version::kV5) clear_properties(p.properties);
   if (auto s = read_utf8(r, p.topic); s.failed()) return s;
   if (p.qos > 0) {
     if (auto s = read_packet_id(r, p.packet_id); s.failed()) return s;
@@ -289,6 +291,7 @@ Status decode_publish(Reader& r, uint8_t flags, Version version, Packet& packet)
   PublishPacket& p = reuse_publish(packet);
   // The view's properties are decoded straight into the packet's.
   PublishView view;
+  if (version != Version::kV5) clear_properties(p.properties);
   std::swap(view.properties, p.properties);
   const Status s = decode_publish_view(r, flags, version, view);
   std::swap(view.properties, p.properties);

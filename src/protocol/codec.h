@@ -49,7 +49,8 @@ DecodeResult decode(std::string_view data, Version version, Packet& packet,
 
 // A PUBLISH decoded without copying: `topic` and `payload` point into the
 // bytes given to decode_borrowed and are valid as long as those are. The
-// properties are decoded (v5) into the object, which is reused.
+// properties are decoded (v5) into the object, which may be reused for the
+// packets of one protocol version.
 struct PublishView {
   bool dup = false;
   uint8_t qos = 0;

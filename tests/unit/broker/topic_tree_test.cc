@@ -39,7 +39,7 @@ class TopicTreeTest : public ::testing::Test {
   }
 
   // Client ids of every entry visited, sorted (one per visit: duplicates stay).
-  std::vector<std::string> match(const std::string& topic) const {
+  std::vector<std::string> match(const std::string& topic) {
     std::vector<std::string> ids;
     tree_.match(topic, [&](const SubscriptionEntry& e) { ids.push_back(e.session->client_id); });
     std::sort(ids.begin(), ids.end());
@@ -267,6 +267,51 @@ TEST_F(TopicTreeTest, UnsubscribeLeafKeepsSiblingsAndAncestors) {
   EXPECT_TRUE(unsubscribe("a", "s1"));
   EXPECT_EQ(match("a/b/c"), Ids{"s4"});
   EXPECT_EQ(tree_.size(), 1u);
+}
+
+using Strings = std::vector<std::string>;
+
+// match() remembers which nodes a topic reaches: every change of the tree
+// after a match must show in the next match of the same topic.
+TEST_F(TopicTreeTest, RepeatedMatchesFollowEveryChange) {
+  subscribe("c/a/b", "exact");
+  EXPECT_EQ(match("c/a/b"), (Strings{"exact"}));
+  subscribe("c/+/b", "plus");  // a new node
+  EXPECT_EQ(match("c/a/b"), (Strings{"exact", "plus"}));
+  subscribe("c/+/b", "plus2");  // an existing node
+  subscribe("c/a/b", "exact2");
+  EXPECT_EQ(match("c/a/b"), (Strings{"exact", "exact2", "plus", "plus2"}));
+  subscribe("c/a/b/#", "hash");  // '#' also matches its parent level
+  subscribe("c/#", "top");
+  EXPECT_EQ(match("c/a/b"), (Strings{"exact", "exact2", "hash", "plus", "plus2", "top"}));
+  unsubscribe("c/a/b/#", "hash");  // node removed
+  unsubscribe("c/+/b", "plus");
+  unsubscribe("c/a/b", "exact");
+  EXPECT_EQ(match("c/a/b"), (Strings{"exact2", "plus2", "top"}));
+  unsubscribe("c/+/b", "plus2");
+  unsubscribe("c/a/b", "exact2");
+  unsubscribe("c/#", "top");
+  EXPECT_EQ(match("c/a/b"), Strings{});
+  EXPECT_EQ(tree_.size(), 0u);
+  subscribe("c/a/b", "again");
+  EXPECT_EQ(match("c/a/b"), (Strings{"again"}));
+}
+
+// More topics than the cache has slots, matched twice over: collisions
+// replace entries and never mix up two topics.
+TEST_F(TopicTreeTest, ManyTopicsShareTheCache) {
+  for (int i = 0; i < 3000; i += 3) subscribe("m/" + std::to_string(i), "s" + std::to_string(i));
+  subscribe("m/+", "all");
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 3000; ++i) {
+      const auto got = match("m/" + std::to_string(i));
+      if (i % 3 == 0) {
+        ASSERT_EQ(got, (Strings{"all", "s" + std::to_string(i)})) << i;
+      } else {
+        ASSERT_EQ(got, Strings{"all"}) << i;
+      }
+    }
+  }
 }
 
 TEST_F(TopicTreeTest, SubscriptionEntryCarriesOptions) {
