@@ -70,7 +70,7 @@ void Broker::send_ack(Link& link, protocol::PacketType type, uint16_t id, Reason
 
 ReasonCode Broker::check_connect(const protocol::ConnectPacket& c, bool id_assigned) const {
   if (c.client_id.empty() && !id_assigned) return ReasonCode::kClientIdentifierNotValid;
-  if (!settings_.allow_anonymous && !c.username) return ReasonCode::kNotAuthorized;
+  if (ReasonCode reason = check_credentials(c); reason != ReasonCode::kSuccess) return reason;
   if (c.properties.authentication_method) return ReasonCode::kBadAuthenticationMethod;
   // 3.x clients cannot be told a server keep alive: mosquitto refuses them
   // (identifier rejected) when they ask for more than max_keepalive.
@@ -84,6 +84,26 @@ ReasonCode Broker::check_connect(const protocol::ConnectPacket& c, bool id_assig
     if (c.will->retain && !settings_.retain_available) return ReasonCode::kRetainNotSupported;
   }
   return ReasonCode::kSuccess;
+}
+
+// Mosquitto 2.0.11's rules, found by experiment (tests/integration/test_auth.py):
+// every refusal is "not authorised" (3.1.1 return code 5, 5.0 reason 0x87),
+// never "bad user name or password" (4 / 0x86).
+// - An absent or empty user name is anonymous: allowed iff allow_anonymous,
+//   whatever the password file says.
+// - A named client needs, when a password file is loaded, its user in the
+//   file and a password that matches (no password at all does not match);
+//   the password file is authoritative even with allow_anonymous true.
+// - Without a password file nothing can vouch for a user name, so a named
+//   client is then treated like an anonymous one.
+ReasonCode Broker::check_credentials(const protocol::ConnectPacket& c) const {
+  const bool anonymous = !c.username || c.username->empty();
+  if (anonymous) return settings_.allow_anonymous ? ReasonCode::kSuccess : ReasonCode::kNotAuthorized;
+  if (auto users = shared_.password_file.load(std::memory_order_acquire)) {
+    if (c.password && users->verify(*c.username, *c.password)) return ReasonCode::kSuccess;
+    return ReasonCode::kNotAuthorized;
+  }
+  return settings_.allow_anonymous ? ReasonCode::kSuccess : ReasonCode::kNotAuthorized;
 }
 
 bool Broker::refuse(Link& link, const protocol::ConnectPacket& c, ReasonCode reason) {

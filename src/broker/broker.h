@@ -113,6 +113,7 @@ class Broker {
   // connect / session lifetime (broker.cc)
   bool refuse(Link& link, const protocol::ConnectPacket& c, protocol::ReasonCode reason);
   protocol::ReasonCode check_connect(const protocol::ConnectPacket& c, bool id_assigned) const;
+  protocol::ReasonCode check_credentials(const protocol::ConnectPacket& c) const;
   void take_over(Session& session, bool new_clean_start, TimePoint now);
   void attach(Session& session, Link& link, const protocol::ConnectPacket& c);
   void send_connack(Session& session, const protocol::ConnectPacket& c, bool present,

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth/password_file.h"
 #include "broker/shared_state.h"
 #include "config/config.h"
 #include "net/worker.h"
@@ -245,6 +246,36 @@ class Acceptor final : public net::EventLoop::Handler {
   size_t next_ = 0;
 };
 
+// The password file applying to every listener. per_listener_settings with
+// per-listener password files is not supported: the first listener's file
+// (in configuration order) is then used for all listeners, with a warning.
+std::string password_file_path(const config::Config& c, const std::function<void(const std::string&)>& say) {
+  if (!c.password_file.empty() || !c.per_listener_settings) return c.password_file;
+  for (const config::Listener& l : c.listeners) {
+    if (l.password_file.empty()) continue;
+    say("Warning: per-listener password_file is not supported; " + l.password_file +
+        " applies to every listener.");
+    return l.password_file;
+  }
+  return {};
+}
+
+// Reads the password file and installs it for the workers. On failure logs
+// the reason and leaves the previous file (if any) in place.
+bool load_password_file(const std::string& path, broker::SharedState& shared,
+                        const std::function<void(const std::string&)>& say) {
+  std::vector<std::string> problems;
+  std::string error;
+  std::shared_ptr<const auth::PasswordFile> users = auth::PasswordFile::load(path, problems, error);
+  for (const std::string& p : problems) say(p);
+  if (!users) {
+    say("Error: " + error);
+    return false;
+  }
+  shared.password_file.store(std::move(users), std::memory_order_release);
+  return true;
+}
+
 void write_pid_file(const std::string& path, Logger& log) {
   if (path.empty()) return;
   std::ofstream f(path, std::ios::trunc);
@@ -293,6 +324,13 @@ int run(int argc, char** argv) {
 
   broker::SharedState shared(make_settings(cfg));
   shared.start_time = Clock::now();
+  // Like Mosquitto, a password file that cannot be read stops the start-up
+  // (with its exit code 13); bad lines in it only drop those users.
+  const std::string password_file = password_file_path(cfg, say);
+  if (!password_file.empty() && !load_password_file(password_file, shared, say)) {
+    say("Error opening password file \"" + password_file + "\".");
+    return 13;
+  }
   const unsigned threads = cfg.thread_count != 0 ? cfg.thread_count : std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::unique_ptr<net::Worker>> workers;
   for (unsigned i = 0; i < threads; ++i) workers.push_back(std::make_unique<net::Worker>(i, shared, workers, say));
@@ -372,8 +410,19 @@ int run(int argc, char** argv) {
     log.flush();
     if (sig < 0) continue;  // timeout (or EINTR): just the periodic log flush
     if (sig == SIGHUP) {
-      say("Received SIGHUP: log files re-opened (reloading the configuration is not supported yet).");
+      say("Received SIGHUP: log files re-opened" +
+          std::string(password_file.empty() ? "" : ", password file re-read") +
+          " (other configuration changes need a restart).");
       log.reopen();
+      // Mosquitto re-reads the password file on SIGHUP; so do we (from the
+      // path given at start). A file that cannot be read keeps the old users.
+      if (!password_file.empty()) {
+        if (load_password_file(password_file, shared, say)) {
+          say("Reloaded password file " + password_file + ".");
+        } else {
+          say("Error: password file " + password_file + " not reloaded; keeping the previous users.");
+        }
+      }
       continue;
     }
     say(std::string("midge received signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping.");
