@@ -307,18 +307,20 @@ Status decode_publish(Reader& r, uint8_t flags, Version version, Packet& packet)
 
 // ---- PUBACK, PUBREC, PUBREL, PUBCOMP (3.4 - 3.7) ----
 
-AckPacket& reuse_ack(Packet& packet) {
+AckPacket& reuse_ack(Packet& packet, Version version) {
   if (auto* p = std::get_if<AckPacket>(&packet)) {
     p->packet_id = 0;
     p->reason = ReasonCode::kSuccess;
-    clear_properties(p->properties);
+    // Only v5 acks carry properties; a packet object is reused by the
+    // connections of one protocol version.
+    if (version == Version::kV5) clear_properties(p->properties);
     return *p;
   }
   return packet.emplace<AckPacket>();
 }
 
 Status decode_ack(Reader& r, PacketType type, Version version, Packet& packet) {
-  auto& p = reuse_ack(packet);
+  auto& p = reuse_ack(packet, version);
   p.type = type;
   if (auto s = read_packet_id(r, p.packet_id); s.failed()) return s;
   if (version == Version::kV5 && !r.empty()) {
