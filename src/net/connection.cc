@@ -11,6 +11,7 @@
 
 #include "broker/broker.h"
 #include "broker/session.h"
+#include "net/websocket.h"
 #include "net/worker.h"
 
 namespace midge::net {
@@ -31,6 +32,8 @@ constexpr size_t kReadBudget = 256 * 1024;
 constexpr size_t kKeepOutCapacity = 64 * 1024;
 
 thread_local char t_scratch[64 * 1024];
+// MQTT bytes un-framed from one read of a WebSocket connection.
+thread_local std::string t_ws_payload;
 
 // Protocol level of a (possibly malformed) CONNECT, to answer it in its own
 // version: 5 when the bytes say "MQTT" level 5.
@@ -108,9 +111,17 @@ void Connection::adopt(protocol::ConnectPacket&& connect, bool id_assigned, std:
   worker_.watch_deadline(*this);
   in_ = std::move(pending);
   if (!in_.empty()) process_input(now);
+  // Output queued by the previous owner (the 101 answer, a pong).
+  if (ws_ && ws_pending() > 0) commit();
   // Edge-triggered: bytes that arrived before registration give no event.
   if (!closed_ && !closing_) on_readable();
 }
+
+void Connection::set_websocket(std::unique_ptr<WebSocket> ws) { ws_ = std::move(ws); }
+
+std::unique_ptr<WebSocket> Connection::take_websocket() { return std::move(ws_); }
+
+size_t Connection::ws_pending() const { return ws_->wire.size() - ws_->wire_start; }
 
 void Connection::on_io(uint32_t events) {
   if (closed_) return;
@@ -146,7 +157,11 @@ void Connection::on_readable() {
     }
     total += static_cast<size_t>(n);
     broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
-    take_input(std::string_view(t_scratch, static_cast<size_t>(n)), Clock::now());
+    if (ws_) [[unlikely]] {
+      take_ws_input(std::string_view(t_scratch, static_cast<size_t>(n)), Clock::now());
+    } else {
+      take_input(std::string_view(t_scratch, static_cast<size_t>(n)), Clock::now());
+    }
     if (closed_ || closing_) return;
     if (static_cast<size_t>(n) < sizeof(t_scratch)) return;  // drained
   }
@@ -224,6 +239,30 @@ void Connection::take_input(std::string_view data, TimePoint now) {
   if (data.empty()) return;
   const size_t used = decode_all(data, now);
   if (!closed_ && !closing_ && used < data.size()) in_.assign(data.substr(used));
+}
+
+// Bytes read from a WebSocket connection: the handshake, then frames whose
+// payload is the MQTT byte stream fed to take_input.
+void Connection::take_ws_input(std::string_view data, TimePoint now) {
+  std::string& payload = t_ws_payload;
+  payload.clear();
+  const WebSocket::Result r = ws_->feed(data, payload);
+  if (ws_pending() > 0) commit();  // 101, pong or close answer
+  if (!payload.empty()) {
+    take_input(payload, now);
+    if (payload.capacity() > 1024 * 1024) std::string().swap(payload);
+    if (closed_ || closing_ || r == WebSocket::Result::kOk) return;
+  } else if (r == WebSocket::Result::kOk) {
+    return;
+  }
+  if (closed_ || closing_) return;
+  if (r == WebSocket::Result::kClose) {
+    if (connected_) worker_.log_connection("Client " + client_name() + " closed its connection.");
+  } else {
+    worker_.log_connection("Client " + (connected_ ? client_name() : peer()) + " disconnected: WebSocket " +
+                           "protocol error (" + (ws_->error() ? ws_->error() : "?") + ").");
+  }
+  close();
 }
 
 void Connection::process_input(TimePoint now) {
@@ -333,6 +372,10 @@ void Connection::flush() {
 }
 
 void Connection::write_now() {
+  if (ws_) [[unlikely]] {
+    write_ws();
+    return;
+  }
   while (out_start_ < out_.size()) {
     const ssize_t n = ::send(fd_, out_.data() + out_start_, out_.size() - out_start_, MSG_NOSIGNAL);
     if (n < 0) {
@@ -350,6 +393,36 @@ void Connection::write_now() {
   out_.clear();
   out_start_ = 0;
   if (out_.capacity() > kKeepOutCapacity) std::string().swap(out_);
+  if (closing_) finish_close();
+}
+
+// WebSocket output: the MQTT bytes in out_ become one binary frame after
+// what is already queued (a copy), then the framed bytes are sent.
+void Connection::write_ws() {
+  std::string& wire = ws_->wire;
+  if (!out_.empty()) {
+    if (ws_->is_open() && !ws_->close_sent()) append_ws_frame(wire, kWsBinary, out_);
+    out_.clear();
+    if (out_.capacity() > kKeepOutCapacity) std::string().swap(out_);
+  }
+  if (closing_) ws_->send_close(1000);  // after the last MQTT bytes
+  while (ws_->wire_start < wire.size()) {
+    const ssize_t n = ::send(fd_, wire.data() + ws_->wire_start, wire.size() - ws_->wire_start, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        waiting_write_ = true;
+        return;
+      }
+      lost(Clock::now());
+      return;
+    }
+    ws_->wire_start += static_cast<size_t>(n);
+    broker::Stats::add(worker_.stats().bytes_sent, static_cast<uint64_t>(n));
+  }
+  wire.clear();
+  ws_->wire_start = 0;
+  if (wire.capacity() > kKeepOutCapacity) std::string().swap(wire);
   if (closing_) finish_close();
 }
 

@@ -19,6 +19,7 @@
 namespace midge::net {
 
 class Worker;
+class WebSocket;
 
 // One place in a listener's `max_connections`; given back when the socket
 // closes, wherever the connection lives by then. The counter belongs to the
@@ -68,7 +69,7 @@ class Connection final : public broker::Link,
   // broker::Link
   std::string& out() override { return out_; }
   void commit() override;
-  size_t pending_bytes() const override { return out_.size(); }
+  size_t pending_bytes() const override { return ws_ ? out_.size() + ws_pending() : out_.size(); }
   void close() override;
 
   // Called by the worker once per loop turn when this connection has output.
@@ -77,6 +78,11 @@ class Connection final : public broker::Link,
   std::string peer() const;
   std::string client_name() const;
   ListenerSlot take_slot() { return std::move(slot_); }
+  // A WebSocket connection (set before start() or adopt()): input is
+  // un-framed before decoding, output framed at flush time. Moves with a
+  // hand-over.
+  void set_websocket(std::unique_ptr<WebSocket> ws);
+  std::unique_ptr<WebSocket> take_websocket();
   bool closed() const { return closed_; }
   TimePoint deadline() const { return deadline_; }
   // Time of this connection's live entry in the worker's deadline heap.
@@ -91,6 +97,9 @@ class Connection final : public broker::Link,
   void process_input(TimePoint now);
   size_t decode_all(std::string_view data, TimePoint now);
   void take_input(std::string_view data, TimePoint now);
+  void take_ws_input(std::string_view data, TimePoint now);
+  void write_ws();
+  size_t ws_pending() const;
   // `after`: the bytes already read behind this packet.
   bool handle_packet(protocol::Packet&& packet, std::string_view after, TimePoint now);
   void handle_connect(protocol::ConnectPacket&& connect, std::string_view after, TimePoint now);
@@ -116,6 +125,7 @@ class Connection final : public broker::Link,
   TimePoint deadline_{};
   protocol::DecodeLimits limits_;
   ListenerSlot slot_;
+  std::unique_ptr<WebSocket> ws_;  // null for plain TCP
 };
 
 }  // namespace midge::net

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "net/connection.h"
+#include "net/websocket.h"
 
 namespace midge::net {
 
@@ -56,7 +57,7 @@ void Worker::finish_stop() {
   loop_.stop();
 }
 
-void Worker::adopt_socket(int fd, ListenerSlot slot) {
+void Worker::adopt_socket(int fd, ListenerSlot slot, bool websocket) {
   broker::Stats::add(stats().sockets_total);
   if (stopping_) {
     ::close(fd);
@@ -65,11 +66,12 @@ void Worker::adopt_socket(int fd, ListenerSlot slot) {
   const uint64_t id = next_id_++;
   auto c = std::make_shared<Connection>(*this, fd, id, std::move(slot));
   connections_.emplace(id, c);
+  if (websocket) c->set_websocket(std::make_unique<WebSocket>());
   c->start();
 }
 
 void Worker::adopt_connected(int fd, protocol::ConnectPacket connect, bool id_assigned,
-                             std::string pending, ListenerSlot slot) {
+                             std::string pending, ListenerSlot slot, std::unique_ptr<WebSocket> ws) {
   if (stopping_) {
     ::close(fd);
     return;
@@ -77,6 +79,7 @@ void Worker::adopt_connected(int fd, protocol::ConnectPacket connect, bool id_as
   const uint64_t id = next_id_++;
   auto c = std::make_shared<Connection>(*this, fd, id, std::move(slot));
   connections_.emplace(id, c);
+  if (ws) c->set_websocket(std::move(ws));
   c->adopt(std::move(connect), id_assigned, std::move(pending));
 }
 
@@ -89,10 +92,13 @@ void Worker::hand_over(Connection& connection, int fd, unsigned target, protocol
     protocol::ConnectPacket connect;
     std::string pending;
     ListenerSlot slot;
+    std::unique_ptr<WebSocket> ws;
   };
-  auto box = std::make_shared<Box>(Box{std::move(connect), std::move(pending), connection.take_slot()});
+  auto box = std::make_shared<Box>(
+      Box{std::move(connect), std::move(pending), connection.take_slot(), connection.take_websocket()});
   to->loop().post([to, fd, id_assigned, box] {
-    to->adopt_connected(fd, std::move(box->connect), id_assigned, std::move(box->pending), std::move(box->slot));
+    to->adopt_connected(fd, std::move(box->connect), id_assigned, std::move(box->pending), std::move(box->slot),
+                        std::move(box->ws));
   });
 }
 

@@ -47,10 +47,13 @@ class Worker final : public broker::Router {
   }
 
   // A freshly accepted socket for this worker (called on this thread).
-  void adopt_socket(int fd, ListenerSlot slot);
+  // `websocket`: the listener speaks MQTT over WebSockets.
+  void adopt_socket(int fd, ListenerSlot slot, bool websocket = false);
   // A connection whose CONNECT belongs to a session on this worker.
+  // `ws`: the connection's WebSocket state (null for plain TCP); `pending`
+  // is always plain MQTT bytes.
   void adopt_connected(int fd, protocol::ConnectPacket connect, bool id_assigned,
-                       std::string pending, ListenerSlot slot);
+                       std::string pending, ListenerSlot slot, std::unique_ptr<WebSocket> ws);
   // Moves a connection to `target` after its CONNECT (sessions live on the
   // worker that owns their client id).
   void hand_over(Connection& connection, int fd, unsigned target,

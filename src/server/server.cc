@@ -190,8 +190,8 @@ std::vector<Endpoint> resolve(const config::Listener& l, std::string& error) {
 class Acceptor final : public net::EventLoop::Handler {
  public:
   Acceptor(std::vector<std::unique_ptr<net::Worker>>& workers, int max_connections,
-           std::shared_ptr<std::atomic<int>> open)
-      : workers_(workers), max_connections_(max_connections), open_(std::move(open)) {}
+           std::shared_ptr<std::atomic<int>> open, bool websocket)
+      : workers_(workers), max_connections_(max_connections), open_(std::move(open)), websocket_(websocket) {}
   ~Acceptor() override {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -227,7 +227,7 @@ class Acceptor final : public net::EventLoop::Handler {
       open_->fetch_add(1, std::memory_order_relaxed);
       net::Worker* target = workers_[next_++ % workers_.size()].get();
       auto slot = std::make_shared<net::ListenerSlot>(open_.get());
-      target->loop().post([target, fd, slot] { target->adopt_socket(fd, std::move(*slot)); });
+      target->loop().post([target, fd, slot, ws = websocket_] { target->adopt_socket(fd, std::move(*slot), ws); });
     }
   }
 
@@ -242,6 +242,7 @@ class Acceptor final : public net::EventLoop::Handler {
   std::vector<std::unique_ptr<net::Worker>>& workers_;
   int max_connections_;
   std::shared_ptr<std::atomic<int>> open_;
+  bool websocket_;  // MQTT over WebSockets (RFC 6455)
   int fd_ = -1;
   size_t next_ = 0;
 };
@@ -347,7 +348,14 @@ int run(int argc, char** argv) {
     listeners = {l, l6};
   }
   for (const config::Listener& l : listeners) {
-    if (l.protocol != "mqtt") {
+    const bool websocket = l.protocol == "websockets";
+    if (websocket && (!l.certfile.empty() || !l.keyfile.empty())) {
+      say("Warning: " + l.file + ":" + std::to_string(l.line) +
+          ": websockets with TLS is not supported by this build yet; listener on port " +
+          std::to_string(l.port) + " skipped.");
+      continue;
+    }
+    if (l.protocol != "mqtt" && !websocket) {
       say("Warning: " + l.file + ":" + std::to_string(l.line) + ": protocol " + l.protocol +
           " is not supported by this build yet; listener on port " + std::to_string(l.port) + " skipped.");
       continue;
@@ -364,9 +372,13 @@ int run(int argc, char** argv) {
       return 1;
     }
     for (const auto& ep : endpoints) {
-      auto a = std::make_unique<Acceptor>(workers, l.max_connections, open);
+      auto a = std::make_unique<Acceptor>(workers, l.max_connections, open, websocket);
       const bool v6 = ep.v6;
-      say(std::string("Opening ") + (v6 ? "ipv6" : "ipv4") + " listen socket on port " + std::to_string(l.port) + ".");
+      // Mosquitto logs a websockets listener once, whatever it binds.
+      if (!websocket || &ep == &endpoints.front()) {
+        say(std::string("Opening ") + (websocket ? "websockets" : v6 ? "ipv6" : "ipv4") + " listen socket on port " +
+            std::to_string(l.port) + ".");
+      }
       if (std::string e = a->open(ep); !e.empty()) {
         // A missing IPv6 stack is not fatal when IPv4 works.
         if (v6 && (l.address.empty() || cfg.local_only)) {

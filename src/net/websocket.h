@@ -1,0 +1,80 @@
+// Server side of RFC 6455 for MQTT over WebSockets (MQTT 5.0 / 3.1.1
+// section 6): the HTTP Upgrade handshake, un-framing of client frames into a
+// plain MQTT byte stream, and framing of output. Pure (no sockets): the
+// Connection feeds it bytes read and sends what it queues in `wire`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace midge::net {
+
+enum WsOpcode : uint8_t {
+  kWsContinuation = 0, kWsText = 1, kWsBinary = 2, kWsClose = 8, kWsPing = 9, kWsPong = 10,
+};
+
+// Sec-WebSocket-Accept for a Sec-WebSocket-Key [RFC 6455 4.2.2].
+std::string websocket_accept_key(std::string_view key);
+
+// The server's answer to one HTTP request head (up to and including the
+// blank line): a 101 Switching Protocols, or a 400 Bad Request.
+struct WsHandshake {
+  bool ok = false;
+  std::string response;
+  std::string protocol;  // the Sec-WebSocket-Protocol chosen, or empty
+};
+WsHandshake websocket_handshake(std::string_view head);
+
+// Appends one unmasked server frame (FIN set) holding `payload`.
+void append_ws_frame(std::string& out, uint8_t opcode, std::string_view payload);
+
+class WebSocket {
+ public:
+  // Requests larger than this (without their blank line) are refused.
+  static constexpr size_t kMaxRequest = 8 * 1024;
+
+  enum class Result {
+    kOk,     // everything used; go on
+    kClose,  // the peer closed (our close reply is queued in wire)
+    kError,  // bad request or frame (a 400 or a close frame is queued)
+  };
+
+  // Bytes read from the socket. The MQTT bytes they carry are appended to
+  // `payload`; handshake answers, pongs and close replies go to `wire`.
+  // After kClose/kError nothing more is taken.
+  Result feed(std::string_view data, std::string& payload);
+
+  bool is_open() const { return state_ == State::kOpen; }
+  bool close_sent() const { return close_sent_; }
+  // Queues our close frame (once), e.g. when the broker ends the connection.
+  void send_close(uint16_t code);
+  const char* error() const { return error_; }
+
+  // Framed bytes to send, from wire_start.
+  std::string wire;
+  size_t wire_start = 0;
+
+ private:
+  enum class State { kHandshake, kOpen, kClosed };
+  Result fail(const char* why, uint16_t code);
+  Result feed_frames(std::string_view data, std::string& payload);
+  Result end_control();
+
+  State state_ = State::kHandshake;
+  std::string request_;       // the handshake so far
+  unsigned char head_[14];    // a frame header so far
+  size_t head_len_ = 0;
+  bool in_frame_ = false;     // head parsed, payload bytes follow
+  bool in_message_ = false;   // a fragmented data message is open
+  uint8_t opcode_ = 0;
+  uint64_t remaining_ = 0;    // payload bytes of this frame still to come
+  unsigned char mask_[4] = {0, 0, 0, 0};
+  size_t mask_pos_ = 0;
+  std::string control_;       // a control frame's payload
+  bool close_sent_ = false;
+  const char* error_ = nullptr;
+};
+
+}  // namespace midge::net
