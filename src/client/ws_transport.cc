@@ -8,6 +8,8 @@
 #include <cctype>
 #include <cstring>
 
+#include "util/websocket_frame.h"
+
 namespace midge::client {
 namespace {
 
@@ -48,19 +50,9 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// Appends one masked client frame [RFC 6455 5.2].
+// Appends one masked client frame [RFC 6455 5.2]; we never fragment a write.
 void append_frame(std::string& out, uint8_t opcode, const char* data, size_t len) {
-  out += static_cast<char>(0x80 | opcode);  // FIN: we never fragment a write
-  if (len < 126) {
-    out += static_cast<char>(0x80 | len);
-  } else if (len <= 0xFFFF) {
-    out += static_cast<char>(0x80 | 126);
-    out += static_cast<char>(len >> 8);
-    out += static_cast<char>(len & 0xFF);
-  } else {
-    out += static_cast<char>(0x80 | 127);
-    for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((len >> shift) & 0xFF);
-  }
+  util::append_ws_frame_header(out, opcode, len, /*masked=*/true);
   unsigned char mask[4];
   RAND_bytes(mask, sizeof mask);
   out.append(reinterpret_cast<const char*>(mask), sizeof mask);

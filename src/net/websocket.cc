@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "util/websocket_frame.h"
+
 namespace midge::net {
 namespace {
 
@@ -107,22 +109,8 @@ WsHandshake websocket_handshake(std::string_view head) {
 }
 
 void append_ws_frame(std::string& out, uint8_t opcode, std::string_view payload) {
-  const uint64_t len = payload.size();
-  char head[10];
-  size_t n = 0;
-  head[n++] = static_cast<char>(0x80 | opcode);
-  if (len < 126) {
-    head[n++] = static_cast<char>(len);
-  } else if (len <= 0xFFFF) {
-    head[n++] = 126;
-    head[n++] = static_cast<char>(len >> 8);
-    head[n++] = static_cast<char>(len & 0xFF);
-  } else {
-    head[n++] = 127;
-    for (int shift = 56; shift >= 0; shift -= 8) head[n++] = static_cast<char>((len >> shift) & 0xFF);
-  }
-  out.reserve(out.size() + n + payload.size());
-  out.append(head, n);
+  out.reserve(out.size() + 10 + payload.size());
+  util::append_ws_frame_header(out, opcode, payload.size(), /*masked=*/false);
   out.append(payload);
 }
 
