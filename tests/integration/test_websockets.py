@@ -237,6 +237,20 @@ def test_handshake_answer(ws_broker):
     s.close()
 
 
+def read_until_closed(s):
+    """Everything the peer sends until it closes (or resets, or 5 s of silence)."""
+    got = b""
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return got
+
+
 @pytest.mark.parametrize("request_bytes", [
     b"GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n",
     b"garbage\r\n\r\n",
@@ -248,15 +262,7 @@ def test_bad_handshake_refused(ws_broker, request_bytes):
     b, ws_port = ws_broker()
     s = socket.create_connection(("127.0.0.1", ws_port), timeout=5)
     s.sendall(request_bytes)
-    got = b""
-    try:
-        while True:
-            d = s.recv(4096)
-            if not d:
-                break
-            got += d
-    except (ConnectionResetError, socket.timeout):
-        pass
+    got = read_until_closed(s)
     assert b" 101 " not in got
     assert b.alive()
 
@@ -272,15 +278,7 @@ def test_bad_handshake_gets_400(ws_broker):
             s.sendall(req)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        got = b""
-        try:
-            while True:
-                d = s.recv(4096)
-                if not d:
-                    break
-                got += d
-        except ConnectionResetError:
-            pass
+        got = read_until_closed(s)
         assert got.startswith(b"HTTP/1.1 400 Bad Request\r\n"), got
         s.close()
 
