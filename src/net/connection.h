@@ -116,6 +116,9 @@ class Connection final : public broker::Link,
   std::string in_;          // an incomplete packet, waiting for more bytes
   std::string out_;         // bytes to write, from out_start_
   size_t out_start_ = 0;
+  // Null for plain TCP. Next to out_: pending_bytes() reads both for every
+  // delivery (the slow-consumer check).
+  std::unique_ptr<WebSocket> ws_;
   bool dirty_ = false;        // queued in the worker's flush list
   bool waiting_write_ = false;  // socket full: waiting for EPOLLOUT
   bool read_scheduled_ = false;  // a read continues on a later turn
@@ -125,7 +128,6 @@ class Connection final : public broker::Link,
   TimePoint deadline_{};
   protocol::DecodeLimits limits_;
   ListenerSlot slot_;
-  std::unique_ptr<WebSocket> ws_;  // null for plain TCP
 };
 
 }  // namespace midge::net
