@@ -359,14 +359,17 @@ void AsyncClient::handle_ack(AckPacket& ack) {
 
 // ------------------------------------------------------------------ output
 
-uint16_t AsyncClient::next_packet_id() {
-  if (ids_in_use_.size() >= 65535) return 0;
-  do {
-    ++last_id_;
-    if (last_id_ == 0) last_id_ = 1;
-  } while (ids_in_use_.count(last_id_) != 0);
-  ids_in_use_.insert(last_id_);
-  return last_id_;
+uint16_t AsyncClient::next_packet_id() { return take_packet_id(last_id_, ids_in_use_); }
+
+// SUBSCRIBE and UNSUBSCRIBE: a fresh packet id, then the queue.
+template <typename P>
+uint16_t AsyncClient::send_with_new_id(P packet) {
+  if (state_ == State::kIdle || state_ == State::kClosing) return 0;
+  packet.packet_id = next_packet_id();
+  if (packet.packet_id == 0) return 0;
+  const uint16_t id = packet.packet_id;
+  enqueue(std::move(packet));
+  return id;
 }
 
 uint16_t AsyncClient::publish(protocol::PublishPacket packet) {
@@ -385,21 +388,11 @@ uint16_t AsyncClient::publish(protocol::PublishPacket packet) {
 }
 
 uint16_t AsyncClient::subscribe(protocol::SubscribePacket packet) {
-  if (state_ == State::kIdle || state_ == State::kClosing) return 0;
-  packet.packet_id = next_packet_id();
-  if (packet.packet_id == 0) return 0;
-  uint16_t id = packet.packet_id;
-  enqueue(std::move(packet));
-  return id;
+  return send_with_new_id(std::move(packet));
 }
 
 uint16_t AsyncClient::unsubscribe(protocol::UnsubscribePacket packet) {
-  if (state_ == State::kIdle || state_ == State::kClosing) return 0;
-  packet.packet_id = next_packet_id();
-  if (packet.packet_id == 0) return 0;
-  uint16_t id = packet.packet_id;
-  enqueue(std::move(packet));
-  return id;
+  return send_with_new_id(std::move(packet));
 }
 
 void AsyncClient::disconnect(const protocol::DisconnectPacket& packet) {

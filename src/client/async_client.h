@@ -142,6 +142,8 @@ class AsyncClient {
   void enqueue(protocol::Packet packet);
   void release_held();
   uint16_t next_packet_id();
+  template <typename P>
+  uint16_t send_with_new_id(P packet);
   bool inflight_full() const;
   void close_with(Error error);
   void reset_connection();

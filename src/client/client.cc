@@ -93,14 +93,17 @@ Error Client::wait_connack(Clock::time_point deadline, protocol::ConnackPacket& 
   }
 }
 
-uint16_t Client::next_packet_id() {
+uint16_t take_packet_id(uint16_t& last, std::set<uint16_t>& in_use) {
+  if (in_use.size() >= 65535) return 0;
   do {
-    ++last_id_;
-    if (last_id_ == 0) last_id_ = 1;
-  } while (ids_in_use_.count(last_id_) != 0);
-  ids_in_use_.insert(last_id_);
-  return last_id_;
+    ++last;
+    if (last == 0) last = 1;
+  } while (in_use.count(last) != 0);
+  in_use.insert(last);
+  return last;
 }
+
+uint16_t Client::next_packet_id() { return take_packet_id(last_id_, ids_in_use_); }
 
 void Client::queue(const Packet& packet) {
   protocol::encode(packet, version_, out_);

@@ -108,6 +108,10 @@ struct Event {
   Error error;
 };
 
+// The next packet identifier after `last` (1..65535, wrapping) that is not
+// in `in_use`, recorded there; 0 when all 65535 are in use.
+uint16_t take_packet_id(uint16_t& last, std::set<uint16_t>& in_use);
+
 class Client {
  public:
   // Called for every packet sent (sent = true) or received, e.g. for -d logs.
