@@ -111,7 +111,7 @@ bool Broker::refuse(Link& link, const protocol::ConnectPacket& c, ReasonCode rea
   ack.reason = reason;
   link.version = c.version;
   send(link, ack);
-  link.close();
+  link.close_for(reason, nullptr);
   return false;
 }
 
@@ -168,7 +168,7 @@ void Broker::take_over(Session& session, bool new_clean_start, TimePoint now) {
     session.link = nullptr;
     Stats::add(stats_.clients_connected, -1);
     shared_.shared_subscriptions.set_online(session.client_id, false);
-    old->close();
+    old->close_for(ReasonCode::kSessionTakenOver, nullptr);
   } else if (session.will_at) {
     if (new_clean_start) publish_will(session, now);  // the old session ends now
     session.will.reset();
@@ -355,7 +355,7 @@ void Broker::disconnect(Session& session, ReasonCode reason, TimePoint now, cons
     send(*link, d);
   }
   detach(session, /*send_will=*/true, now);
-  link->close();
+  link->close_for(reason, why);
 }
 
 void Broker::on_protocol_error(Link& link, ReasonCode reason, TimePoint now, const char* why) {
@@ -372,6 +372,10 @@ void Broker::on_keepalive_expired(Link& link, TimePoint now) {
 
 void Broker::on_link_lost(Link& link, TimePoint now) {
   if (link.session) detach(*link.session, /*send_will=*/true, now);
+}
+
+void Broker::on_link_writable(Link& link, TimePoint now) {
+  if (link.session) pump(*link.session, now);
 }
 
 void Broker::on_publish(Link& link, protocol::PublishView& publish, TimePoint now) {

@@ -66,6 +66,9 @@ class Broker {
   void on_keepalive_expired(Link& link, TimePoint now);
   // The socket closed or failed without DISCONNECT.
   void on_link_lost(Link& link, TimePoint now);
+  // The link's output drained after the broker held messages back
+  // (Link::waiting_for_room): sends what waits in the session queue.
+  void on_link_writable(Link& link, TimePoint now);
 
   void on_remote_publish(const MessagePtr& message, TimePoint now);
   void on_shared_delivery(const SharedMember& member, const MessagePtr& message, TimePoint now);

@@ -24,6 +24,18 @@ class Link {
   // Flush what is buffered, then close. The broker has already detached the
   // session (`session` is null) when it calls this.
   virtual void close() = 0;
+  // close() for a reason the broker decided (logged and counted by the
+  // owner); the DISCONNECT or CONNACK carrying it is already in out().
+  virtual void close_for(protocol::ReasonCode reason, const char* why) {
+    (void)reason;
+    (void)why;
+    close();
+  }
+
+  // Set by the broker when it holds messages back because this link's
+  // output is above Settings::max_pending_output; the owner then calls
+  // Broker::on_link_writable once the output has drained to half of it.
+  bool waiting_for_room = false;
 
   // Set by the broker while a session is attached to this link.
   Session* session = nullptr;

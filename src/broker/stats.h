@@ -28,6 +28,9 @@ struct Stats {
   std::atomic<int64_t> shared_subscriptions{0};
   std::atomic<int64_t> stored_messages{0};       // queued + in flight
   std::atomic<int64_t> stored_bytes{0};
+  // Connections the broker ended, by reason code (MQTT 5.0 section 2.4):
+  // protocol errors, keep alive, takeover, refused CONNECTs...
+  Counter disconnects[256]{};
 
   // Only the owning worker writes a counter, so a plain load + store (no
   // locked read-modify-write on the hot path) is enough; readers on other

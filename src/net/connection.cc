@@ -30,6 +30,20 @@ constexpr auto kCloseTimeout = seconds(5);
 constexpr size_t kReadBudget = 256 * 1024;
 // Output buffers bigger than this are released once written.
 constexpr size_t kKeepOutCapacity = 64 * 1024;
+// Largest packet accepted before CONNECT is accepted: an unauthenticated
+// client cannot make the broker buffer and decode more than this. The
+// largest legitimate CONNECT (client id, will topic and payload, user name
+// and password, each up to 65535 bytes, and properties) fits.
+constexpr uint32_t kMaxPacketBeforeConnect = 384 * 1024;
+// After the broker ends a connection (with a reason the client should read)
+// it half-closes and discards input for at most this long before closing:
+// closing with unread input would make the kernel send a reset, which can
+// destroy the reason still in flight to the client.
+constexpr auto kDrainTime = seconds(2);
+// A client whose output stays above the bound with no byte of it read for
+// 1.5 x its keep alive (as if it had gone silent), or for this long when it
+// has no keep alive, is disconnected.
+constexpr auto kOutputStallTime = seconds(60);
 
 thread_local char t_scratch[64 * 1024];
 // MQTT bytes un-framed from one read of a WebSocket connection.
@@ -76,8 +90,7 @@ std::string Connection::peer() const {
 
 Connection::Connection(Worker& worker, int fd, uint64_t id, ListenerSlot slot)
     : worker_(worker), fd_(fd), id_(id), slot_(std::move(slot)) {
-  const uint32_t max = worker.settings().max_packet_size;
-  if (max != 0) limits_.max_packet_size = max;
+  limits_.max_packet_size = std::min(packet_limit(), kMaxPacketBeforeConnect);
   // Output is already coalesced into one write per loop turn, so Nagle's
   // algorithm would only add latency.
   const int one = 1;
@@ -95,6 +108,10 @@ void Connection::start(std::string pending) {
   worker_.watch_deadline(*this);
   in_ = std::move(pending);
   if (!in_.empty()) process_input(now);
+  if (handover_) {
+    complete_handover({});
+    return;
+  }
   // Edge-triggered: bytes that arrived before registration give no event.
   if (!closed_ && !closing_) on_readable();
 }
@@ -107,6 +124,7 @@ void Connection::adopt(protocol::ConnectPacket&& connect, bool id_assigned, std:
   if (!worker_.broker().on_connect(*this, std::move(connect), id_assigned, now)) return;
   worker_.log_connection(line);
   connected_ = true;
+  limits_.max_packet_size = packet_limit();
   update_deadline(now);
   worker_.watch_deadline(*this);
   in_ = std::move(pending);
@@ -125,6 +143,9 @@ size_t Connection::ws_pending() const { return ws_->wire.size() - ws_->wire_star
 
 void Connection::on_io(uint32_t events) {
   if (closed_) return;
+  // Edge-triggered: data and the peer's FIN can come in one event, so once
+  // the FIN is seen reads go on to EOF instead of stopping at a short read.
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) peer_fin_ = true;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable();
   if (closed_) return;
   if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && waiting_write_) {
@@ -136,7 +157,12 @@ void Connection::on_io(uint32_t events) {
 // Reads until the socket is drained (a short read or EAGAIN) or the turn's
 // budget is spent, decoding as we go.
 void Connection::on_readable() {
-  if (closed_ || closing_ || read_scheduled_) return;
+  if (closed_ || read_scheduled_) return;
+  if (draining_) {
+    drain_input();
+    return;
+  }
+  if (closing_ || output_blocked_) return;
   if (worker_.worker_count() > 1 && worker_.peers_overloaded()) {
     read_scheduled_ = true;  // read again after a short pause
     worker_.pause_reading(*this);
@@ -144,6 +170,10 @@ void Connection::on_readable() {
   }
   size_t total = 0;
   while (total < kReadBudget) {
+    if (pending_bytes() > output_limit()) {  // replies back up: stop reading
+      block_reading();
+      return;
+    }
     const ssize_t n = ::recv(fd_, t_scratch, sizeof(t_scratch), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -163,7 +193,7 @@ void Connection::on_readable() {
       take_input(std::string_view(t_scratch, static_cast<size_t>(n)), Clock::now());
     }
     if (closed_ || closing_) return;
-    if (static_cast<size_t>(n) < sizeof(t_scratch)) return;  // drained
+    if (static_cast<size_t>(n) < sizeof(t_scratch) && !peer_fin_) return;  // drained
   }
   // Budget spent with data left: continue on a later turn, after the other
   // sockets (no new edge will come for what is already buffered).
@@ -206,8 +236,7 @@ size_t Connection::decode_all(std::string_view data, TimePoint now) {
       worker_.broker().on_publish(*this, publish, now);
       continue;
     }
-    // `data.substr(pos)`: what follows this packet, for a hand-over.
-    if (!handle_packet(std::move(packet), data.substr(pos), now)) break;
+    if (!handle_packet(std::move(packet), now)) break;
   }
   return pos;
 }
@@ -216,6 +245,15 @@ size_t Connection::decode_all(std::string_view data, TimePoint now) {
 // split across reads is copied (into in_), and only up to its end: what
 // follows it is again decoded in place.
 void Connection::take_input(std::string_view data, TimePoint now) {
+  const size_t rest = take_input_until_stop(data, now);
+  // A hand-over after a CONNECT keeps every byte read behind it, in order:
+  // what was left in in_ (moved already), then the rest of this read.
+  if (handover_) complete_handover(data.substr(data.size() - rest));
+}
+
+// take_input's work; returns how many bytes at the end of `data` were not
+// looked at because the connection stopped (closed, or handed over).
+size_t Connection::take_input_until_stop(std::string_view data, TimePoint now) {
   while (!in_.empty() && !data.empty()) {
     const size_t need = protocol::frame_size(in_);
     if (need == 0) {  // the fixed header itself is split: one byte more
@@ -230,15 +268,17 @@ void Connection::take_input(std::string_view data, TimePoint now) {
     in_.append(data.substr(0, take));
     data.remove_prefix(take);
     process_input(now);
-    if (closed_ || closing_) return;
+    if (closed_ || closing_) return data.size();
     if (!in_.empty() && !data.empty()) {  // not consumed (cannot happen): keep the order
       in_.append(data);
-      return;
+      return 0;
     }
   }
-  if (data.empty()) return;
+  if (data.empty()) return 0;
   const size_t used = decode_all(data, now);
-  if (!closed_ && !closing_ && used < data.size()) in_.assign(data.substr(used));
+  if (closed_ || closing_) return data.size() - used;
+  if (used < data.size()) in_.assign(data.substr(used));
+  return 0;
 }
 
 // Bytes read from a WebSocket connection: the handshake, then frames whose
@@ -267,6 +307,11 @@ void Connection::take_ws_input(std::string_view data, TimePoint now) {
 
 void Connection::process_input(TimePoint now) {
   const size_t used = decode_all(in_, now);
+  if (handover_) {  // what followed the CONNECT goes along
+    handover_->bytes.assign(in_, used);
+    std::string().swap(in_);
+    return;
+  }
   if (closed_ || closing_) return;
   if (used == in_.size()) {
     in_.clear();
@@ -278,14 +323,14 @@ void Connection::process_input(TimePoint now) {
 
 // Returns false when this connection stopped processing input (closed or
 // handed over to another worker).
-bool Connection::handle_packet(protocol::Packet&& packet, std::string_view after, TimePoint now) {
+bool Connection::handle_packet(protocol::Packet&& packet, TimePoint now) {
   if (!connected_) {
     auto* connect = std::get_if<protocol::ConnectPacket>(&packet);
     if (!connect) {  // the first packet must be CONNECT [MQTT-3.1.0-1]
       fail(ReasonCode::kProtocolError, now);
       return false;
     }
-    handle_connect(std::move(*connect), after, now);
+    handle_connect(std::move(*connect), now);
     return connected_ && !closed_ && !closing_;
   }
   update_deadline(now);
@@ -296,30 +341,81 @@ bool Connection::handle_packet(protocol::Packet&& packet, std::string_view after
   return !closed_ && !closing_;
 }
 
-void Connection::handle_connect(protocol::ConnectPacket&& connect, std::string_view after,
-                                TimePoint now) {
+void Connection::handle_connect(protocol::ConnectPacket&& connect, TimePoint now) {
   version = connect.version;
   const bool assigned = broker::Broker::assign_client_id(connect, worker_.settings());
   const unsigned workers = worker_.worker_count();
   const unsigned target =
       connect.client_id.empty() ? worker_.index() : broker::Broker::worker_for(connect.client_id, workers);
   if (target != worker_.index()) {
-    std::string pending(after);
+    // The socket moves to the worker that owns this client id; the move
+    // happens once every byte already read behind the CONNECT is known
+    // (complete_handover).
     closed_ = true;  // this object is done; the socket lives on elsewhere
     worker_.loop().remove(fd_);
-    const int fd = fd_;
-    fd_ = -1;  // the socket lives on elsewhere
-    worker_.hand_over(*this, fd, target, std::move(connect), assigned, std::move(pending));
+    handover_ = std::make_unique<Handover>(Handover{target, std::move(connect), assigned, {}});
     return;
   }
   std::string line = describe_connect(connect, peer());
   if (!worker_.broker().on_connect(*this, std::move(connect), assigned, now)) return;
   worker_.log_connection(line);
   connected_ = true;
+  limits_.max_packet_size = packet_limit();
   update_deadline(now);
 }
 
+void Connection::complete_handover(std::string_view rest) {
+  std::unique_ptr<Handover> h = std::move(handover_);
+  h->bytes.append(rest);
+  const int fd = std::exchange(fd_, -1);  // the socket lives on elsewhere
+  worker_.hand_over(*this, fd, h->target, std::move(h->connect), h->assigned, std::move(h->bytes));
+}
+
+uint32_t Connection::packet_limit() const {
+  const uint32_t max = worker_.settings().max_packet_size;
+  return max != 0 ? max : protocol::DecodeLimits{}.max_packet_size;
+}
+
+size_t Connection::output_limit() const { return worker_.settings().max_pending_output; }
+
+// The client's output is above the bound: its input waits in the socket
+// (TCP slows it down) until the output drains. Meanwhile the keep alive
+// gives way to a stall deadline, re-armed whenever a write makes progress.
+void Connection::block_reading() {
+  output_blocked_ = true;
+  arm_stall_deadline(Clock::now());
+}
+
+void Connection::arm_stall_deadline(TimePoint now) {
+  Duration stall = kOutputStallTime;
+  if (session && session->keep_alive != 0) stall = milliseconds(uint64_t{session->keep_alive} * 1500);
+  deadline_ = now + stall;
+  worker_.watch_deadline(*this);
+}
+
+// After a write made progress.
+void Connection::output_progress(TimePoint now) {
+  const size_t pending = pending_bytes();
+  if (output_blocked_) {
+    if (pending > output_limit() / 2) {
+      arm_stall_deadline(now);
+      return;
+    }
+    output_blocked_ = false;
+    update_deadline(now);
+    if (!read_scheduled_) {  // no new edge will come for input already waiting
+      read_scheduled_ = true;
+      worker_.loop().post([self = shared_from_this()] { self->resume_reading(); });
+    }
+  }
+  if (waiting_for_room && connected_ && (pending == 0 || pending <= output_limit() / 2)) {
+    waiting_for_room = false;
+    worker_.broker().on_link_writable(*this, now);
+  }
+}
+
 void Connection::update_deadline(TimePoint now) {
+  if (output_blocked_) return;  // the stall deadline applies
   if (!session || session->keep_alive == 0) {
     deadline_ = TimePoint::max();
     return;
@@ -335,7 +431,17 @@ void Connection::on_deadline(TimePoint now) {
     finish_close();
     return;
   }
+  if (output_blocked_) {
+    worker_.log_connection("Client " + client_name() + " has not read its output (" +
+                           std::to_string(pending_bytes()) + " bytes waiting), disconnecting.");
+    close_logged_ = true;
+    broker::Stats::add(worker_.stats().disconnects[static_cast<uint8_t>(ReasonCode::kKeepAliveTimeout)]);
+    worker_.broker().on_link_lost(*this, now);  // no DISCONNECT: it would not be read
+    finish_close();
+    return;
+  }
   worker_.log_connection("Client " + client_name() + " has exceeded timeout, disconnecting.");
+  close_logged_ = true;
   worker_.broker().on_keepalive_expired(*this, now);
   if (!closed_ && !closing_) close();
 }
@@ -343,6 +449,8 @@ void Connection::on_deadline(TimePoint now) {
 void Connection::fail(ReasonCode reason, TimePoint now, const char* why) {
   worker_.log_connection("Client " + (connected_ ? client_name() : peer()) + " disconnected: " +
                          protocol::reason_code_name(reason) + (why && *why ? std::string(" (") + why + ")" : "") + ".");
+  close_logged_ = true;
+  broker::Stats::add(worker_.stats().disconnects[static_cast<uint8_t>(reason)]);
   if (connected_) {
     worker_.broker().on_protocol_error(*this, reason, now, why);
     if (!closed_ && !closing_) close();
@@ -389,11 +497,25 @@ void Connection::write_now() {
     }
     out_start_ += static_cast<size_t>(n);
     broker::Stats::add(worker_.stats().bytes_sent, static_cast<uint64_t>(n));
+    if (out_start_ < out_.size()) {
+      // A partial write: the socket is full. Drop the written prefix once it
+      // is most of the buffer, so a client always a little behind does not
+      // keep every byte ever sent to it.
+      if (out_start_ >= out_.size() / 2) {
+        out_.erase(0, out_start_);
+        out_start_ = 0;
+      }
+      output_progress(Clock::now());
+    }
   }
   out_.clear();
   out_start_ = 0;
   if (out_.capacity() > kKeepOutCapacity) std::string().swap(out_);
-  if (closing_) finish_close();
+  if (closing_) {
+    begin_drain();
+    return;
+  }
+  output_progress(Clock::now());
 }
 
 // WebSocket output: the MQTT bytes in out_ become one binary frame after
@@ -419,19 +541,71 @@ void Connection::write_ws() {
     }
     ws_->wire_start += static_cast<size_t>(n);
     broker::Stats::add(worker_.stats().bytes_sent, static_cast<uint64_t>(n));
+    if (ws_->wire_start < wire.size()) {
+      if (ws_->wire_start >= wire.size() / 2) {  // as in write_now
+        wire.erase(0, ws_->wire_start);
+        ws_->wire_start = 0;
+      }
+      output_progress(Clock::now());
+    }
   }
   wire.clear();
   ws_->wire_start = 0;
   if (wire.capacity() > kKeepOutCapacity) std::string().swap(wire);
-  if (closing_) finish_close();
+  if (closing_) {
+    begin_drain();
+    return;
+  }
+  output_progress(Clock::now());
 }
 
 void Connection::close() {
   if (closed_ || closing_) return;
   closing_ = true;
+  output_blocked_ = false;
   deadline_ = Clock::now() + kCloseTimeout;
   worker_.watch_deadline(*this);
   if (!waiting_write_) write_now();
+}
+
+void Connection::close_for(ReasonCode reason, const char* why) {
+  if (closed_ || closing_) return;
+  if (!close_logged_) {
+    close_logged_ = true;
+    broker::Stats::add(worker_.stats().disconnects[static_cast<uint8_t>(reason)]);
+    worker_.log_connection("Client " + (connected_ ? client_name() : peer()) + " disconnected by the broker: " +
+                           protocol::reason_code_name(reason) + (why && *why ? std::string(" (") + why + ")" : "") +
+                           ".");
+  }
+  close();
+}
+
+// Everything is written: half-close, so the client reads our last packet
+// and then EOF, and discard what it still sends for a short time. Closing
+// with unread input would reset the connection instead.
+void Connection::begin_drain() {
+  if (draining_ || closed_) return;
+  draining_ = true;
+  ::shutdown(fd_, SHUT_WR);
+  deadline_ = Clock::now() + kDrainTime;
+  worker_.watch_deadline(*this);
+  read_scheduled_ = false;
+  drain_input();
+}
+
+// Reads and discards until the socket is empty (then waits for more), EOF,
+// an error or a flood (more than one read budget at once): the last three
+// close.
+void Connection::drain_input() {
+  size_t total = 0;
+  while (total < kReadBudget) {
+    const ssize_t n = ::recv(fd_, t_scratch, sizeof(t_scratch), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) break;
+    total += static_cast<size_t>(n);
+  }
+  finish_close();
 }
 
 std::string Connection::client_name() const {

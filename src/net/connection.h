@@ -22,18 +22,18 @@ class Worker;
 class WebSocket;
 
 // One place in a listener's `max_connections`; given back when the socket
-// closes, wherever the connection lives by then. The counter belongs to the
-// listener, which outlives every connection (listeners close after workers
-// stop).
+// closes, wherever the connection lives by then. Shares the listener's
+// counter, so a slot still held when the server stops (in a mailbox, a
+// worker's pause list) never touches freed memory.
 class ListenerSlot {
  public:
   ListenerSlot() = default;
-  explicit ListenerSlot(std::atomic<int>* open) : open_(open) {}
-  ListenerSlot(ListenerSlot&& o) noexcept : open_(std::exchange(o.open_, nullptr)) {}
+  explicit ListenerSlot(std::shared_ptr<std::atomic<int>> open) : open_(std::move(open)) {}
+  ListenerSlot(ListenerSlot&& o) noexcept = default;
   ListenerSlot& operator=(ListenerSlot&& o) noexcept {
     if (this != &o) {
       release();
-      open_ = std::exchange(o.open_, nullptr);
+      open_ = std::move(o.open_);
     }
     return *this;
   }
@@ -44,9 +44,9 @@ class ListenerSlot {
  private:
   void release() {
     if (open_) open_->fetch_sub(1, std::memory_order_relaxed);
-    open_ = nullptr;
+    open_.reset();
   }
-  std::atomic<int>* open_ = nullptr;
+  std::shared_ptr<std::atomic<int>> open_;
 };
 
 class Connection final : public broker::Link,
@@ -69,8 +69,12 @@ class Connection final : public broker::Link,
   // broker::Link
   std::string& out() override { return out_; }
   void commit() override;
-  size_t pending_bytes() const override { return ws_ ? out_.size() + ws_pending() : out_.size(); }
+  size_t pending_bytes() const override {
+    const size_t own = out_.size() - out_start_;
+    return ws_ ? own + ws_pending() : own;
+  }
   void close() override;
+  void close_for(protocol::ReasonCode reason, const char* why) override;
 
   // Called by the worker once per loop turn when this connection has output.
   void flush();
@@ -97,18 +101,35 @@ class Connection final : public broker::Link,
   void process_input(TimePoint now);
   size_t decode_all(std::string_view data, TimePoint now);
   void take_input(std::string_view data, TimePoint now);
+  size_t take_input_until_stop(std::string_view data, TimePoint now);
+  void complete_handover(std::string_view rest);
   void take_ws_input(std::string_view data, TimePoint now);
   void write_ws();
   size_t ws_pending() const;
   // `after`: the bytes already read behind this packet.
-  bool handle_packet(protocol::Packet&& packet, std::string_view after, TimePoint now);
-  void handle_connect(protocol::ConnectPacket&& connect, std::string_view after, TimePoint now);
+  bool handle_packet(protocol::Packet&& packet, TimePoint now);
+  void handle_connect(protocol::ConnectPacket&& connect, TimePoint now);
   void fail(protocol::ReasonCode reason, TimePoint now, const char* why = nullptr);
   void write_now();
   void finish_close();
   void lost(TimePoint now);
   void update_deadline(TimePoint now);
-  void shrink_buffers();
+  uint32_t packet_limit() const;
+  size_t output_limit() const;
+  void block_reading();
+  void arm_stall_deadline(TimePoint now);
+  void output_progress(TimePoint now);
+  void begin_drain();
+  void drain_input();
+
+  // A connection moving to the worker that owns its client id, waiting for
+  // the bytes read behind its CONNECT.
+  struct Handover {
+    unsigned target;
+    protocol::ConnectPacket connect;
+    bool assigned;
+    std::string bytes;
+  };
 
   Worker& worker_;
   int fd_;
@@ -125,6 +146,11 @@ class Connection final : public broker::Link,
   bool closing_ = false;      // close requested: flush, then close
   bool closed_ = false;
   bool connected_ = false;    // CONNECT accepted
+  bool peer_fin_ = false;     // the peer's FIN was seen: read to EOF
+  bool output_blocked_ = false;  // output above the bound: not reading
+  bool draining_ = false;     // closing: our output is sent, input discarded
+  bool close_logged_ = false;  // the reason for closing is logged already
+  std::unique_ptr<Handover> handover_;
   TimePoint deadline_{};
   protocol::DecodeLimits limits_;
   ListenerSlot slot_;

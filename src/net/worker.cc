@@ -9,8 +9,12 @@ namespace midge::net {
 
 namespace {
 constexpr auto kTick = milliseconds(100);
-// Messages a worker may have waiting from its peers before they pause.
+// Messages, and bytes of them, a worker may have waiting from its peers
+// before they pause.
 constexpr size_t kInboxLimit = 50000;
+constexpr size_t kInboxByteLimit = 64u << 20;
+
+size_t task_bytes(const broker::MessagePtr& m) { return m->topic.size() + m->payload.size(); }
 constexpr auto kPause = milliseconds(1);
 }  // namespace
 
@@ -138,7 +142,10 @@ void Worker::flush_turn() {
   for (size_t w = 0; w < outbox_.size(); ++w) {
     if (outbox_[w].empty()) continue;
     Worker* to = all_[w].get();
+    size_t bytes = 0;
+    for (const Task& t : outbox_[w]) bytes += task_bytes(t.message);
     to->inbox_pending_.fetch_add(outbox_[w].size(), std::memory_order_relaxed);
+    to->inbox_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     auto tasks = std::make_shared<std::vector<Task>>(std::move(outbox_[w]));
     outbox_[w].clear();
     to->loop().post([to, tasks] { to->run_tasks(*tasks); });
@@ -147,7 +154,9 @@ void Worker::flush_turn() {
 
 void Worker::run_tasks(std::vector<Task>& tasks) {
   const TimePoint now = Clock::now();
+  size_t bytes = 0;
   for (Task& t : tasks) {
+    bytes += task_bytes(t.message);
     if (t.member) {
       broker_.on_shared_delivery(*t.member, t.message, now);
     } else {
@@ -155,11 +164,16 @@ void Worker::run_tasks(std::vector<Task>& tasks) {
     }
   }
   inbox_pending_.fetch_sub(tasks.size(), std::memory_order_relaxed);
+  inbox_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
 }
 
 bool Worker::peers_overloaded() const {
   for (const auto& w : all_) {
-    if (w.get() != this && w->inbox_pending_.load(std::memory_order_relaxed) > kInboxLimit) return true;
+    if (w.get() == this) continue;
+    if (w->inbox_pending_.load(std::memory_order_relaxed) > kInboxLimit ||
+        w->inbox_bytes_.load(std::memory_order_relaxed) > kInboxByteLimit) {
+      return true;
+    }
   }
   return false;
 }

@@ -104,6 +104,7 @@ class Worker final : public broker::Router {
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   bool stopping_ = false;
   std::atomic<size_t> inbox_pending_{0};  // messages posted to this worker, not yet run
+  std::atomic<size_t> inbox_bytes_{0};    // their topic and payload bytes
   std::vector<std::shared_ptr<Connection>> paused_;
 };
 

@@ -213,11 +213,17 @@ class Acceptor final : public net::EventLoop::Handler {
   }
 
   void on_io(uint32_t /*events*/) override {
-    while (true) {
+    if (retrying_) return;  // the retry timer takes over
+    if (!accept_all()) out_of_descriptors();
+  }
+
+  // Accepts every queued client; false when no descriptor was left.
+  bool accept_all() {
+    while (fd_ >= 0) {
       const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;  // EAGAIN, or out of descriptors: try again on the next edge
+        return !(errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM);
       }
       // max_connections counts this listener's open sockets (-1: no limit).
       if (max_connections_ >= 0 && open_->load(std::memory_order_relaxed) >= max_connections_) {
@@ -226,9 +232,10 @@ class Acceptor final : public net::EventLoop::Handler {
       }
       open_->fetch_add(1, std::memory_order_relaxed);
       net::Worker* target = workers_[next_++ % workers_.size()].get();
-      auto slot = std::make_shared<net::ListenerSlot>(open_.get());
+      auto slot = std::make_shared<net::ListenerSlot>(open_);
       target->loop().post([target, fd, slot, ws = websocket_] { target->adopt_socket(fd, std::move(*slot), ws); });
     }
+    return true;
   }
 
   void close() {
@@ -239,12 +246,34 @@ class Acceptor final : public net::EventLoop::Handler {
   }
 
  private:
+  // The queue still holds clients but no descriptor is free: no new edge
+  // would come for them, so accepting is retried on a timer (logged once
+  // per episode) until descriptors are free again.
+  void out_of_descriptors() {
+    if (!retrying_) {
+      workers_[0]->log(std::string("Warning: cannot accept connections: ") + std::strerror(errno) +
+                       " (raise the open files limit, e.g. LimitNOFILE in the service, or lower max_connections);" +
+                       " retrying.");
+    }
+    retrying_ = true;
+    workers_[0]->loop().after(std::chrono::milliseconds(100), [this] {
+      if (fd_ < 0) return;
+      if (!accept_all()) {
+        out_of_descriptors();
+        return;
+      }
+      retrying_ = false;
+      workers_[0]->log("Accepting connections again.");
+    });
+  }
+
   std::vector<std::unique_ptr<net::Worker>>& workers_;
   int max_connections_;
   std::shared_ptr<std::atomic<int>> open_;
   bool websocket_;  // MQTT over WebSockets (RFC 6455)
   int fd_ = -1;
   size_t next_ = 0;
+  bool retrying_ = false;
 };
 
 // The password file applying to every listener. per_listener_settings with
