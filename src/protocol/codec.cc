@@ -240,7 +240,7 @@ void clear_properties(Properties& p) {
 }
 
 #if defined(__x86_64__) && defined(__GLIBCXX__)
-static_assert(sizeof(Properties) == 488, "a Properties field was added: reset it in clear_properties");
+static_assert(sizeof(Properties) == 504, "a Properties field was added: reset it in clear_properties");
 #endif
 
 PublishPacket& reuse_publish(Packet& packet) {

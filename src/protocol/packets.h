@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "protocol/reason_code.h"
+#include "protocol/user_properties.h"
 
 namespace midge::protocol {
 
@@ -34,8 +35,6 @@ enum class PacketType : uint8_t {
   kDisconnect = 14,
   kAuth = 15,
 };
-
-using UserProperties = std::vector<std::pair<std::string, std::string>>;
 
 // MQTT 5.0 properties (section 2.2.2.2). Which ones may appear depends on the
 // packet; the decoder rejects a property that is not allowed in its packet and
