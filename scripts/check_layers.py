@@ -4,7 +4,8 @@
 Reads every C++ file under src/, tools/ and bench/ and every src/*/CMakeLists.txt:
 - a quoted include "x/..." of another layer x must be allowed for the file's layer;
 - a midge_x library linked by src/<layer>/CMakeLists.txt must be allowed too;
-- protocol/ and broker/ stay free of I/O: no socket, file-descriptor or OpenSSL header.
+- protocol/ and broker/ stay free of I/O: no socket, file-descriptor or OpenSSL header, and
+  no clock read (every event carries `now`).
 Prints one line per violation and exits 1 if there is any; 0 otherwise.
 tests/ may use every layer and is not checked.
 """
@@ -42,6 +43,7 @@ EXCEPTIONS = {
 # Layers that never touch I/O (sans-IO), and the system headers that would mean they do.
 NO_IO = {"protocol", "broker"}
 IO_HEADER = re.compile(r"^(sys/|netinet/|arpa/|openssl/|unistd\.h|poll\.h|fcntl\.h|netdb\.h)")
+CLOCK_READ = re.compile(r"\b(Clock|steady_clock|system_clock|high_resolution_clock)::now\s*\(")
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
 LINK = re.compile(r"\bmidge_(\w+)\b")
@@ -68,6 +70,8 @@ def check_source(rel, problems, exceptions_used):
     layer = layer_of(rel)
     with open(os.path.join(ROOT, rel), encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
+            if layer in NO_IO and CLOCK_READ.search(line):
+                problems.append("%s:%d: %s is sans-IO and may not read a clock" % (rel, number, layer))
             m = INCLUDE.match(line)
             if not m:
                 continue
