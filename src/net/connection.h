@@ -23,8 +23,8 @@ class WebSocket;
 
 // One place in a listener's `max_connections`; given back when the socket
 // closes, wherever the connection lives by then. The counter belongs to the
-// listener, which outlives every connection (listeners close after workers
-// stop).
+// listener (`Acceptor`, server.cc) and must outlive every slot, including
+// slots still waiting in a mailbox or a paused list when the workers stop.
 class ListenerSlot {
  public:
   ListenerSlot() = default;
