@@ -1,5 +1,6 @@
 // The one declaration of every mosquitto.conf option Midge knows (Redis static_configs[] style).
-// Parsing, validation, describe_options() and the SIGHUP diff all read this table.
+// Parsing and validation read this table, and describe_options() (describe.cc) renders it. The
+// configuration is not re-read on SIGHUP.
 #pragma once
 
 #include <cstdint>

@@ -69,9 +69,10 @@ class Worker final : public broker::Router {
 
   size_t connection_count() const { return connections_.size(); }
 
-  // Backpressure between workers: while another worker has too many of our
-  // messages still to process, connections here stop reading (for a
-  // millisecond at a time) instead of letting its mailbox grow.
+  // Backpressure between workers: while another worker has more than
+  // kInboxLimit (worker.cc) messages from its peers still to process,
+  // connections here stop reading (for a millisecond at a time) instead of
+  // letting its mailbox grow.
   bool peers_overloaded() const;
   void pause_reading(Connection& connection);
 
