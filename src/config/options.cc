@@ -101,7 +101,10 @@ std::string show(const Config& c, const Listener& l) {
 // per_listener_settings decides whether a security option is global or the listener's.
 template <auto G, auto L>
 Err store_security(ParseState& st, const Value& v) {
-  if (st.config.per_listener_settings) return assign(st.listener().*L, v);
+  if (st.config.per_listener_settings) {
+    if (!st.current && st.default_security_at.empty()) st.default_security_at = st.file + ":" + std::to_string(st.line);
+    return assign(st.listener().*L, v);
+  }
   return assign(st.config.*G, v);
 }
 
@@ -361,7 +364,7 @@ constexpr Option kOptions[] = {
   special("bind_address", S, Scope::kListener, D, "Deprecated: bind address of the default listener.", &set_bind_address),
   refuse(unsupported("bind_interface", Scope::kListener, "Listen only on this network interface.", D), "the listener would accept connections on every interface"),
   warn(opt<&Config::http_dir>("http_dir", P, kNoFlags, "Directory served over HTTP by websockets listeners."), "no files are served over HTTP"),
-  special("listener", Kind::kListener, Scope::kListener, kNoFlags, "listener PORT [ADDRESS|UNIX_PATH]: start a listener block; port 0 = unix socket.", &set_listener),
+  special("listener", Kind::kListener, Scope::kListener, kNoFlags, "listener PORT [ADDRESS|UNIX_PATH]: start a listener block; port 0 = unix socket (not supported yet: skipped with a warning).", &set_listener),
   mirrored<&Listener::max_connections, &Config::max_connections>("max_connections", I, "Client limit of this listener; -1 = unlimited.", -1, kI32),
   mirrored<&Listener::max_qos, &Config::max_qos>("max_qos", U, "Highest QoS allowed on this listener (0..2); if listeners differ, the lowest applies to all (a warning).", 0, 2),
   mirrored<&Listener::max_topic_alias, &Config::max_topic_alias>("max_topic_alias", U, "Topic aliases an MQTT 5 client may create (0..65535); if listeners differ, the lowest applies to all (a warning).", 0, 65535, kNoFlags),

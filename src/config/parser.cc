@@ -329,6 +329,11 @@ std::optional<Error> finish(ParseState& st) {
     if (!d.acl_file.empty()) c.acl_file = d.acl_file;
     if (d.allow_zero_length_clientid) c.allow_zero_length_clientid = *d.allow_zero_length_clientid;
     if (d.auto_id_prefix) c.auto_id_prefix = *d.auto_id_prefix;
+  } else if (c.per_listener_settings && !st.default_security_at.empty()) {
+    // They belong to the default listener, which is not opened: Midge fails closed, and says so.
+    c.warnings.push_back(st.default_security_at +
+                         ": security options before the first 'listener' line apply to no listener "
+                         "(per_listener_settings is true and the default listener is not opened)");
   }
   c.local_only = c.listeners.empty();
   std::optional<Error> err;

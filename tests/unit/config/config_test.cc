@@ -460,6 +460,15 @@ TEST(ConfigSecurity, PerListenerInLocalOnlyModeFallsBackToGlobal) {
   EXPECT_EQ(c.allow_anonymous, false);
 }
 
+TEST(ConfigSecurity, PerListenerSecurityBeforeAnyListenerIsNamedInAWarning) {
+  Config c = parse_ok("per_listener_settings true\nallow_anonymous true\nlistener 1883\n");
+  EXPECT_FALSE(c.allow_anonymous.has_value());  // fails closed: anonymous clients are refused
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_TRUE(c.warnings[0].starts_with("test.conf:2: security options before the first 'listener' line apply to no "
+                                        "listener"))
+      << c.warnings[0];
+}
+
 TEST(ConfigSecurity, PerListenerSettingsAfterAListenerIsFine) {
   Config c = parse_ok("listener 1883\nper_listener_settings true\nallow_anonymous true\n");
   EXPECT_EQ(c.listeners[0].allow_anonymous, true);
