@@ -218,6 +218,15 @@ def test_pid_file_is_written(run, tmp_path):
     assert oct(pid_file.stat().st_mode & 0o777) == "0o644"
 
 
+def test_log_timestamp_format_is_applied(run, tmp_path):
+    port = free_port()
+    log = tmp_path / "midge.log"
+    run("listener %d 127.0.0.1\nlog_dest file %s\nlog_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n" % (port, log))
+    wait_until(lambda: log.exists() and " running\n" in log.read_text(), timeout=10, what="the start-up lines")
+    lines = log.read_text().splitlines()
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d: ", line) for line in lines), lines
+
+
 def test_log_file_is_not_opened_through_a_symlink(run, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
