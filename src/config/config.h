@@ -18,8 +18,10 @@ struct Listener {
   std::string socket_domain;      // "", "ipv4", "ipv6"
   int max_connections = -1;
   std::string mount_point;
-  uint8_t max_qos = 2;  // mosquitto 2.0 applies max_qos per listener
-  // TLS (parsed and stored now, used by a later issue)
+  uint8_t max_qos = 2;           // mosquitto 2.0 applies max_qos per listener
+  uint16_t max_topic_alias = 10;  // likewise
+  // TLS, acl_file and mount_point: the rows are refused (option_table.h, Applied::kRefuse), so these
+  // stay empty/false until the features exist; a listener with them set must never open.
   std::string cafile, capath, certfile, keyfile, ciphers, tls_version, crlfile;
   bool require_certificate = false, use_identity_as_username = false, use_subject_as_username = false;
   // Per-listener security: only set when per_listener_settings is true. Unset/empty means "use the
@@ -49,15 +51,20 @@ struct Config {
   uint16_t max_inflight_messages = 20;  // 0 = unlimited (mosquitto); we cap at 65535
   uint64_t max_inflight_bytes = 0;
   uint32_t message_size_limit = 0;  // 0 = no limit (bytes of payload)
-  uint32_t max_packet_size = 0;     // 0 = no limit
+  // Whole packets, in bytes. Mosquitto has no limit by default (256 MB, the protocol's); Midge is
+  // stricter by default so that a small machine survives hostile clients (like EMQX's 1 MiB).
+  uint32_t max_packet_size = 1048576;
+  uint32_t max_pending_output = 1048576;  // bytes waiting to be written to one connection (Midge extension)
   uint16_t max_keepalive = 65535;
   int max_connections = -1;  // mosquitto has no global form; kept for the broker's total cap
   std::optional<uint64_t> persistent_client_expiration;  // seconds; unset = never
   unsigned thread_count = 0;  // 0 = one worker per core (Midge extension)
   bool retain_available = true;
-  // max_qos is per listener in mosquitto (Listener::max_qos); this mirrors the value given before
-  // any `listener` line (the default listener's), kept so older callers still compile.
+  // max_qos and max_topic_alias are per listener in mosquitto (Listener::max_qos...). Midge applies
+  // one value to all: after parsing, these hold the lowest of the opened listeners' values (a
+  // warning when they differ), or in local-only mode the value given before any `listener`.
   uint8_t max_qos = 2;
+  uint16_t max_topic_alias = 10;
   bool allow_zero_length_clientid = true;
   std::string auto_id_prefix = "auto-";
   bool set_tcp_nodelay = false;
@@ -71,10 +78,10 @@ struct Config {
   bool connection_messages = true;
   bool log_timestamp = true;
   std::string log_timestamp_format;
-  std::string user = "mosquitto";
+  std::optional<std::string> user;  // unset: no privilege drop (mosquitto's default is "mosquitto")
   uint16_t websockets_log_level = 0;
   std::string http_dir;
-  // "file:line: ..." for recognised mosquitto options Midge ignores, and ignored extra arguments.
+  // "file:line: ..." for options Midge accepts but does not apply, and ignored extra arguments.
   std::vector<std::string> warnings;
 };
 
@@ -96,7 +103,10 @@ std::variant<Config, Error> parse_string(std::string_view text, const std::strin
 // the two loopback listeners are materialised in `listeners` (local_only stays true).
 void apply_port_override(Config& config, uint16_t port);
 
-// For `--help`/docs: every option with its scope, type and default, generated from the table.
+// For `--help-config`/docs: every option with its scope, applied state, type and default, generated
+// from the table.
 std::string describe_options();
+// The README's list of the options Midge applies, warns about and refuses (Markdown), from the table.
+std::string describe_applied_markdown();
 
 }  // namespace midge::config

@@ -1,4 +1,8 @@
-// describe_options(): the option reference, generated from the table (for --help and the docs).
+// describe_options() and describe_applied_markdown(): the option reference and the README's list of
+// what Midge applies, both generated from the table (for --help-config and the docs).
+#include <algorithm>
+#include <vector>
+
 #include "config/option_table.h"
 
 namespace midge::config {
@@ -28,7 +32,7 @@ std::string type_name(const Option& o) {
     case Kind::kDuration: return "duration";
     case Kind::kListener: return "port [address]";
     case Kind::kSpecial: return "text";
-    case Kind::kUnsupported: return "ignored";
+    case Kind::kUnsupported: return "text";
   }
   return "?";
 }
@@ -37,22 +41,78 @@ void pad(std::string& line, std::size_t column) {
   line.append(line.size() < column ? column - line.size() : 1, ' ');
 }
 
+std::string_view state_name(Applied a) {
+  switch (a) {
+    case Applied::kYes: return "applied";
+    case Applied::kWarn: return "warning";
+    case Applied::kRefuse: return "refused";
+  }
+  return "?";
+}
+
+std::string state_note(const Option& o) {
+  if (o.applied == Applied::kYes) return "";
+  std::string note = "[" + std::string(state_name(o.applied)) + ": " + std::string(o.why);
+  if (!o.inert.empty()) note += "; '" + std::string(o.inert) + "' is accepted";
+  return note + "] ";
+}
+
+// `name` (or "`name` unless `false`") for the README list.
+std::string markdown_name(const Option& o) {
+  std::string s = "`" + std::string(o.name) + "`";
+  if (!o.inert.empty()) s += " (except `" + std::string(o.inert) + "`)";
+  return s;
+}
+
+// The rows of one state, grouped by reason in table order: "- `a`, `b`: why."
+std::string markdown_groups(Applied state) {
+  std::vector<std::string_view> reasons;
+  for (const Option& o : option_table()) {
+    if (o.applied == state && std::find(reasons.begin(), reasons.end(), o.why) == reasons.end()) reasons.push_back(o.why);
+  }
+  std::string out;
+  for (std::string_view why : reasons) {
+    std::string names;
+    for (const Option& o : option_table()) {
+      if (o.applied == state && o.why == why) names += (names.empty() ? "" : ", ") + markdown_name(o);
+    }
+    out += "  - " + names + ": " + std::string(why) + ".\n";
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string describe_applied_markdown() {
+  std::string applied;
+  for (const Option& o : option_table()) {
+    if (o.applied == Applied::kYes) applied += (applied.empty() ? "" : ", ") + markdown_name(o);
+  }
+  return "- Applied: " + applied + ".\n" +
+         "- Accepted but not applied: the broker starts, and logs\n"
+         "  `Warning: FILE:LINE: option 'NAME' is not applied by Midge yet (REASON)`:\n" +
+         markdown_groups(Applied::kWarn) +
+         "- Refused until implemented, because ignoring them would weaken security: the broker stops\n"
+         "  with `Error: FILE:LINE: option 'NAME' is not supported by Midge yet...` and exit code 3:\n" +
+         markdown_groups(Applied::kRefuse);
+}
 
 std::string describe_options() {
   const Config config;
   const Listener listener;
-  std::string out = "option                          scope     type                  default       notes\n";
+  std::string out = "option                          scope     state    type                  default       notes\n";
   for (const Option& o : option_table()) {
     std::string line(o.name);
     pad(line, 32);
     line += scope_name(o.scope);
     pad(line, 42);
+    line += state_name(o.applied);
+    pad(line, 51);
     line += type_name(o);
-    pad(line, 64);
+    pad(line, 73);
     line += o.show ? o.show(config, listener) : std::string("-");
-    pad(line, 78);
-    if (o.kind == Kind::kUnsupported) line += "[not supported yet] ";
+    pad(line, 87);
+    line += state_note(o);
     if (o.flags & kMidgeExtension) line += "[midge] ";
     if (o.flags & kReloadable) line += "[reload] ";
     line += o.help;

@@ -28,7 +28,15 @@ enum class Kind : uint8_t {
   kDuration,     // N followed by h d w m y
   kListener,     // `listener PORT [ADDRESS]`: starts a listener block
   kSpecial,      // raw rest of line handed to the setter
-  kUnsupported,  // recognised mosquitto option Midge ignores (warning)
+  kUnsupported,  // recognised mosquitto option Midge does not store (see Applied)
+};
+
+// Whether Midge does what the option asks. Every row says so; `--help-config` and the README
+// list are generated from it (tests/unit/config checks the README).
+enum class Applied : uint8_t {
+  kYes,     // stored and acted upon
+  kWarn,    // accepted; a start-up warning names file, line and option
+  kRefuse,  // ignoring it would weaken security: the broker refuses to start
 };
 
 enum class Scope : uint8_t {
@@ -64,10 +72,18 @@ struct Option {
   std::string_view help;
   Setter set;    // nullptr for kUnsupported
   Shower show;   // nullptr when there is no stored default
+  Applied applied = Applied::kYes;
+  std::string_view why;    // kWarn/kRefuse: what the user loses, e.g. "retained messages are not saved"
+  std::string_view inert;  // kWarn/kRefuse: the value that asks for what Midge does anyway ("false")
 };
 
 std::span<const Option> option_table();
 // Exact name first, then wildcard rows; nullptr when unknown.
 const Option* find_option(std::string_view name);
+
+// The message for a line `name value...` using an option Midge does not apply (kWarn or kRefuse),
+// or nullopt when it is applied or `value` (the first word given) is its inert value. `name` is the
+// name as written (it differs from o.name for wildcard rows).
+std::optional<std::string> not_applied_message(const Option& o, std::string_view name, std::string_view value);
 
 }  // namespace midge::config

@@ -101,7 +101,10 @@ std::string show(const Config& c, const Listener& l) {
 // per_listener_settings decides whether a security option is global or the listener's.
 template <auto G, auto L>
 Err store_security(ParseState& st, const Value& v) {
-  if (st.config.per_listener_settings) return assign(st.listener().*L, v);
+  if (st.config.per_listener_settings) {
+    if (!st.current && st.default_security_at.empty()) st.default_security_at = st.file + ":" + std::to_string(st.line);
+    return assign(st.listener().*L, v);
+  }
   return assign(st.config.*G, v);
 }
 
@@ -139,30 +142,57 @@ constexpr Option opt(std::string_view name, Kind kind, uint8_t flags, std::strin
   using Info = MemberOf<decltype(M)>;
   check_kind<typename Info::Type>(kind, lo, hi);
   return {name, kind, scope_of_class(std::is_same_v<typename Info::Class, Config>), flags, lo, hi,
-          choices, help, &store<M>, &show<M>};
+          choices, help, &store<M>, &show<M>, Applied::kYes, {}, {}};
 }
 
 template <auto G, auto L>
 constexpr Option security(std::string_view name, Kind kind, std::string_view help) {
   check_kind<typename MemberOf<decltype(G)>::Type>(kind, 0, 0);
-  return {name, kind, Scope::kSecurity, kReloadable, 0, 0, {}, help, &store_security<G, L>, &show<G>};
+  return {name, kind, Scope::kSecurity, kReloadable, 0, 0, {}, help, &store_security<G, L>, &show<G>, Applied::kYes, {}, {}};
 }
 
 template <auto L, auto G>
-constexpr Option mirrored(std::string_view name, Kind kind, std::string_view help, int64_t lo, int64_t hi) {
+constexpr Option mirrored(std::string_view name, Kind kind, std::string_view help, int64_t lo, int64_t hi,
+                          uint8_t flags = kMakesDefault) {
   check_kind<typename MemberOf<decltype(L)>::Type>(kind, lo, hi);
   check_kind<typename MemberOf<decltype(G)>::Type>(kind, lo, hi);
-  return {name, kind, Scope::kListener, kMakesDefault, lo, hi, {}, help, &store_mirrored<L, G>, &show<L>};
+  return {name, kind, Scope::kListener, flags, lo, hi, {}, help, &store_mirrored<L, G>, &show<L>, Applied::kYes, {}, {}};
 }
 
 constexpr Option special(std::string_view name, Kind kind, Scope scope, uint8_t flags, std::string_view help,
                          Setter set, Shower shown = nullptr, int64_t lo = 0, int64_t hi = 0) {
-  return {name, kind, scope, flags, lo, hi, {}, help, set, shown};
+  return {name, kind, scope, flags, lo, hi, {}, help, set, shown, Applied::kYes, {}, {}};
 }
 
 constexpr Option unsupported(std::string_view name, Scope scope, std::string_view help, uint8_t flags = kNoFlags) {
-  return {name, Kind::kUnsupported, scope, flags, 0, 0, {}, help, nullptr, nullptr};
+  return {name, Kind::kUnsupported, scope, flags, 0, 0, {}, help, nullptr, nullptr, Applied::kYes, {}, {}};
 }
+
+// Marks a row as accepted but not applied (a warning) or refused; `inert` is the value that asks
+// for what Midge does anyway, which is accepted silently.
+constexpr Option warn(Option o, std::string_view why, std::string_view inert = {}) {
+  o.applied = Applied::kWarn;
+  o.why = why;
+  o.inert = inert;
+  return o;
+}
+
+constexpr Option refuse(Option o, std::string_view why, std::string_view inert = {}) {
+  o.applied = Applied::kRefuse;
+  o.why = why;
+  o.inert = inert;
+  return o;
+}
+
+// What the user loses, shared by the rows of one missing feature.
+constexpr std::string_view kTls = "TLS is not implemented; the listener would accept plaintext connections";
+constexpr std::string_view kAcl = "ACL files are not implemented; every client could read and write every topic";
+constexpr std::string_view kMount = "mount points are not implemented; the listener's clients would share one topic space with every other listener";
+constexpr std::string_view kPlugin = "plugins are not implemented; their authentication and access checks would not run";
+constexpr std::string_view kPluginOpt = "plugins are not implemented";
+constexpr std::string_view kPersist = "retained messages and sessions are not saved";
+constexpr std::string_view kBridge = "bridges are not implemented";
+constexpr std::string_view kWebsocketsLib = "Midge does not use libwebsockets";
 
 // ---- special setters -------------------------------------------------------------------------
 
@@ -248,6 +278,10 @@ Err set_log_dest(ParseState& st, const Value& v) {
     return std::nullopt;
   }
   if (!rest.empty() && rest.front() != '#') st.warn("extra argument '" + std::string(rest) + "' for log_dest ignored");
+  if (dest == "topic" || dest == "dlt") {
+    st.warn("option 'log_dest " + std::string(dest) + "' is not applied by Midge yet (" +
+            (dest == "topic" ? "log lines are not published under $SYS/broker/log" : "there is no DLT output") + ")");
+  }
   st.config.log_dest.emplace_back(dest);
   return std::nullopt;
 }
@@ -268,6 +302,9 @@ constexpr int64_t kU32 = std::numeric_limits<uint32_t>::max();
 constexpr int64_t kI64 = std::numeric_limits<int64_t>::max();
 constexpr int64_t kI32 = std::numeric_limits<int32_t>::max();
 constexpr int64_t kMaxPayload = 268435455;  // MQTT remaining-length limit
+// Session expiry is kept as a nanosecond steady-clock time point (int64, about 292 years from boot):
+// 200 years leaves room for any uptime (security review L6).
+constexpr int64_t kMaxExpiration = int64_t{200} * 365 * 86400;
 
 constexpr uint8_t R = kReloadable;
 constexpr uint8_t D = kMakesDefault;
@@ -277,126 +314,144 @@ constexpr Kind B = Kind::kBool, U = Kind::kUint, I = Kind::kInt, S = Kind::kStri
 // clang-format off
 constexpr Option kOptions[] = {
   // ---- general (global) ----
-  security<&Config::acl_file, &Listener::acl_file>("acl_file", P, "Access control list file (topic/user/pattern lines)."),
+  refuse(security<&Config::acl_file, &Listener::acl_file>("acl_file", P, "Access control list file (topic/user/pattern lines)."), kAcl),
   security<&Config::allow_anonymous, &Listener::allow_anonymous>("allow_anonymous", B, "Allow clients that send no username. Unset: false if any listener is configured, true in local-only mode."),
-  unsupported("allow_duplicate_messages", Scope::kGlobal, "Deprecated in mosquitto; duplicates are always allowed."),
+  warn(unsupported("allow_duplicate_messages", Scope::kGlobal, "Deprecated in mosquitto; duplicates are always allowed."), "deprecated; duplicates are always delivered", "true"),
   security<&Config::allow_zero_length_clientid, &Listener::allow_zero_length_clientid>("allow_zero_length_clientid", B, "Let MQTT 3.1.1/5 clients connect with an empty client id and get a generated one."),
-  unsupported("auth_opt_*", Scope::kSecurity, "Option passed to the auth plugin."),
-  unsupported("auth_plugin", Scope::kSecurity, "External authentication plugin (shared object)."),
-  unsupported("auth_plugin_deny_special_chars", Scope::kSecurity, "Deny ACL checks for usernames/client ids with + or #."),
+  warn(unsupported("auth_opt_*", Scope::kSecurity, "Option passed to the auth plugin."), kPluginOpt),
+  refuse(unsupported("auth_plugin", Scope::kSecurity, "External authentication plugin (shared object)."), kPlugin),
+  warn(unsupported("auth_plugin_deny_special_chars", Scope::kSecurity, "Deny ACL checks for usernames/client ids with + or #."), kPluginOpt, "true"),
   security<&Config::auto_id_prefix, &Listener::auto_id_prefix>("auto_id_prefix", S, "Prefix of generated client ids."),
-  opt<&Config::autosave_interval>("autosave_interval", U, R, "Seconds between saves of the in-memory database (persistence); 0 = only on exit.", 0, kU32),
-  unsupported("autosave_on_changes", Scope::kGlobal, "Count changes instead of seconds for autosave_interval."),
-  unsupported("check_retain_source", Scope::kGlobal, "Re-check the publisher's access before sending a retained message."),
-  unsupported("clientid_prefixes", Scope::kGlobal, "Deprecated: only allow client ids with this prefix."),
+  warn(opt<&Config::autosave_interval>("autosave_interval", U, R, "Seconds between saves of the in-memory database (persistence); 0 = only on exit.", 0, kU32), kPersist),
+  warn(unsupported("autosave_on_changes", Scope::kGlobal, "Count changes instead of seconds for autosave_interval."), kPersist),
+  warn(unsupported("check_retain_source", Scope::kGlobal, "Re-check the publisher's access before sending a retained message."), "it only concerns ACLs and plugins, which Midge does not implement", "false"),
+  refuse(unsupported("clientid_prefixes", Scope::kGlobal, "Deprecated: only allow client ids with this prefix."), "client id prefixes are not checked; clients with any client id would be accepted"),
   opt<&Config::connection_messages>("connection_messages", B, R, "Log client connects and disconnects."),
   special("include_dir", Kind::kPath, Scope::kGlobal, kNoFlags, "Parse every *.conf file in this directory, in mosquitto's order.", &set_include_dir),
-  special("log_dest", Kind::kSpecial, Scope::kGlobal, R, "Log destination: stdout, stderr, syslog, topic, file PATH, dlt or none; repeatable.", &set_log_dest, &show_log_dest),
-  unsupported("log_facility", Scope::kGlobal, "Syslog facility local0..local7."),
+  special("log_dest", Kind::kSpecial, Scope::kGlobal, R, "Log destination: stdout, stderr, syslog, file PATH or none; repeatable (topic and dlt: a warning).", &set_log_dest, &show_log_dest),
+  warn(unsupported("log_facility", Scope::kGlobal, "Syslog facility local0..local7."), "syslog lines use the daemon facility"),
   opt<&Config::log_timestamp>("log_timestamp", B, R, "Prefix each log line with a timestamp."),
-  opt<&Config::log_timestamp_format>("log_timestamp_format", S, R, "strftime() format of the log timestamp; unset = seconds since the epoch."),
-  {"log_type", E, Scope::kGlobal, R, 0, 0, kLogTypes, "Message types to log; repeatable.", &store<&Config::log_type>, &show_log_type},
-  opt<&Config::max_inflight_bytes>("max_inflight_bytes", U, R, "Per-client byte limit of outgoing QoS 1/2 messages in flight; 0 = no limit.", 0, kI64),
+  opt<&Config::log_timestamp_format>("log_timestamp_format", S, R, "strftime() format of the log timestamp (local time); unset = seconds since the epoch."),
+  warn({"log_type", E, Scope::kGlobal, R, 0, 0, kLogTypes, "Message types to log; repeatable.", &store<&Config::log_type>, &show_log_type, Applied::kYes, {}, {}}, "every message type is logged", "all"),
+  warn(opt<&Config::max_inflight_bytes>("max_inflight_bytes", U, R, "Per-client byte limit of outgoing QoS 1/2 messages in flight; 0 = no limit.", 0, kI64), "in-flight messages are bounded by max_inflight_messages only", "0"),
   opt<&Config::max_inflight_messages>("max_inflight_messages", U, R, "Per-client limit of outgoing QoS 1/2 messages in flight; 0 = no limit.", 0, 65535),
   opt<&Config::max_keepalive>("max_keepalive", U, R, "Largest keepalive accepted; MQTT 5 clients asking for more are told this value.", 10, 65535),
-  opt<&Config::max_packet_size>("max_packet_size", U, R, "Largest MQTT packet accepted, in bytes (>= 20); unset = no limit.", 20, kU32),
+  opt<&Config::max_packet_size>("max_packet_size", U, R, "Largest MQTT packet accepted, in bytes (>= 20); larger packets close the connection. Mosquitto's default is no limit.", 20, kU32),
+  opt<&Config::max_pending_output>("max_pending_output", U, kMidgeExtension, "Bytes waiting to be written to one connection beyond which it is sent nothing more but what it needs (see README, slow consumers).", 65536, kU32),
   opt<&Config::max_queued_bytes>("max_queued_bytes", U, R, "Per-client byte limit of queued QoS 1/2 messages; 0 = no limit.", 0, kI64),
   opt<&Config::max_queued_messages>("max_queued_messages", U, R, "Per-client limit of queued QoS 1/2 messages; 0 = no limit.", 0, kU32),
-  unsupported("memory_limit", Scope::kGlobal, "Heap limit in bytes."),
+  warn(unsupported("memory_limit", Scope::kGlobal, "Heap limit in bytes."), "the heap is not limited; each connection's memory is bounded by max_packet_size, max_pending_output and the queue limits"),
   opt<&Config::message_size_limit>("message_size_limit", U, R, "Largest PUBLISH payload accepted, in bytes; 0 = no limit.", 0, kMaxPayload),
   security<&Config::password_file, &Listener::password_file>("password_file", P, "Password file made with mosquitto_passwd."),
-  special("per_listener_settings", B, Scope::kGlobal, R, "Make security options (allow_anonymous, password_file, acl_file, ...) apply per listener.", &set_per_listener_settings, &show<&Config::per_listener_settings>),
-  opt<&Config::persistence>("persistence", B, R, "Save sessions, subscriptions and retained messages to disk."),
-  opt<&Config::persistence_file>("persistence_file", S, R, "File name of the persistent database."),
-  opt<&Config::persistence_location>("persistence_location", P, R, "Directory of the persistent database; unset = current directory."),
-  opt<&Config::persistent_client_expiration>("persistent_client_expiration", Kind::kDuration, R, "Expire disconnected persistent clients after N h/d/w/m/y; unset = never.", 1, kI64),
-  opt<&Config::pid_file>("pid_file", P, kNoFlags, "Write the process id to this file."),
-  unsupported("plugin", Scope::kSecurity, "Plugin shared object (mosquitto 2.0 name of auth_plugin)."),
-  unsupported("plugin_opt_*", Scope::kSecurity, "Option passed to the plugin."),
-  unsupported("psk_file", Scope::kSecurity, "Pre-shared-key file (identity:key lines)."),
+  special("per_listener_settings", B, Scope::kGlobal, R, "Security options in a listener block apply to it; Midge needs every listener to have the same ones.", &set_per_listener_settings, &show<&Config::per_listener_settings>),
+  warn(opt<&Config::persistence>("persistence", B, R, "Save sessions, subscriptions and retained messages to disk."), kPersist, "false"),
+  warn(opt<&Config::persistence_file>("persistence_file", S, R, "File name of the persistent database."), kPersist),
+  warn(opt<&Config::persistence_location>("persistence_location", P, R, "Directory of the persistent database; unset = current directory."), kPersist),
+  opt<&Config::persistent_client_expiration>("persistent_client_expiration", Kind::kDuration, R, "Expire disconnected persistent clients after N h/d/w/m/y (at most 200 years: longer is cut to that, with a warning); unset = never.", 1, kMaxExpiration),
+  opt<&Config::pid_file>("pid_file", P, kNoFlags, "Write the process id to this file (not through a symbolic link)."),
+  refuse(unsupported("plugin", Scope::kSecurity, "Plugin shared object (mosquitto 2.0 name of auth_plugin)."), kPlugin),
+  warn(unsupported("plugin_opt_*", Scope::kSecurity, "Option passed to the plugin."), kPluginOpt),
+  refuse(unsupported("psk_file", Scope::kSecurity, "Pre-shared-key file (identity:key lines)."), kTls),
   opt<&Config::queue_qos0_messages>("queue_qos0_messages", B, R, "Queue QoS 0 messages for disconnected persistent clients."),
   opt<&Config::retain_available>("retain_available", B, R, "Support retained messages; false disconnects clients that publish them."),
-  unsupported("retry_interval", Scope::kGlobal, "Removed in mosquitto 2.0 (accepted with a warning)."),
-  opt<&Config::set_tcp_nodelay>("set_tcp_nodelay", B, R, "Set TCP_NODELAY on client sockets."),
+  warn(unsupported("retry_interval", Scope::kGlobal, "Removed in mosquitto 2.0 (accepted with a warning)."), "removed in Mosquitto 2.0"),
+  warn(opt<&Config::set_tcp_nodelay>("set_tcp_nodelay", B, R, "Set TCP_NODELAY on client sockets."), "Midge always sets TCP_NODELAY", "true"),
   opt<&Config::sys_interval>("sys_interval", U, R, "Seconds between $SYS updates; 0 disables $SYS.", 0, 65535),
   opt<&Config::thread_count>("thread_count", U, kMidgeExtension, "Worker threads; 0 = one per core.", 0, 1024),
-  unsupported("upgrade_outgoing_qos", Scope::kGlobal, "Deliver at the subscription's QoS (non-standard)."),
-  opt<&Config::user>("user", S, kNoFlags, "User to switch to when started as root."),
+  warn(unsupported("upgrade_outgoing_qos", Scope::kGlobal, "Deliver at the subscription's QoS (non-standard)."), "messages go out at the lower of the published and subscribed QoS", "false"),
+  opt<&Config::user>("user", S, kNoFlags, "When started as root, switch to this user after opening listeners, log and pid files (unknown user: nobody). Unset = stay root."),
   // ---- listeners ----
   special("bind_address", S, Scope::kListener, D, "Deprecated: bind address of the default listener.", &set_bind_address),
-  unsupported("bind_interface", Scope::kListener, "Listen only on this network interface.", D),
-  opt<&Config::http_dir>("http_dir", P, kNoFlags, "Directory served over HTTP by websockets listeners."),
-  special("listener", Kind::kListener, Scope::kListener, kNoFlags, "listener PORT [ADDRESS|UNIX_PATH]: start a listener block; port 0 = unix socket.", &set_listener),
+  refuse(unsupported("bind_interface", Scope::kListener, "Listen only on this network interface.", D), "the listener would accept connections on every interface"),
+  warn(opt<&Config::http_dir>("http_dir", P, kNoFlags, "Directory served over HTTP by websockets listeners."), "no files are served over HTTP"),
+  special("listener", Kind::kListener, Scope::kListener, kNoFlags, "listener PORT [ADDRESS|UNIX_PATH]: start a listener block; port 0 = unix socket (not supported yet: skipped with a warning).", &set_listener),
   mirrored<&Listener::max_connections, &Config::max_connections>("max_connections", I, "Client limit of this listener; -1 = unlimited.", -1, kI32),
-  mirrored<&Listener::max_qos, &Config::max_qos>("max_qos", U, "Highest QoS allowed on this listener (0..2).", 0, 2),
-  unsupported("max_topic_alias", Scope::kListener, "Topic aliases an MQTT 5 client may create."),
-  opt<&Listener::mount_point>("mount_point", S, kNeedsListener, "Topic prefix isolating this listener's clients."),
+  mirrored<&Listener::max_qos, &Config::max_qos>("max_qos", U, "Highest QoS allowed on this listener (0..2); if listeners differ, the lowest applies to all (a warning).", 0, 2),
+  mirrored<&Listener::max_topic_alias, &Config::max_topic_alias>("max_topic_alias", U, "Topic aliases an MQTT 5 client may create (0..65535); if listeners differ, the lowest applies to all (a warning).", 0, 65535, kNoFlags),
+  refuse(opt<&Listener::mount_point>("mount_point", S, kNeedsListener, "Topic prefix isolating this listener's clients."), kMount),
   special("port", U, Scope::kListener, D, "Deprecated: port of the default listener (all interfaces).", &set_port, &show_port, 1, 65535),
-  opt<&Listener::protocol>("protocol", E, D, "mqtt or websockets.", 0, 0, "mqtt|websockets"),
+  opt<&Listener::protocol>("protocol", E, D, "mqtt or websockets (plain ws://).", 0, 0, "mqtt|websockets"),
   opt<&Listener::socket_domain>("socket_domain", E, D, "Restrict the listener to ipv4 or ipv6.", 0, 0, "ipv4|ipv6"),
-  unsupported("use_username_as_clientid", Scope::kListener, "Replace the client id with the username.", D),
-  opt<&Config::websockets_log_level>("websockets_log_level", U, kNoFlags, "libwebsockets log level bit mask.", 0, 65535),
-  unsupported("websockets_headers_size", Scope::kGlobal, "Websockets HTTP header buffer size."),
-  // ---- listener TLS ----
-  opt<&Listener::cafile>("cafile", P, D, "PEM CA certificates trusted for client certificates."),
-  opt<&Listener::capath>("capath", P, D, "Directory of PEM CA certificates."),
-  opt<&Listener::certfile>("certfile", P, D, "PEM server certificate (with keyfile enables TLS)."),
-  opt<&Listener::ciphers>("ciphers", S, D, "TLS 1.2 cipher list."),
-  unsupported("ciphers_tls1.3", Scope::kListener, "TLS 1.3 cipher suites.", D),
-  opt<&Listener::crlfile>("crlfile", P, D, "PEM certificate revocation list."),
-  unsupported("dhparamfile", Scope::kListener, "DH parameters for ephemeral DH key exchange.", D),
-  opt<&Listener::keyfile>("keyfile", P, D, "PEM server private key."),
-  unsupported("psk_hint", Scope::kListener, "Enable TLS-PSK with this hint.", D),
-  opt<&Listener::require_certificate>("require_certificate", B, D, "Require a valid client certificate."),
-  unsupported("tls_engine", Scope::kListener, "OpenSSL engine id.", D),
-  unsupported("tls_engine_kpass_sha1", Scope::kListener, "SHA1 of the engine key password."),
-  unsupported("tls_keyform", Scope::kListener, "pem or engine."),
-  opt<&Listener::tls_version>("tls_version", E, kNoFlags, "Minimum TLS version.", 0, 0, "tlsv1.3|tlsv1.2|tlsv1.1"),
-  opt<&Listener::use_identity_as_username>("use_identity_as_username", B, D, "Use the certificate CN (or PSK identity) as username."),
-  opt<&Listener::use_subject_as_username>("use_subject_as_username", B, D, "Use the full certificate subject as username."),
+  refuse(unsupported("use_username_as_clientid", Scope::kListener, "Replace the client id with the username.", D), "client ids are not replaced by user names, so one user could take over another user's session", "false"),
+  warn(opt<&Config::websockets_log_level>("websockets_log_level", U, kNoFlags, "libwebsockets log level bit mask.", 0, 65535), kWebsocketsLib),
+  warn(unsupported("websockets_headers_size", Scope::kGlobal, "Websockets HTTP header buffer size."), "the WebSocket upgrade request may be up to 8 KB"),
+  // ---- listener TLS: refused until TLS exists, so that no listener meant for TLS opens in plaintext ----
+  refuse(opt<&Listener::cafile>("cafile", P, D, "PEM CA certificates trusted for client certificates."), kTls),
+  refuse(opt<&Listener::capath>("capath", P, D, "Directory of PEM CA certificates."), kTls),
+  refuse(opt<&Listener::certfile>("certfile", P, D, "PEM server certificate (with keyfile enables TLS)."), kTls),
+  refuse(opt<&Listener::ciphers>("ciphers", S, D, "TLS 1.2 cipher list."), kTls),
+  refuse(unsupported("ciphers_tls1.3", Scope::kListener, "TLS 1.3 cipher suites.", D), kTls),
+  refuse(opt<&Listener::crlfile>("crlfile", P, D, "PEM certificate revocation list."), kTls),
+  refuse(unsupported("dhparamfile", Scope::kListener, "DH parameters for ephemeral DH key exchange.", D), kTls),
+  refuse(opt<&Listener::keyfile>("keyfile", P, D, "PEM server private key."), kTls),
+  refuse(unsupported("psk_hint", Scope::kListener, "Enable TLS-PSK with this hint.", D), kTls),
+  refuse(opt<&Listener::require_certificate>("require_certificate", B, D, "Require a valid client certificate."), kTls, "false"),
+  refuse(unsupported("tls_engine", Scope::kListener, "OpenSSL engine id.", D), kTls),
+  refuse(unsupported("tls_engine_kpass_sha1", Scope::kListener, "SHA1 of the engine key password."), kTls),
+  refuse(unsupported("tls_keyform", Scope::kListener, "pem or engine."), kTls),
+  refuse(opt<&Listener::tls_version>("tls_version", E, kNoFlags, "Minimum TLS version.", 0, 0, "tlsv1.3|tlsv1.2|tlsv1.1"), kTls),
+  refuse(opt<&Listener::use_identity_as_username>("use_identity_as_username", B, D, "Use the certificate CN (or PSK identity) as username."), kTls, "false"),
+  refuse(opt<&Listener::use_subject_as_username>("use_subject_as_username", B, D, "Use the full certificate subject as username."), kTls, "false"),
   // ---- bridges (a `connection` block) ----
-  unsupported("address", Scope::kBridge, "Remote broker address[:port] list."),
-  unsupported("addresses", Scope::kBridge, "Same as address."),
-  unsupported("bridge_alpn", Scope::kBridge, "TLS ALPN of the bridge."),
-  unsupported("bridge_attempt_unsubscribe", Scope::kBridge, "Unsubscribe remote out-topics."),
-  unsupported("bridge_bind_address", Scope::kBridge, "Local address of the bridge socket."),
-  unsupported("bridge_cafile", Scope::kBridge, "Bridge TLS CA file."),
-  unsupported("bridge_capath", Scope::kBridge, "Bridge TLS CA directory."),
-  unsupported("bridge_certfile", Scope::kBridge, "Bridge client certificate."),
-  unsupported("bridge_identity", Scope::kBridge, "Bridge PSK identity."),
-  unsupported("bridge_insecure", Scope::kBridge, "Skip remote host name verification."),
-  unsupported("bridge_keyfile", Scope::kBridge, "Bridge client key."),
-  unsupported("bridge_max_packet_size", Scope::kBridge, "Largest packet sent to the remote broker."),
-  unsupported("bridge_outgoing_retain", Scope::kBridge, "Keep the retain bit on outgoing messages."),
-  unsupported("bridge_protocol_version", Scope::kBridge, "mqttv50, mqttv311 or mqttv31."),
-  unsupported("bridge_psk", Scope::kBridge, "Bridge pre-shared key."),
-  unsupported("bridge_require_ocsp", Scope::kBridge, "Require OCSP on the bridge TLS connection."),
-  unsupported("bridge_tls_version", Scope::kBridge, "Bridge TLS version."),
-  unsupported("cleansession", Scope::kBridge, "Clean session of the bridge."),
-  unsupported("clientid", Scope::kBridge, "Old name of remote_clientid."),
-  unsupported("connection", Scope::kBridge, "Start a bridge block named NAME."),
-  unsupported("idle_timeout", Scope::kBridge, "Idle seconds before a lazy bridge stops."),
-  unsupported("keepalive_interval", Scope::kBridge, "Bridge keepalive seconds."),
-  unsupported("local_cleansession", Scope::kBridge, "Clean session of the local side."),
-  unsupported("local_clientid", Scope::kBridge, "Client id on the local broker."),
-  unsupported("local_password", Scope::kBridge, "Password on the local broker."),
-  unsupported("local_username", Scope::kBridge, "Username on the local broker."),
-  unsupported("notification_topic", Scope::kBridge, "Topic of bridge state notifications."),
-  unsupported("notifications", Scope::kBridge, "Publish bridge state notifications."),
-  unsupported("notifications_local_only", Scope::kBridge, "Publish notifications locally only."),
-  unsupported("password", Scope::kBridge, "Old name of remote_password."),
-  unsupported("remote_clientid", Scope::kBridge, "Client id on the remote broker."),
-  unsupported("remote_password", Scope::kBridge, "Password on the remote broker."),
-  unsupported("remote_username", Scope::kBridge, "Username on the remote broker."),
-  unsupported("restart_timeout", Scope::kBridge, "Reconnect delay: constant or base cap."),
-  unsupported("round_robin", Scope::kBridge, "Treat all bridge addresses as equals."),
-  unsupported("start_type", Scope::kBridge, "automatic, lazy or once."),
-  unsupported("threshold", Scope::kBridge, "Queued messages that start a lazy bridge."),
-  unsupported("topic", Scope::kBridge, "Topic pattern [direction [qos [local remote]]] shared with the remote."),
-  unsupported("try_private", Scope::kBridge, "Announce the bridge to the remote broker."),
-  unsupported("username", Scope::kBridge, "Old name of remote_username."),
+  warn(unsupported("address", Scope::kBridge, "Remote broker address[:port] list."), kBridge),
+  warn(unsupported("addresses", Scope::kBridge, "Same as address."), kBridge),
+  warn(unsupported("bridge_alpn", Scope::kBridge, "TLS ALPN of the bridge."), kBridge),
+  warn(unsupported("bridge_attempt_unsubscribe", Scope::kBridge, "Unsubscribe remote out-topics."), kBridge),
+  warn(unsupported("bridge_bind_address", Scope::kBridge, "Local address of the bridge socket."), kBridge),
+  warn(unsupported("bridge_cafile", Scope::kBridge, "Bridge TLS CA file."), kBridge),
+  warn(unsupported("bridge_capath", Scope::kBridge, "Bridge TLS CA directory."), kBridge),
+  warn(unsupported("bridge_certfile", Scope::kBridge, "Bridge client certificate."), kBridge),
+  warn(unsupported("bridge_identity", Scope::kBridge, "Bridge PSK identity."), kBridge),
+  warn(unsupported("bridge_insecure", Scope::kBridge, "Skip remote host name verification."), kBridge),
+  warn(unsupported("bridge_keyfile", Scope::kBridge, "Bridge client key."), kBridge),
+  warn(unsupported("bridge_max_packet_size", Scope::kBridge, "Largest packet sent to the remote broker."), kBridge),
+  warn(unsupported("bridge_outgoing_retain", Scope::kBridge, "Keep the retain bit on outgoing messages."), kBridge),
+  warn(unsupported("bridge_protocol_version", Scope::kBridge, "mqttv50, mqttv311 or mqttv31."), kBridge),
+  warn(unsupported("bridge_psk", Scope::kBridge, "Bridge pre-shared key."), kBridge),
+  warn(unsupported("bridge_require_ocsp", Scope::kBridge, "Require OCSP on the bridge TLS connection."), kBridge),
+  warn(unsupported("bridge_tls_version", Scope::kBridge, "Bridge TLS version."), kBridge),
+  warn(unsupported("cleansession", Scope::kBridge, "Clean session of the bridge."), kBridge),
+  warn(unsupported("clientid", Scope::kBridge, "Old name of remote_clientid."), kBridge),
+  warn(unsupported("connection", Scope::kBridge, "Start a bridge block named NAME."), kBridge),
+  warn(unsupported("idle_timeout", Scope::kBridge, "Idle seconds before a lazy bridge stops."), kBridge),
+  warn(unsupported("keepalive_interval", Scope::kBridge, "Bridge keepalive seconds."), kBridge),
+  warn(unsupported("local_cleansession", Scope::kBridge, "Clean session of the local side."), kBridge),
+  warn(unsupported("local_clientid", Scope::kBridge, "Client id on the local broker."), kBridge),
+  warn(unsupported("local_password", Scope::kBridge, "Password on the local broker."), kBridge),
+  warn(unsupported("local_username", Scope::kBridge, "Username on the local broker."), kBridge),
+  warn(unsupported("notification_topic", Scope::kBridge, "Topic of bridge state notifications."), kBridge),
+  warn(unsupported("notifications", Scope::kBridge, "Publish bridge state notifications."), kBridge),
+  warn(unsupported("notifications_local_only", Scope::kBridge, "Publish notifications locally only."), kBridge),
+  warn(unsupported("password", Scope::kBridge, "Old name of remote_password."), kBridge),
+  warn(unsupported("remote_clientid", Scope::kBridge, "Client id on the remote broker."), kBridge),
+  warn(unsupported("remote_password", Scope::kBridge, "Password on the remote broker."), kBridge),
+  warn(unsupported("remote_username", Scope::kBridge, "Username on the remote broker."), kBridge),
+  warn(unsupported("restart_timeout", Scope::kBridge, "Reconnect delay: constant or base cap."), kBridge),
+  warn(unsupported("round_robin", Scope::kBridge, "Treat all bridge addresses as equals."), kBridge),
+  warn(unsupported("start_type", Scope::kBridge, "automatic, lazy or once."), kBridge),
+  warn(unsupported("threshold", Scope::kBridge, "Queued messages that start a lazy bridge."), kBridge),
+  warn(unsupported("topic", Scope::kBridge, "Topic pattern [direction [qos [local remote]]] shared with the remote."), kBridge),
+  warn(unsupported("try_private", Scope::kBridge, "Announce the bridge to the remote broker."), kBridge),
+  warn(unsupported("username", Scope::kBridge, "Old name of remote_username."), kBridge),
 };
 // clang-format on
+
+// Every row says whether Midge applies it, and why not when it does not.
+constexpr bool states_are_complete() {
+  for (const Option& o : kOptions) {
+    if (o.kind == Kind::kUnsupported && o.applied == Applied::kYes) return false;
+    if ((o.applied == Applied::kYes) != o.why.empty()) return false;
+  }
+  return true;
+}
+static_assert(states_are_complete(), "an option row lacks its applied state or its reason");
+
+// mosquitto reads 1/0 as booleans too.
+std::string_view as_bool_word(std::string_view v) {
+  if (v == "1") return "true";
+  if (v == "0") return "false";
+  return v;
+}
 
 }  // namespace
 
@@ -412,6 +467,15 @@ const Option* find_option(std::string_view name) {
     }
   }
   return nullptr;
+}
+
+std::optional<std::string> not_applied_message(const Option& o, std::string_view name, std::string_view value) {
+  if (o.applied == Applied::kYes) return std::nullopt;
+  if (!o.inert.empty() && (value == o.inert || as_bool_word(value) == o.inert)) return std::nullopt;
+  const std::string quoted = "option '" + std::string(name) + "'";
+  if (o.applied == Applied::kWarn) return quoted + " is not applied by Midge yet (" + std::string(o.why) + ")";
+  return quoted + " is not supported by Midge yet and ignoring it would weaken security (" + std::string(o.why) +
+         "); remove it to start Midge";
 }
 
 }  // namespace midge::config

@@ -18,6 +18,8 @@ struct ParseState {
   bool default_used = false;
   std::optional<std::size_t> current;  // index in config.listeners of the latest `listener`
   bool security_seen = false;          // per_listener_settings must precede security options
+  std::string default_security_at;     // "file:line" of the first per-listener security option
+                                       // given before any `listener` line
   std::string file;                    // position of the line being parsed
   int line = 0;
   std::vector<std::string> open_files;  // canonical paths being parsed, for include loops

@@ -84,9 +84,22 @@ std::optional<std::string> to_duration(std::string_view word, Value* out) {
   std::string_view digits = word.substr(0, word.size() - 1);
   int64_t n = 0;
   auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
-  if (ec != std::errc{} || ptr != digits.data() + digits.size() || n <= 0) return bad;
-  if (n > std::numeric_limits<int64_t>::max() / unit) return "duration " + quoted(word) + " is too long";
-  *out = n * unit;
+  if (ptr != digits.data() + digits.size() || n < 0 || (ec != std::errc{} && ec != std::errc::result_out_of_range)) return bad;
+  if (ec == std::errc{} && n == 0) return bad;
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  *out = ec != std::errc{} || n > kMax / unit ? kMax : n * unit;  // cut to the row's maximum by convert()
+  return std::nullopt;
+}
+
+// A duration longer than the row allows is cut to the maximum with a warning (mosquitto accepts any
+// length; Midge keeps expiry times in 64-bit nanoseconds, security review L6).
+std::optional<std::string> to_bounded_duration(const Option& o, std::string_view word, ParseState& st, Value* out) {
+  if (auto e = to_duration(word, out)) return e;
+  if (std::get<int64_t>(*out) > o.max) {
+    *out = o.max;
+    st.warn("option " + quoted(o.name) + ": " + quoted(word) + " is longer than Midge's maximum of " +
+            std::to_string(o.max / (365 * 86400)) + " years, which is used instead");
+  }
   return std::nullopt;
 }
 
@@ -108,7 +121,7 @@ std::optional<std::string> convert(const Option& o, std::string_view rest, Parse
   }
   switch (o.kind) {
     case Kind::kBool: return to_bool(word, out);
-    case Kind::kDuration: return to_duration(word, out);
+    case Kind::kDuration: return to_bounded_duration(o, word, st, out);
     case Kind::kEnum:
       if (!o.choices.empty()) {
         std::string_view c = o.choices;
@@ -136,6 +149,15 @@ std::optional<std::string> apply_scope(const Option& o, ParseState& st) {
   return std::nullopt;
 }
 
+// An option Midge does not apply: a warning, or an error when ignoring it would weaken security.
+std::optional<std::string> check_applied(ParseState& st, const Option& o, std::string_view name, std::string_view rest) {
+  std::string_view unused;
+  std::optional<std::string> message = not_applied_message(o, name, split_word(rest, &unused));
+  if (!message || o.applied == Applied::kRefuse) return message;
+  st.warn(*message);
+  return std::nullopt;
+}
+
 std::optional<Error> parse_line(ParseState& st, std::string_view text) {
   auto fail = [&](const std::string& msg) { return Error{st.file, st.line, msg}; };
   std::string_view rest;
@@ -144,12 +166,13 @@ std::optional<Error> parse_line(ParseState& st, std::string_view text) {
   if (!o) return fail("unknown option " + quoted(name));
   if (auto e = apply_scope(*o, st)) return fail("option " + quoted(name) + ": " + *e);
   if (o->kind == Kind::kUnsupported) {
-    st.warn("option " + std::string(name) + " is not supported by Midge yet, ignored");
+    if (auto e = check_applied(st, *o, name, rest)) return fail(*e);
     return std::nullopt;
   }
   if (rest.empty()) return fail("option " + quoted(name) + " needs a value");
   Value value;
   if (auto e = convert(*o, rest, st, &value)) return fail("option " + quoted(name) + ": " + *e);
+  if (auto e = check_applied(st, *o, name, rest)) return fail(*e);
   if (auto e = o->set(st, value)) {
     if (st.nested) {
       Error nested = std::move(*st.nested);
@@ -236,6 +259,64 @@ void check_duplicates(const Config& c, std::optional<Error>* out) {
   }
 }
 
+std::string where(const Listener& l) { return l.file + ":" + std::to_string(l.line); }
+
+template <class T>
+void hoist(T& global, const std::optional<T>& v) {
+  if (v) global = *v;
+}
+template <class T>
+void hoist(std::optional<T>& global, const std::optional<T>& v) {
+  if (v) global = v;
+}
+void hoist(std::string& global, const std::string& v) {
+  if (!v.empty()) global = v;
+}
+
+// per_listener_settings: Midge has one set of security settings. A configuration whose listeners
+// all have the same ones is accepted (they become the global ones); any other is refused, so that
+// a password file or allow_anonymous meant for one listener never applies to another (review L11).
+template <class G, class L>
+std::optional<Error> same_on_every_listener(Config& c, L Listener::*field, const char* name, G Config::*global) {
+  const Listener& first = c.listeners.front();
+  for (const Listener& l : c.listeners) {
+    if (l.*field == first.*field) continue;
+    return Error{l.file, l.line,
+                 "per_listener_settings: this listener's " + std::string(name) + " differs from the listener's at " +
+                     where(first) + "; Midge applies one set of security settings to every listener " +
+                     "(per-listener security is not implemented yet)"};
+  }
+  hoist(c.*global, first.*field);
+  return std::nullopt;
+}
+
+std::optional<Error> check_per_listener_security(Config& c) {
+  if (!c.per_listener_settings || c.listeners.empty()) return std::nullopt;
+  if (auto e = same_on_every_listener(c, &Listener::allow_anonymous, "allow_anonymous", &Config::allow_anonymous)) return e;
+  if (auto e = same_on_every_listener(c, &Listener::password_file, "password_file", &Config::password_file)) return e;
+  if (auto e = same_on_every_listener(c, &Listener::allow_zero_length_clientid, "allow_zero_length_clientid",
+                                      &Config::allow_zero_length_clientid)) {
+    return e;
+  }
+  return same_on_every_listener(c, &Listener::auto_id_prefix, "auto_id_prefix", &Config::auto_id_prefix);
+}
+
+// Listener options Midge applies to the whole broker: the lowest value wins, with a warning at
+// every listener that asked for more.
+template <class T>
+void lowest_on_every_listener(Config& c, T Listener::*field, const char* name, T Config::*global) {
+  if (c.listeners.empty()) return;  // local-only mode: the value given before any listener
+  T low = c.listeners.front().*field;
+  for (const Listener& l : c.listeners) low = std::min(low, l.*field);
+  c.*global = low;
+  for (const Listener& l : c.listeners) {
+    if (l.*field == low) continue;
+    c.warnings.push_back(where(l) + ": option '" + name + "' " + std::to_string(l.*field) +
+                         " is not applied: Midge applies the lowest " + name + " of all listeners, " +
+                         std::to_string(low) + ", to every listener");
+  }
+}
+
 std::optional<Error> finish(ParseState& st) {
   Config& c = st.config;
   const Listener& d = st.default_listener;
@@ -248,10 +329,18 @@ std::optional<Error> finish(ParseState& st) {
     if (!d.acl_file.empty()) c.acl_file = d.acl_file;
     if (d.allow_zero_length_clientid) c.allow_zero_length_clientid = *d.allow_zero_length_clientid;
     if (d.auto_id_prefix) c.auto_id_prefix = *d.auto_id_prefix;
+  } else if (c.per_listener_settings && !st.default_security_at.empty()) {
+    // They belong to the default listener, which is not opened: Midge fails closed, and says so.
+    c.warnings.push_back(st.default_security_at +
+                         ": security options before the first 'listener' line apply to no listener "
+                         "(per_listener_settings is true and the default listener is not opened)");
   }
   c.local_only = c.listeners.empty();
   std::optional<Error> err;
   check_duplicates(c, &err);
+  if (!err) err = check_per_listener_security(c);
+  lowest_on_every_listener(c, &Listener::max_qos, "max_qos", &Config::max_qos);
+  lowest_on_every_listener(c, &Listener::max_topic_alias, "max_topic_alias", &Config::max_topic_alias);
   return err;
 }
 

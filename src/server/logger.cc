@@ -1,10 +1,48 @@
 #include "server/logger.h"
 
+#include <fcntl.h>
 #include <syslog.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 
 namespace midge::server {
+namespace {
+
+// O_NOFOLLOW: started as root, Midge must not append through a symbolic link that the owner of the
+// log directory planted there (security review M7).
+FILE* open_log_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return nullptr;
+  FILE* f = ::fdopen(fd, "a");
+  if (!f) {
+    ::close(fd);
+    return nullptr;
+  }
+  std::setvbuf(f, nullptr, _IOFBF, 1 << 16);
+  return f;
+}
+
+}  // namespace
+
+std::string escape_log_line(std::string_view line) {
+  std::string out;
+  out.reserve(line.size());
+  for (char c : line) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b >= 0x20 && b != 0x7f) {
+      out += c;
+      continue;
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    out += "\\x";
+    out += kHex[b >> 4];
+    out += kHex[b & 0xf];
+  }
+  return out;
+}
 
 Logger::~Logger() {
   flush();
@@ -13,9 +51,10 @@ Logger::~Logger() {
   }
 }
 
-std::string Logger::configure(const std::vector<std::string>& dests, bool timestamps) {
+std::string Logger::configure(const std::vector<std::string>& dests, bool timestamps, const std::string& time_format) {
   std::lock_guard lock(mutex_);
   timestamps_ = timestamps;
+  time_format_ = time_format;
   if (dests.empty()) return "";
   to_stderr_ = false;
   for (const std::string& d : dests) {
@@ -28,20 +67,32 @@ std::string Logger::configure(const std::vector<std::string>& dests, bool timest
       openlog("midge", LOG_PID, LOG_DAEMON);
     } else if (d.rfind("file ", 0) == 0) {
       const std::string path = d.substr(5);
-      FILE* f = std::fopen(path.c_str(), "a");
-      if (!f) return "cannot open log file " + path;
-      std::setvbuf(f, nullptr, _IOFBF, 1 << 16);
+      FILE* f = open_log_file(path);
+      if (!f) return "cannot open log file " + path + ": " + std::strerror(errno);
       files_.emplace_back(path, f);
     }
-    // "none", "topic", "dlt": nothing written here.
+    // "none", "topic", "dlt": nothing written here (the config parser warns about topic and dlt).
   }
   return "";
 }
 
+std::string Logger::timestamp() const {
+  const std::time_t now = std::time(nullptr);
+  if (time_format_.empty()) return std::to_string(static_cast<long long>(now)) + ": ";
+  std::tm local{};
+  localtime_r(&now, &local);
+  char buf[128];
+  const std::size_t n = std::strftime(buf, sizeof buf, time_format_.c_str(), &local);
+  return std::string(buf, n) + ": ";
+}
+
 void Logger::log(const std::string& line) {
+  // Client ids and user names reach log lines: control characters are escaped so that no client
+  // can start a line of its own (security review M7).
+  const std::string clean = escape_log_line(line);
   std::string text;
-  if (timestamps_) text = std::to_string(static_cast<long long>(std::time(nullptr))) + ": ";
-  text += line;
+  if (timestamps_) text = timestamp();
+  text += clean;
   text += '\n';
   std::lock_guard lock(mutex_);
   if (to_stderr_) {
@@ -55,7 +106,7 @@ void Logger::log(const std::string& line) {
   for (auto& [path, f] : files_) {
     if (f) std::fwrite(text.data(), 1, text.size(), f);
   }
-  if (to_syslog_) syslog(LOG_INFO, "%s", line.c_str());
+  if (to_syslog_) syslog(LOG_INFO, "%s", clean.c_str());
 }
 
 void Logger::flush() {
@@ -71,8 +122,7 @@ void Logger::reopen() {
   std::lock_guard lock(mutex_);
   for (auto& [path, f] : files_) {
     if (f) std::fclose(f);
-    f = std::fopen(path.c_str(), "a");
-    if (f) std::setvbuf(f, nullptr, _IOFBF, 1 << 16);
+    f = open_log_file(path);
   }
 }
 

@@ -1,9 +1,12 @@
 #include "server/server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -15,7 +18,6 @@
 #include <functional>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,16 +39,20 @@ struct Options {
   int port = -1;
   bool verbose = false;
   bool daemon = false;
+  bool help_config = false;  // print the option table and exit
 };
 
 void usage(FILE* out) {
   std::fprintf(out,
                "midge version %s\n\n"
                "midge is an MQTT 5.0/3.1.1/3.1 broker.\n\n"
-               "Usage: midge [-c config_file] [-d] [-h] [-p port] [-v]\n\n"
+               "Usage: midge [-c config_file] [-d] [-h] [-p port] [-v]\n"
+               "       midge --help-config [markdown]\n\n"
                " -c : specify the broker config file.\n"
                " -d : put the broker into the background after starting.\n"
                " -h : display this help.\n"
+               " --help-config : list every configuration option, its default and whether\n"
+               "      Midge applies it, warns that it does not, or refuses to start with it.\n"
                " -p : start the broker listening on the specified port.\n"
                "      Not recommended in conjunction with the -c option.\n"
                " -v : verbose mode - enable all logging types. This overrides\n"
@@ -86,6 +92,10 @@ int parse_args(int argc, char** argv, Options& o) {
     } else if (a == "-h" || a == "--help") {
       usage(stdout);
       return 0;
+    } else if (a == "--help-config") {
+      const bool markdown = i + 1 < argc && std::string(argv[i + 1]) == "markdown";
+      std::fputs((markdown ? config::describe_applied_markdown() : config::describe_options()).c_str(), stdout);
+      return 0;
     } else {
       std::fprintf(stderr, "Error: Unknown option '%s'.\n", a.c_str());
       usage(stderr);
@@ -114,12 +124,14 @@ broker::Settings make_settings(const config::Config& c) {
   s.max_inflight_messages = c.max_inflight_messages;
   s.message_size_limit = c.message_size_limit;
   s.max_packet_size = c.max_packet_size;
+  s.max_pending_output = c.max_pending_output;
   s.max_keepalive = c.max_keepalive;
   s.persistent_client_expiration = c.persistent_client_expiration;
   s.sys_interval = c.sys_interval;
   s.connection_messages = c.connection_messages;
   s.retain_available = c.retain_available;
-  s.max_qos = c.max_qos;
+  s.max_qos = c.max_qos;  // the lowest of the listeners' (config/parser.cc)
+  s.max_topic_alias = c.max_topic_alias;
   s.allow_zero_length_clientid = c.allow_zero_length_clientid;
   s.auto_id_prefix = c.auto_id_prefix;
   s.version = std::string("midge version ") + kVersion;
@@ -276,20 +288,6 @@ class Acceptor final : public net::EventLoop::Handler {
   bool retrying_ = false;
 };
 
-// The password file applying to every listener. per_listener_settings with
-// per-listener password files is not supported: the first listener's file
-// (in configuration order) is then used for all listeners, with a warning.
-std::string password_file_path(const config::Config& c, const std::function<void(const std::string&)>& say) {
-  if (!c.password_file.empty() || !c.per_listener_settings) return c.password_file;
-  for (const config::Listener& l : c.listeners) {
-    if (l.password_file.empty()) continue;
-    say("Warning: per-listener password_file is not supported; " + l.password_file +
-        " applies to every listener.");
-    return l.password_file;
-  }
-  return {};
-}
-
 // Reads the password file and installs it for the workers. On failure logs
 // the reason and leaves the previous file (if any) in place.
 bool load_password_file(const std::string& path, broker::SharedState& shared,
@@ -306,14 +304,49 @@ bool load_password_file(const std::string& path, broker::SharedState& shared,
   return true;
 }
 
+// O_NOFOLLOW: started as root, Midge must not write through a symbolic link that the owner of the
+// pid file's directory planted there (security review M7).
 void write_pid_file(const std::string& path, Logger& log) {
   if (path.empty()) return;
-  std::ofstream f(path, std::ios::trunc);
-  if (!f) {
-    log.log("Warning: Unable to write pid file " + path + ".");
-    return;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  const std::string text = std::to_string(getpid()) + "\n";
+  const bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const int error = errno;
+  if (fd >= 0) ::close(fd);
+  if (!ok) log.log("Warning: Unable to write pid file " + path + ": " + std::strerror(error) + ".");
+}
+
+// `user NAME`: started as root, switch to that user once the listeners, the log and the pid file
+// are open. An unknown user falls back to nobody, as in mosquitto. Without `user`, nothing changes.
+bool drop_privileges(const std::optional<std::string>& user, Logger& log) {
+  if (!user) return true;
+  if (geteuid() != 0) {
+    log.log("Not started as root: option 'user " + *user + "' has no effect.");
+    return true;
   }
-  f << getpid() << "\n";
+  if (*user == "root") {
+    log.log("Warning: running as root, as option 'user root' asks.");
+    return true;
+  }
+  std::string name = *user;
+  const passwd* pw = ::getpwnam(name.c_str());
+  if (!pw) {
+    log.log("Warning: user '" + name + "' does not exist; switching to user 'nobody' instead.");
+    name = "nobody";
+    pw = ::getpwnam(name.c_str());
+  }
+  if (!pw) {
+    log.log("Error: cannot drop privileges: user 'nobody' does not exist either.");
+    return false;
+  }
+  const uid_t uid = pw->pw_uid;
+  const gid_t gid = pw->pw_gid;
+  if (::initgroups(name.c_str(), gid) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+    log.log("Error: cannot switch to user '" + name + "': " + std::strerror(errno) + ".");
+    return false;
+  }
+  log.log("Running as user '" + name + "'.");
+  return true;
 }
 
 }  // namespace
@@ -337,7 +370,8 @@ int run(int argc, char** argv) {
   if (opt.port > 0) config::apply_port_override(cfg, static_cast<uint16_t>(opt.port));
 
   Logger log;
-  if (std::string err = log.configure(opt.verbose ? std::vector<std::string>{} : cfg.log_dest, cfg.log_timestamp);
+  if (std::string err = log.configure(opt.verbose ? std::vector<std::string>{} : cfg.log_dest, cfg.log_timestamp,
+                                     cfg.log_timestamp_format);
       !err.empty()) {
     std::fprintf(stderr, "Error: %s\n", err.c_str());
     return 1;
@@ -356,7 +390,7 @@ int run(int argc, char** argv) {
   shared.start_time = Clock::now();
   // Like Mosquitto, a password file that cannot be read stops the start-up
   // (with its exit code 13); bad lines in it only drop those users.
-  const std::string password_file = password_file_path(cfg, say);
+  const std::string password_file = cfg.password_file;  // one for every listener (config/parser.cc)
   if (!password_file.empty() && !load_password_file(password_file, shared, say)) {
     say("Error opening password file \"" + password_file + "\".");
     return 13;
@@ -377,20 +411,16 @@ int run(int argc, char** argv) {
     listeners = {l, l6};
   }
   for (const config::Listener& l : listeners) {
+    // TLS options never reach here: the configuration is refused (config/options.cc, kTls).
     const bool websocket = l.protocol == "websockets";
-    if (websocket && (!l.certfile.empty() || !l.keyfile.empty())) {
-      say("Warning: " + l.file + ":" + std::to_string(l.line) +
-          ": websockets with TLS is not supported by this build yet; listener on port " +
-          std::to_string(l.port) + " skipped.");
-      continue;
-    }
     if (l.protocol != "mqtt" && !websocket) {
       say("Warning: " + l.file + ":" + std::to_string(l.line) + ": protocol " + l.protocol +
           " is not supported by this build yet; listener on port " + std::to_string(l.port) + " skipped.");
       continue;
     }
     if (l.port == 0) {
-      say("Warning: unix socket listeners are not supported yet; skipped.");
+      say("Warning: " + l.file + ":" + std::to_string(l.line) + ": unix socket listeners are not supported yet; " +
+          l.address + " skipped.");
       continue;
     }
     std::string err;
@@ -431,6 +461,7 @@ int run(int argc, char** argv) {
     return 1;
   }
   write_pid_file(cfg.pid_file, log);
+  if (!drop_privileges(cfg.user, log)) return 1;
 
   // Signals are handled by this (main) thread only: block them before the
   // workers start so that they inherit the mask, then wait for them here.

@@ -75,7 +75,10 @@ TEST(ConfigDefaults, EmptyFileIsLocalOnly) {
   EXPECT_EQ(c.persistence_file, "mosquitto.db");
   EXPECT_EQ(c.autosave_interval, 1800u);
   EXPECT_EQ(c.auto_id_prefix, "auto-");
-  EXPECT_EQ(c.user, "mosquitto");
+  EXPECT_FALSE(c.user.has_value());  // no privilege drop unless asked
+  EXPECT_EQ(c.max_packet_size, 1048576u);
+  EXPECT_EQ(c.max_pending_output, 1048576u);
+  EXPECT_EQ(c.max_topic_alias, 10u);
   EXPECT_FALSE(c.persistent_client_expiration.has_value());
   EXPECT_TRUE(c.warnings.empty());
 }
@@ -103,23 +106,22 @@ TEST(ConfigSyntax, ExtraArgumentsAreWarnedTrailingCommentIsSilent) {
 
 TEST(ConfigValues, AllStoredGlobals) {
   Config c = parse_ok(
-      "allow_anonymous true\npassword_file /pw\nacl_file /acl\nsys_interval 0\nmax_queued_messages 0\n"
+      "allow_anonymous true\npassword_file /pw\nsys_interval 0\nmax_queued_messages 0\n"
       "max_queued_bytes 1000000\nqueue_qos0_messages true\nmax_inflight_messages 65535\n"
-      "max_inflight_bytes 5000\nmessage_size_limit 268435455\nmax_packet_size 20\nmax_keepalive 10\n"
+      "max_inflight_bytes 0\nmessage_size_limit 268435455\nmax_packet_size 20\nmax_keepalive 10\n"
       "persistent_client_expiration 2d\nthread_count 4\nretain_available false\n"
       "allow_zero_length_clientid false\nauto_id_prefix gen-\nset_tcp_nodelay true\npid_file /run/m.pid\n"
-      "persistence true\npersistence_location /var/lib/m/\npersistence_file m.db\nautosave_interval 60\n"
-      "log_dest stdout\nlog_dest file /var/log/m.log\nlog_type all\nlog_type debug\nconnection_messages false\n"
-      "log_timestamp false\nuser nobody\nwebsockets_log_level 255\nhttp_dir /www\n");
+      "persistence false\nmax_pending_output 65536\n"
+      "log_dest stdout\nlog_dest file /var/log/m.log\nlog_type all\nconnection_messages false\n"
+      "log_timestamp false\nlog_timestamp_format %Y\nuser nobody\n");
   EXPECT_EQ(c.allow_anonymous, true);
   EXPECT_EQ(c.password_file, "/pw");
-  EXPECT_EQ(c.acl_file, "/acl");
   EXPECT_EQ(c.sys_interval, 0u);
   EXPECT_EQ(c.max_queued_messages, 0u);
   EXPECT_EQ(c.max_queued_bytes, 1000000u);
   EXPECT_TRUE(c.queue_qos0_messages);
   EXPECT_EQ(c.max_inflight_messages, 65535u);
-  EXPECT_EQ(c.max_inflight_bytes, 5000u);
+  EXPECT_EQ(c.max_inflight_bytes, 0u);
   EXPECT_EQ(c.message_size_limit, 268435455u);
   EXPECT_EQ(c.max_packet_size, 20u);
   EXPECT_EQ(c.max_keepalive, 10u);
@@ -130,18 +132,17 @@ TEST(ConfigValues, AllStoredGlobals) {
   EXPECT_EQ(c.auto_id_prefix, "gen-");
   EXPECT_TRUE(c.set_tcp_nodelay);
   EXPECT_EQ(c.pid_file, "/run/m.pid");
-  EXPECT_TRUE(c.persistence);
-  EXPECT_EQ(c.persistence_location, "/var/lib/m/");
-  EXPECT_EQ(c.persistence_file, "m.db");
-  EXPECT_EQ(c.autosave_interval, 60u);
+  EXPECT_FALSE(c.persistence);
+  EXPECT_EQ(c.max_pending_output, 65536u);
   EXPECT_EQ(c.log_dest, (std::vector<std::string>{"stdout", "file /var/log/m.log"}));
-  EXPECT_EQ(c.log_type, (std::vector<std::string>{"all", "debug"}));
+  EXPECT_EQ(c.log_type, (std::vector<std::string>{"all"}));
   EXPECT_FALSE(c.connection_messages);
   EXPECT_FALSE(c.log_timestamp);
+  EXPECT_EQ(c.log_timestamp_format, "%Y");
   EXPECT_EQ(c.user, "nobody");
-  EXPECT_EQ(c.websockets_log_level, 255u);
-  EXPECT_EQ(c.http_dir, "/www");
-  EXPECT_TRUE(c.warnings.empty());
+  // Values that ask for what Midge does anyway (max_inflight_bytes 0, set_tcp_nodelay true,
+  // persistence false, log_type all) are silent.
+  EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
 }
 
 TEST(ConfigValues, BooleansAcceptOneAndZeroLikeMosquitto) {
@@ -218,25 +219,124 @@ TEST(ConfigErrors, MissingFile) {
   EXPECT_EQ(e.to_string(), "/nonexistent/midge.conf: unable to open config file: No such file or directory");
 }
 
-TEST(ConfigWarnings, UnsupportedMosquittoOptionsAreAcceptedWithAWarning) {
+TEST(ConfigWarnings, NotAppliedMosquittoOptionsAreAcceptedWithAWarning) {
   Config c = parse_ok(
-      "connection bridge1\naddress 10.0.0.1:1883\ntopic # both 0\nplugin /usr/lib/x.so\nplugin_opt_db x\n"
+      "connection bridge1\naddress 10.0.0.1:1883\ntopic # both 0\npersistence true\nplugin_opt_db x\n"
       "auth_opt_foo bar\nretry_interval 20\nmemory_limit 100\n");
   ASSERT_EQ(c.warnings.size(), 8u);
-  EXPECT_EQ(c.warnings[0], "test.conf:1: option connection is not supported by Midge yet, ignored");
-  EXPECT_EQ(c.warnings[4], "test.conf:5: option plugin_opt_db is not supported by Midge yet, ignored");
-  EXPECT_EQ(c.warnings[5], "test.conf:6: option auth_opt_foo is not supported by Midge yet, ignored");
+  EXPECT_EQ(c.warnings[0], "test.conf:1: option 'connection' is not applied by Midge yet (bridges are not implemented)");
+  EXPECT_EQ(c.warnings[3],
+            "test.conf:4: option 'persistence' is not applied by Midge yet (retained messages and sessions are not saved)");
+  EXPECT_EQ(c.warnings[4], "test.conf:5: option 'plugin_opt_db' is not applied by Midge yet (plugins are not implemented)");
+  EXPECT_EQ(c.warnings[5], "test.conf:6: option 'auth_opt_foo' is not applied by Midge yet (plugins are not implemented)");
+  EXPECT_TRUE(c.persistence);  // stored all the same
+}
+
+TEST(ConfigWarnings, LogDestTopicAndDltAreNotApplied) {
+  Config c = parse_ok("log_dest topic\nlog_dest dlt\nlog_dest stderr\n");
+  ASSERT_EQ(c.warnings.size(), 2u);
+  EXPECT_EQ(c.warnings[0], "test.conf:1: option 'log_dest topic' is not applied by Midge yet "
+                           "(log lines are not published under $SYS/broker/log)");
+}
+
+TEST(ConfigWarnings, ExpirationLongerThan200YearsIsCut) {
+  // Expiry times are 64-bit nanoseconds of the steady clock (about 292 years): review L6.
+  for (const char* text : {"persistent_client_expiration 1000y", "persistent_client_expiration 99999999999999999999y",
+                           "persistent_client_expiration 9223372036854775807h"}) {
+    Config c = parse_ok(text);
+    EXPECT_EQ(c.persistent_client_expiration, 200ull * 365 * 86400) << text;
+    ASSERT_EQ(c.warnings.size(), 1u) << text;
+    EXPECT_NE(c.warnings[0].find("longer than Midge's maximum of 200 years"), std::string::npos) << c.warnings[0];
+  }
+  Config c = parse_ok("persistent_client_expiration 200y");
+  EXPECT_EQ(c.persistent_client_expiration, 200ull * 365 * 86400);
+  EXPECT_TRUE(c.warnings.empty());
+  EXPECT_EQ(parse_err("persistent_client_expiration 0d").line, 1);
+  EXPECT_EQ(parse_err("persistent_client_expiration -1d").line, 1);
+}
+
+// ---- refused: ignoring these would weaken security ---------------------------------------------
+
+TEST(ConfigRefused, TlsAclMountPointPluginsAndUserMappingStopTheStart) {
+  const std::pair<const char*, const char*> lines[] = {
+      {"certfile /etc/ssl/cert.pem", "certfile"},      {"keyfile /k", "keyfile"},
+      {"cafile /ca", "cafile"},                       {"capath /ca", "capath"},
+      {"require_certificate true", "require_certificate"}, {"use_identity_as_username true", "use_identity_as_username"},
+      {"use_subject_as_username 1", "use_subject_as_username"}, {"crlfile /crl", "crlfile"},
+      {"psk_hint hint", "psk_hint"},                  {"psk_file /psk", "psk_file"},
+      {"ciphers HIGH", "ciphers"},                    {"tls_version tlsv1.2", "tls_version"},
+      {"acl_file /etc/mosquitto/acl", "acl_file"},    {"mount_point tenant/", "mount_point"},
+      {"plugin /usr/lib/p.so", "plugin"},             {"auth_plugin /usr/lib/p.so", "auth_plugin"},
+      {"bind_interface eth0", "bind_interface"},      {"clientid_prefixes sensor-", "clientid_prefixes"},
+      {"use_username_as_clientid true", "use_username_as_clientid"},
+  };
+  for (auto [line, name] : lines) {
+    for (const char* before : {"listener 1883\n", "listener 9001\nprotocol websockets\n"}) {
+      std::string text = std::string(before) + line + "\n";
+      Error e = parse_err(text);
+      EXPECT_EQ(e.file, "test.conf");
+      EXPECT_EQ(e.line, std::string(before) == "listener 1883\n" ? 2 : 3) << text;
+      EXPECT_TRUE(e.message.starts_with("option '" + std::string(name) + "' is not supported by Midge yet"))
+          << e.message;
+    }
+  }
+  EXPECT_EQ(parse_err("certfile /c\n").to_string(),
+            "test.conf:1: option 'certfile' is not supported by Midge yet and ignoring it would weaken security "
+            "(TLS is not implemented; the listener would accept plaintext connections); remove it to start Midge");
+}
+
+TEST(ConfigRefused, ValuesThatAskForNothingAreAccepted) {
+  Config c = parse_ok(
+      "listener 1883\nrequire_certificate false\nuse_identity_as_username false\nuse_subject_as_username 0\n"
+      "use_username_as_clientid false\nset_tcp_nodelay true\nupgrade_outgoing_qos false\n");
+  EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
+}
+
+TEST(ConfigRefused, EveryRefusedOrWarnedRowSaysSoWhenUsed) {
+  for (const Option& o : option_table()) {
+    if (o.applied == Applied::kYes) continue;
+    std::string name(o.name);
+    if (name.ends_with('*')) name.back() = 'x';
+    std::string value = "1";  // never a row's inert value
+    if (o.inert == "true") value = "false";
+    else if (o.inert == "false" || o.kind == Kind::kBool) value = "true";
+    if (o.kind == Kind::kEnum && !o.choices.empty()) value = std::string(o.choices.substr(0, o.choices.find('|')));
+    if (o.kind == Kind::kPath || o.kind == Kind::kString) value = "/x";
+    std::string text = "listener 1883\n" + name + " " + value + "\n";
+    auto r = parse_string(text, "t.conf");
+    if (o.applied == Applied::kRefuse) {
+      ASSERT_TRUE(std::holds_alternative<Error>(r)) << text;
+      EXPECT_EQ(std::get<Error>(r).line, 2) << text;
+      EXPECT_NE(std::get<Error>(r).message.find(std::string(o.why)), std::string::npos) << text;
+    } else {
+      ASSERT_TRUE(std::holds_alternative<Config>(r)) << text << std::get<Error>(r).to_string();
+      const Config& c = std::get<Config>(r);
+      ASSERT_EQ(c.warnings.size(), 1u) << text;
+      EXPECT_EQ(c.warnings[0], "t.conf:2: option '" + name + "' is not applied by Midge yet (" + std::string(o.why) + ")");
+    }
+  }
+}
+
+TEST(ConfigRefused, SecurityOptionsAreNeverMerelyWarned) {
+  for (const char* name : {"acl_file", "mount_point", "certfile", "keyfile", "cafile", "capath", "crlfile", "ciphers",
+                           "ciphers_tls1.3", "dhparamfile", "psk_hint", "psk_file", "require_certificate",
+                           "tls_version", "tls_engine", "tls_keyform", "tls_engine_kpass_sha1",
+                           "use_identity_as_username", "use_subject_as_username", "plugin", "auth_plugin",
+                           "bind_interface", "clientid_prefixes", "use_username_as_clientid"}) {
+    ASSERT_NE(find_option(name), nullptr) << name;
+    EXPECT_EQ(find_option(name)->applied, Applied::kRefuse) << name;
+  }
+  EXPECT_EQ(find_option("user")->applied, Applied::kYes);  // implemented in src/server
+  EXPECT_EQ(find_option("persistence")->applied, Applied::kWarn);
 }
 
 // ---- listeners --------------------------------------------------------------------------------
 
 TEST(ConfigListeners, ListenerBlocksTakeTheirOptions) {
   Config c = parse_ok(
-      "listener 1883\nmax_connections 10\nmount_point a/\n"
+      "listener 1883\nmax_connections 10\n"
       "listener 9001 127.0.0.1\nprotocol websockets\nsocket_domain ipv4\nmax_qos 1\n"
-      "listener 8883\ncafile /ca\ncertfile /cert\nkeyfile /key\nciphers HIGH\ntls_version tlsv1.2\n"
-      "crlfile /crl\ncapath /capath\nrequire_certificate true\nuse_identity_as_username true\n"
-      "use_subject_as_username true\n"
+      "listener 8883\nmax_topic_alias 5\n"
       "listener 0 /run/midge.sock\n");
   ASSERT_EQ(c.listeners.size(), 4u);
   EXPECT_FALSE(c.local_only);
@@ -244,7 +344,6 @@ TEST(ConfigListeners, ListenerBlocksTakeTheirOptions) {
   EXPECT_EQ(a.port, 1883);
   EXPECT_EQ(a.address, "");
   EXPECT_EQ(a.max_connections, 10);
-  EXPECT_EQ(a.mount_point, "a/");
   EXPECT_EQ(a.protocol, "mqtt");
   EXPECT_EQ(a.line, 1);
   EXPECT_EQ(a.file, "test.conf");
@@ -254,21 +353,22 @@ TEST(ConfigListeners, ListenerBlocksTakeTheirOptions) {
   EXPECT_EQ(b.protocol, "websockets");
   EXPECT_EQ(b.socket_domain, "ipv4");
   EXPECT_EQ(b.max_qos, 1);
-  EXPECT_EQ(b.line, 4);
-  const Listener& t = c.listeners[2];
-  EXPECT_EQ(t.cafile, "/ca");
-  EXPECT_EQ(t.certfile, "/cert");
-  EXPECT_EQ(t.keyfile, "/key");
-  EXPECT_EQ(t.ciphers, "HIGH");
-  EXPECT_EQ(t.tls_version, "tlsv1.2");
-  EXPECT_EQ(t.crlfile, "/crl");
-  EXPECT_EQ(t.capath, "/capath");
-  EXPECT_TRUE(t.require_certificate);
-  EXPECT_TRUE(t.use_identity_as_username);
-  EXPECT_TRUE(t.use_subject_as_username);
+  EXPECT_EQ(b.line, 3);
+  EXPECT_EQ(c.listeners[2].max_topic_alias, 5);
   EXPECT_EQ(c.listeners[3].port, 0);
   EXPECT_EQ(c.listeners[3].address, "/run/midge.sock");
-  EXPECT_EQ(c.max_qos, 2);  // only the default listener's max_qos is mirrored
+  // Midge applies the lowest to every listener, and says so at each listener that asked for more.
+  EXPECT_EQ(c.max_qos, 1);
+  EXPECT_EQ(c.max_topic_alias, 5);
+  ASSERT_EQ(c.warnings.size(), 6u);
+  EXPECT_EQ(c.warnings[0], "test.conf:1: option 'max_qos' 2 is not applied: Midge applies the lowest max_qos of "
+                           "all listeners, 1, to every listener");
+}
+
+TEST(ConfigListeners, SameMaxQosEverywhereIsSilent) {
+  Config c = parse_ok("listener 1883\nmax_qos 1\nlistener 9001\nprotocol websockets\nmax_qos 1\n");
+  EXPECT_EQ(c.max_qos, 1);
+  EXPECT_TRUE(c.warnings.empty());
 }
 
 TEST(ConfigListeners, PortCreatesTheDefaultListenerOnAllInterfaces) {
@@ -292,8 +392,9 @@ TEST(ConfigListeners, ListenerOptionBeforeAnyListenerOpensTheDefaultListener) {
 }
 
 TEST(ConfigListeners, SomeListenerOptionsDoNotOpenTheDefaultListener) {
-  // Checked against mosquitto 2.0.11: tls_version and http_dir alone keep local-only mode.
-  Config c = parse_ok("tls_version tlsv1.2\nhttp_dir /www\n");
+  // Checked against mosquitto 2.0.11: tls_version and http_dir alone keep local-only mode (tls_version
+  // is refused by Midge now).
+  Config c = parse_ok("http_dir /www\n");
   EXPECT_TRUE(c.local_only);
   EXPECT_TRUE(c.listeners.empty());
 }
@@ -321,27 +422,51 @@ TEST(ConfigSecurity, GlobalWhenPerListenerSettingsIsFalse) {
   EXPECT_TRUE(c.listeners[0].password_file.empty());
 }
 
-TEST(ConfigSecurity, PerListenerWhenEnabled) {
+TEST(ConfigSecurity, PerListenerWithTheSameSettingsOnEveryListenerBecomesGlobal) {
   Config c = parse_ok(
-      "per_listener_settings true\nlistener 1883\nallow_anonymous true\n"
-      "listener 1884\nallow_anonymous false\npassword_file /pw\nacl_file /acl\nauto_id_prefix x-\n"
+      "per_listener_settings true\nlistener 1883\nallow_anonymous false\npassword_file /pw\nauto_id_prefix x-\n"
+      "allow_zero_length_clientid false\n"
+      "listener 9001\nprotocol websockets\nallow_anonymous false\npassword_file /pw\nauto_id_prefix x-\n"
       "allow_zero_length_clientid false\n");
   ASSERT_EQ(c.listeners.size(), 2u);
   EXPECT_TRUE(c.per_listener_settings);
-  EXPECT_FALSE(c.allow_anonymous.has_value());
-  EXPECT_EQ(c.listeners[0].allow_anonymous, true);
-  EXPECT_EQ(c.listeners[1].allow_anonymous, false);
   EXPECT_EQ(c.listeners[1].password_file, "/pw");
-  EXPECT_EQ(c.listeners[1].acl_file, "/acl");
-  EXPECT_EQ(c.listeners[1].auto_id_prefix, "x-");
-  EXPECT_EQ(c.listeners[1].allow_zero_length_clientid, false);
-  EXPECT_TRUE(c.password_file.empty());
+  EXPECT_EQ(c.allow_anonymous, false);
+  EXPECT_EQ(c.password_file, "/pw");
+  EXPECT_EQ(c.auto_id_prefix, "x-");
+  EXPECT_FALSE(c.allow_zero_length_clientid);
+}
+
+TEST(ConfigSecurity, PerListenerSettingsThatDifferAreRefused) {
+  // Review L11: a password file given for one listener must not open another one to its users,
+  // and allow_anonymous true on one listener must not open the others to anonymous clients.
+  const char* cases[] = {
+      "per_listener_settings true\nlistener 1883\nallow_anonymous true\nlistener 1884\nallow_anonymous false\n",
+      "per_listener_settings true\nlistener 1883\nallow_anonymous true\nlistener 1884\n",
+      "per_listener_settings true\nlistener 1883\npassword_file /pw\nlistener 1884\n",
+      "per_listener_settings true\nlistener 1883\nauto_id_prefix a-\nlistener 1884\nauto_id_prefix b-\n",
+  };
+  for (const char* text : cases) {
+    Error e = parse_err(text);
+    EXPECT_EQ(e.line, 4) << text;
+    EXPECT_TRUE(e.message.starts_with("per_listener_settings: this listener's ")) << e.message;
+    EXPECT_NE(e.message.find("differs from the listener's at test.conf:2"), std::string::npos) << e.message;
+  }
 }
 
 TEST(ConfigSecurity, PerListenerInLocalOnlyModeFallsBackToGlobal) {
   Config c = parse_ok("per_listener_settings true\nallow_anonymous false\n");
   EXPECT_TRUE(c.local_only);
   EXPECT_EQ(c.allow_anonymous, false);
+}
+
+TEST(ConfigSecurity, PerListenerSecurityBeforeAnyListenerIsNamedInAWarning) {
+  Config c = parse_ok("per_listener_settings true\nallow_anonymous true\nlistener 1883\n");
+  EXPECT_FALSE(c.allow_anonymous.has_value());  // fails closed: anonymous clients are refused
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_TRUE(c.warnings[0].starts_with("test.conf:2: security options before the first 'listener' line apply to no "
+                                        "listener"))
+      << c.warnings[0];
 }
 
 TEST(ConfigSecurity, PerListenerSettingsAfterAListenerIsFine) {
@@ -548,7 +673,7 @@ TEST(ConfigTable, EveryManPageOptionIsKnown) {
 TEST(ConfigTable, EveryStoredRowAcceptsASampleValue) {
   // Drives each row through the parser so a kind/field mismatch cannot hide.
   for (const Option& o : option_table()) {
-    if (o.kind == Kind::kUnsupported || o.name == "include_dir") continue;
+    if (o.kind == Kind::kUnsupported || o.name == "include_dir" || o.applied == Applied::kRefuse) continue;
     std::string value;
     switch (o.kind) {
       case Kind::kBool: value = "true"; break;
