@@ -264,6 +264,7 @@ def test_bad_value_is_an_error(proc, tmp_path):
     conf.write_text("listener %d 127.0.0.1\nmax_queued_messages lots\n" % free_port())
     p = proc(["-c", str(conf)], expect_error=True)
     assert p.p.wait(10) != 0
+    assert re.search(r"Error: \S*badval\.conf:2: .*max_queued_messages", p.text()), p.text()
 
 
 def test_missing_config_file_is_an_error(proc, tmp_path):
