@@ -37,7 +37,10 @@ def run_check(port, *extra):
     assert b"OK" in res.stdout
 
 
+@pytest.mark.midge_only
 def test_async_client_midge(broker):
+    """No client-side in-flight cap: Mosquitto 2.0.11 needs one for 3.1.1 (see
+    test_async_client_mosquitto, which covers Mosquitto with it)."""
     run_check(broker().port)
 
 

@@ -153,12 +153,13 @@ def test_retained_and_big_payload(ws_broker, clients):
     ws = clients(WsClient, ws_port, client_id="ws")
     ws.connect()
     ws.subscribe("keep/#", 1)
-    m = ws.wait_messages(1)[0]
+    # Mosquitto 2.0.11 (libwebsockets) takes about 6 s to send 200 KB over WebSockets.
+    m = ws.wait_messages(1, timeout=20)[0]
     assert m.retain and m.payload == big
     # And back: a 200 KB publish from the WebSocket client, many reads/frames.
     tcp.subscribe("back", 1)
     ws.publish("back", big[::-1], 1)
-    m = tcp.wait_messages(1, topic="back")[0]
+    m = tcp.wait_messages(1, timeout=20, topic="back")[0]
     assert m.payload == big[::-1]
 
 
