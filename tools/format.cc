@@ -1,5 +1,6 @@
 #include "tools/format.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string_view>
@@ -82,60 +83,92 @@ std::string iso_time(const timespec& ts) {
   return s;
 }
 
-void append_json_properties(JsonWriter& w, const protocol::Properties& p) {
-  if (!p.payload_format_indicator && !p.message_expiry_interval && !p.content_type &&
-      !p.response_topic && !p.correlation_data && p.subscription_identifiers.empty() &&
-      !p.topic_alias && p.user_properties.empty()) {
-    return;
+// The identifiers of the properties present, ascending, one per value.
+PropertyOrder identifier_order(const protocol::Properties& p) {
+  PropertyOrder ids;
+  if (p.payload_format_indicator) ids.push_back(0x01);
+  if (p.message_expiry_interval) ids.push_back(0x02);
+  if (p.content_type) ids.push_back(0x03);
+  if (p.response_topic) ids.push_back(0x08);
+  if (p.correlation_data) ids.push_back(0x09);
+  ids.insert(ids.end(), p.subscription_identifiers.size(), 0x0B);
+  if (p.topic_alias) ids.push_back(0x23);
+  ids.insert(ids.end(), p.user_properties.size(), 0x26);
+  return ids;
+}
+
+void append_json_user_properties(JsonWriter& w, const protocol::Properties& p) {
+  w.key("user-properties");
+  w.begin_object();
+  for (const auto& [k, v] : p.user_properties) {
+    w.key(k);
+    w.string_value(v);
   }
-  // mosquitto_sub lists properties in wire order with message-expiry-interval
-  // last; Midge (like most brokers) sends them in identifier order, and the
-  // codec does not keep wire order, so identifier order it is.
+  w.end_object();
+}
+
+// One property, by identifier; `sub_ids` counts the subscription identifiers
+// printed so far. User properties are printed as one object where the first
+// one came, as mosquitto_sub does.
+void append_json_property(JsonWriter& w, const protocol::Properties& p, uint8_t id,
+                          size_t& sub_ids, bool& user_done) {
+  switch (id) {
+    case 0x01:
+      w.key("payload-format-indicator");
+      w.number_value(*p.payload_format_indicator);
+      break;
+    case 0x02:
+      w.key("message-expiry-interval");
+      w.number_value(*p.message_expiry_interval);
+      break;
+    case 0x03:
+      w.key("content-type");
+      w.string_value(*p.content_type);
+      break;
+    case 0x08:
+      w.key("response-topic");
+      w.string_value(*p.response_topic);
+      break;
+    case 0x09:
+      w.key("correlation-data");
+      w.string_value(*p.correlation_data);
+      break;
+    case 0x0B:
+      w.key("subscription-identifier");
+      w.number_value(p.subscription_identifiers[sub_ids++]);
+      break;
+    case 0x23:
+      w.key("topic-alias");
+      w.number_value(*p.topic_alias);
+      break;
+    case 0x26:
+      if (!user_done) append_json_user_properties(w, p);
+      user_done = true;
+      break;
+    default: break;
+  }
+}
+
+// Properties in `order` (the wire order, as mosquitto_sub prints them), or in
+// identifier order when `order` does not list exactly the decoded properties.
+void append_json_properties(JsonWriter& w, const protocol::Properties& p,
+                            const PropertyOrder& order) {
+  PropertyOrder ids = identifier_order(p);
+  if (ids.empty()) return;
+  PropertyOrder sorted = order;
+  std::sort(sorted.begin(), sorted.end());
+  if (sorted == ids) ids = order;
   w.key("properties");
   w.begin_object();
-  if (p.payload_format_indicator) {
-    w.key("payload-format-indicator");
-    w.number_value(*p.payload_format_indicator);
-  }
-  if (p.content_type) {
-    w.key("content-type");
-    w.string_value(*p.content_type);
-  }
-  if (p.response_topic) {
-    w.key("response-topic");
-    w.string_value(*p.response_topic);
-  }
-  if (p.correlation_data) {
-    w.key("correlation-data");
-    w.string_value(*p.correlation_data);
-  }
-  for (uint32_t id : p.subscription_identifiers) {
-    w.key("subscription-identifier");
-    w.number_value(id);
-  }
-  if (p.topic_alias) {
-    w.key("topic-alias");
-    w.number_value(*p.topic_alias);
-  }
-  if (!p.user_properties.empty()) {
-    w.key("user-properties");
-    w.begin_object();
-    for (const auto& [k, v] : p.user_properties) {
-      w.key(k);
-      w.string_value(v);
-    }
-    w.end_object();
-  }
-  if (p.message_expiry_interval) {
-    w.key("message-expiry-interval");
-    w.number_value(*p.message_expiry_interval);
-  }
+  size_t sub_ids = 0;
+  bool user_done = false;
+  for (uint8_t id : ids) append_json_property(w, p, id, sub_ids, user_done);
   w.end_object();
 }
 
 // %j (payload as a JSON string) and %J (payload must itself be JSON).
 void append_json(const ClientConfig& c, const protocol::PublishPacket& m, const timespec& ts,
-                 bool raw_payload, std::string& out) {
+                 const PropertyOrder& order, bool raw_payload, std::string& out) {
   std::string body;
   JsonWriter w(c.pretty, body);
   w.begin_object();
@@ -159,7 +192,7 @@ void append_json(const ClientConfig& c, const protocol::PublishPacket& m, const 
     w.key("mid");
     w.number_value(m.packet_id);
   }
-  append_json_properties(w, m.properties);
+  append_json_properties(w, m.properties, order);
   w.key("payload");
   if (m.payload.empty()) {
     w.null_value();
@@ -185,7 +218,7 @@ void append_user_properties(const protocol::Properties& p, std::string& out) {
 }
 
 void append_code(const ClientConfig& c, const protocol::PublishPacket& m, const timespec& ts,
-                 char code, const Spec& s, std::string& out) {
+                 const PropertyOrder& order, char code, const Spec& s, std::string& out) {
   const protocol::Properties& p = m.properties;
   switch (code) {
     case '%': out += '%'; break;
@@ -195,8 +228,8 @@ void append_code(const ClientConfig& c, const protocol::PublishPacket& m, const 
     case 'E': pad_optional(s, p.message_expiry_interval, out); break;
     case 'F': pad_optional(s, p.payload_format_indicator, out); break;
     case 'I': pad(s, iso_time(ts), false, out); break;
-    case 'j': append_json(c, m, ts, false, out); break;
-    case 'J': append_json(c, m, ts, true, out); break;
+    case 'j': append_json(c, m, ts, order, false, out); break;
+    case 'J': append_json(c, m, ts, order, true, out); break;
     case 'l': pad_number(s, m.payload.size(), out); break;
     case 'm': pad_number(s, m.packet_id, out); break;
     case 'p': out += m.payload; break;
@@ -249,14 +282,14 @@ void append_escape(char code, std::string& out) {
 }
 
 void append_formatted(const ClientConfig& c, const protocol::PublishPacket& m,
-                      const timespec& ts, std::string& out) {
+                      const timespec& ts, const PropertyOrder& order, std::string& out) {
   std::string_view f = *c.format;
   for (size_t i = 0; i < f.size(); ++i) {
     char ch = f[i];
     if (ch == '%' && i + 1 < f.size()) {
       ++i;
       Spec s = parse_spec(f, i);
-      if (i < f.size()) append_code(c, m, ts, f[i], s, out);
+      if (i < f.size()) append_code(c, m, ts, order, f[i], s, out);
     } else if (ch == '@' && i + 1 < f.size()) {
       append_time_code(f[++i], ts, out);
     } else if (ch == '\\' && i + 1 < f.size()) {
@@ -298,9 +331,9 @@ bool validate_format(Tool tool, const std::string& format) {
 }
 
 void format_message(const ClientConfig& config, const protocol::PublishPacket& msg,
-                    const timespec& received, std::string& out) {
+                    const timespec& received, const PropertyOrder& order, std::string& out) {
   if (config.format) {
-    append_formatted(config, msg, received, out);
+    append_formatted(config, msg, received, order, out);
   } else if (msg.payload.empty()) {
     // mosquitto_sub prints nothing for an empty payload, except "topic (null)"
     // with -v when lines end with a newline.

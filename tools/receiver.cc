@@ -3,9 +3,10 @@
 #include <cstdio>
 #include <ctime>
 #include <thread>
+#include <utility>
 
 #include "protocol/topic.h"
-#include "tools/format.h"
+#include "tools/wire_order.h"
 
 namespace midge::tools {
 
@@ -15,6 +16,9 @@ using std::chrono::milliseconds;
 int Receiver::run() {
   Clock::time_point deadline = Clock::time_point::max();
   if (config_.timeout > 0) deadline = Clock::now() + std::chrono::seconds(config_.timeout);
+  if (config_.version == protocol::Version::kV5) {
+    client_.set_raw_hook([this](std::string_view packet) { record_order(packet); });
+  }
   int rc = connect_client(config_, client_);
   if (rc >= 0) return rc;
   for (;;) {
@@ -30,6 +34,7 @@ int Receiver::run() {
       std::this_thread::sleep_for(milliseconds(1000));
       client::ConnectOptions options;
       if (!make_connect_options(config_, options)) return 1;
+      qos2_orders_.clear();  // the client drops its QoS 2 messages awaiting PUBREL too
       if (!client_.connect(options)) break;
     }
   }
@@ -82,6 +87,7 @@ bool Receiver::filtered_out(const protocol::PublishPacket& msg) {
 }
 
 bool Receiver::handle_message(const protocol::PublishPacket& msg) {
+  PropertyOrder order = take_order(msg);  // also for messages not printed
   if (config_.retained_only && !msg.retain) {
     finish(0);
     return false;
@@ -101,12 +107,31 @@ bool Receiver::handle_message(const protocol::PublishPacket& msg) {
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   std::string out;
-  format_message(config_, msg, now, out);
+  format_message(config_, msg, now, order, out);
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fflush(stdout);
   ++printed_;
   if (config_.msg_count > 0 && printed_ >= config_.msg_count) finish(0);
   return true;
+}
+
+void Receiver::record_order(std::string_view packet) {
+  std::optional<PublishOrder> o = publish_property_order(packet);
+  if (!o) return;
+  if (o->qos < 2) {
+    last_order_ = std::move(o->ids);
+  } else {
+    qos2_orders_.try_emplace(o->packet_id, std::move(o->ids));  // a resend keeps the first
+  }
+}
+
+PropertyOrder Receiver::take_order(const protocol::PublishPacket& msg) {
+  if (msg.qos < 2) return std::exchange(last_order_, {});
+  auto it = qos2_orders_.find(msg.packet_id);
+  if (it == qos2_orders_.end()) return {};
+  PropertyOrder order = std::move(it->second);
+  qos2_orders_.erase(it);
+  return order;
 }
 
 }  // namespace midge::tools

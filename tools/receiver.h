@@ -7,9 +7,12 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 
 #include "client/client.h"
 #include "tools/client_options.h"
+#include "tools/format.h"
 
 namespace midge::tools {
 
@@ -33,6 +36,10 @@ class Receiver {
   bool handle_message(const protocol::PublishPacket& msg);
 
  private:
+  // Property wire order of received PUBLISHes (v5), for %j: the client delivers
+  // QoS 0/1 messages as they are read and QoS 2 ones on PUBREL, by packet id.
+  void record_order(std::string_view packet);
+  PropertyOrder take_order(const protocol::PublishPacket& msg);
   bool filtered_out(const protocol::PublishPacket& msg);
   int loop(std::chrono::steady_clock::time_point deadline);
   void disconnect();
@@ -41,6 +48,8 @@ class Receiver {
   client::Client client_;
   int exit_code_ = -1;
   int printed_ = 0;
+  PropertyOrder last_order_;
+  std::unordered_map<uint16_t, PropertyOrder> qos2_orders_;
   std::mt19937 rng_{std::random_device{}()};
 };
 

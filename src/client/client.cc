@@ -215,6 +215,7 @@ std::optional<Packet> Client::take_packet(Error& error) {
     close_socket();
     return std::nullopt;
   }
+  if (raw_hook_) raw_hook_(view.substr(0, r.consumed));
   in_pos_ += r.consumed;
   if (hook_) hook_(false, packet);
   return packet;

@@ -21,6 +21,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "protocol/codec.h"
@@ -123,6 +124,10 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   void set_packet_hook(PacketHook hook) { hook_ = std::move(hook); }
+  // Called with the bytes of every packet received, once it has decoded, before the
+  // packet hook (e.g. for the wire order of properties, which decoding does not keep).
+  using RawHook = std::function<void(std::string_view bytes)>;
+  void set_raw_hook(RawHook hook) { raw_hook_ = std::move(hook); }
 
   // Opens the connection, sends CONNECT and waits for CONNACK (stored in
   // `connack` when given). A refusal returns kRefused with the reason code.
@@ -181,6 +186,7 @@ class Client {
   size_t in_pos_ = 0;
   std::string out_;
   PacketHook hook_;
+  RawHook raw_hook_;
   uint16_t last_id_ = 0;
   uint16_t keep_alive_ = 0;
   uint16_t server_receive_maximum_ = 65535;

@@ -327,7 +327,8 @@ class Client:
         return self.messages(topic)
 
     def expect_nothing(self, duration=0.3, topic=None):
-        """Proves a negative: no (more) message arrives within duration (<= 0.5 s)."""
+        """Proves a negative: no (more) message arrives within duration. Keep it short,
+        except when it watches past a timer (it must then outlast that timer)."""
         before = len(self.messages(topic))
         time.sleep(duration)
         after = self.messages(topic)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import BROKER_BIN, free_port, port_open, wait_until
+from conftest import BROKER_BIN, REPO, free_port, port_open, wait_until
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
@@ -18,6 +18,10 @@ def _check_bin():
     if env:
         return env
     build = os.path.dirname(os.path.dirname(os.path.abspath(BROKER_BIN)))
+    for d in (build, os.path.join(REPO, "build")):  # the second for MIDGE_TEST_BROKER=mosquitto
+        path = os.path.join(d, "src", "client", "async_client_check")
+        if os.access(path, os.X_OK):
+            return path
     return os.path.join(build, "src", "client", "async_client_check")
 
 
@@ -33,7 +37,10 @@ def run_check(port, *extra):
     assert b"OK" in res.stdout
 
 
+@pytest.mark.midge_only
 def test_async_client_midge(broker):
+    """No client-side in-flight cap: Mosquitto 2.0.11 needs one for 3.1.1 (see
+    test_async_client_mosquitto, which covers Mosquitto with it)."""
     run_check(broker().port)
 
 

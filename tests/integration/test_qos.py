@@ -94,9 +94,10 @@ def test_order_preserved(broker, connected, qos):
     sub.subscribe("ord", qos)
     pub = connected(b.port, V5, "ord-p")
     infos = [pub.publish("ord", b"%d" % i, qos=qos, wait=False) for i in range(100)]
-    for i in infos:
-        if qos:
-            i.wait_for_publish(5)
+    if qos:
+        # paho's wait_for_publish() returns silently on timeout: wait on our own ack events.
+        pub.ev.wait_for(lambda: all(i.mid in pub.ev.published for i in infos), 10,
+                        what="all 100 acks")
     msgs = sub.wait_messages(100, timeout=10)
     assert [int(mm.payload) for mm in msgs] == list(range(100))
 

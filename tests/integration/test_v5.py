@@ -42,17 +42,27 @@ def test_request_response_pattern(broker, connected):
     assert resp.payload == b"pong" and resp.properties.CorrelationData == b"42"
 
 
-def test_request_response_information(broker, raw):
-    """Response Information only if requested [MQTT-3.1.2-28]; if sent, a UTF-8 string."""
+def test_response_information_only_if_requested(broker, raw):
+    """Response Information only if requested [MQTT-3.1.2-28] (absent by default too)."""
+    b = broker()
+    for i, plist in enumerate(([(m.P_REQUEST_RESPONSE_INFO, 0)], [])):
+        ack = raw(b.port, 5).connect("rri%d" % i, properties=plist)
+        assert ack.rc == 0 and ack.prop(m.P_RESPONSE_INFO) is None
+
+
+@pytest.mark.midge_only
+def test_response_information_is_a_usable_topic_base(broker, raw, connected):
+    """Midge answers a request with "midge/response/<client id>", a topic the client can use
+    for responses (MQTT 5.0 section 4.10.2). Mosquitto 2.0.11 sends no Response Information
+    (the spec allows that)."""
     b = broker()
     c = raw(b.port, 5)
-    ack = c.connect("rri0", properties=[(m.P_REQUEST_RESPONSE_INFO, 0)])
-    assert ack.prop(m.P_RESPONSE_INFO) is None
-    c2 = raw(b.port, 5)
-    ack = c2.connect("rri1", properties=[(m.P_REQUEST_RESPONSE_INFO, 1)])
-    assert ack.rc == 0
-    info = ack.prop(m.P_RESPONSE_INFO)
-    assert info is None or len(info) > 0
+    ack = c.connect("rri1", properties=[(m.P_REQUEST_RESPONSE_INFO, 1)])
+    assert ack.rc == 0 and ack.prop(m.P_RESPONSE_INFO) == "midge/response/rri1"
+    assert c.subscribe([("midge/response/rri1/#", m.sub_options(0))]).codes == [0]
+    connected(b.port, V5, "responder").publish("midge/response/rri1/x", b"pong")
+    p = c.recv_type(m.PUBLISH)
+    assert (p.topic, p.payload) == ("midge/response/rri1/x", b"pong")
 
 
 def test_message_expiry_remaining_time(broker, connected):
@@ -321,10 +331,19 @@ def test_client_exceeding_receive_maximum_disconnected(broker, raw):
     assert pkts[-1].rc == 0x93
 
 
-def test_v5_reason_string_and_puback_codes(broker, raw):
-    """PUBACK with no subscribers may say 0x10 No matching subscribers; never an error."""
+def test_v5_no_reason_string_when_problem_information_off(broker, raw):
+    """With Request Problem Information 0 the server sends no Reason String and no User
+    Property on PUBACK, PUBREC, SUBACK or UNSUBACK [MQTT-3.1.2-29]. A PUBACK with no
+    subscribers may say 0x10 No matching subscribers; never an error."""
     b = broker()
     c = raw(b.port, 5)
-    c.connect("rs")
-    ack = c.publish_acked("nobody/here", b"x", qos=1)
-    assert ack.rc in (0x00, 0x10)
+    c.connect("rs", properties=[(m.P_REQUEST_PROBLEM_INFO, 0)])
+    acks = [c.publish_acked("nobody/here", b"x", qos=1, mid=1),
+            c.publish_acked("nobody/here", b"x", qos=2, mid=2),
+            c.subscribe([("rs/+", m.sub_options(1))], mid=3)]
+    c.send(m.unsubscribe(4, ["never/subscribed"], 5))
+    acks.append(c.recv_type(m.UNSUBACK))
+    assert [a.type for a in acks] == [m.PUBACK, m.PUBREC, m.SUBACK, m.UNSUBACK]
+    assert acks[0].rc in (0x00, 0x10) and acks[1].rc in (0x00, 0x10)
+    for a in acks:
+        assert a.prop(m.P_REASON_STRING) is None and a.prop(m.P_USER_PROPERTY) is None, a.props

@@ -153,12 +153,13 @@ def test_retained_and_big_payload(ws_broker, clients):
     ws = clients(WsClient, ws_port, client_id="ws")
     ws.connect()
     ws.subscribe("keep/#", 1)
-    m = ws.wait_messages(1)[0]
+    # Mosquitto 2.0.11 (libwebsockets) takes about 6 s to send 200 KB over WebSockets.
+    m = ws.wait_messages(1, timeout=20)[0]
     assert m.retain and m.payload == big
     # And back: a 200 KB publish from the WebSocket client, many reads/frames.
     tcp.subscribe("back", 1)
     ws.publish("back", big[::-1], 1)
-    m = tcp.wait_messages(1, topic="back")[0]
+    m = tcp.wait_messages(1, timeout=20, topic="back")[0]
     assert m.payload == big[::-1]
 
 
@@ -238,17 +239,19 @@ def test_handshake_answer(ws_broker):
 
 
 def read_until_closed(s):
-    """Everything the peer sends until it closes (or resets, or 5 s of silence)."""
+    """Reads until the peer closes or the socket's timeout passes. Returns (data, how): how is
+    "eof" or "reset" when the peer closed, None when it timed out with the socket still open."""
     got = b""
     try:
         while True:
             d = s.recv(4096)
             if not d:
-                break
+                return got, "eof"
             got += d
-    except (ConnectionResetError, socket.timeout):
-        pass
-    return got
+    except ConnectionResetError:
+        return got, "reset"
+    except socket.timeout:
+        return got, None
 
 
 @pytest.mark.parametrize("request_bytes", [
@@ -262,7 +265,8 @@ def test_bad_handshake_refused(ws_broker, request_bytes):
     b, ws_port = ws_broker()
     s = socket.create_connection(("127.0.0.1", ws_port), timeout=5)
     s.sendall(request_bytes)
-    got = read_until_closed(s)
+    got, closed = read_until_closed(s)
+    assert closed, "socket still open after 5 s; got %r" % got
     assert b" 101 " not in got
     assert b.alive()
 
@@ -278,7 +282,8 @@ def test_bad_handshake_gets_400(ws_broker):
             s.sendall(req)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        got = read_until_closed(s)
+        got, closed = read_until_closed(s)
+        assert closed, "socket still open after 5 s; got %r" % got
         assert got.startswith(b"HTTP/1.1 400 Bad Request\r\n"), got
         s.close()
 

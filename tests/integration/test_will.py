@@ -139,6 +139,9 @@ def test_v5_will_delay_cancelled_by_reconnect(broker, raw, connected):
 
 @pytest.mark.midge_only
 def test_v5_will_delay_punctual(broker, raw, connected):
+    """The delayed will comes within 0.5 s after its Will Delay. The spec only says "not
+    before" (MQTT 5.0 section 3.1.3.2.2); punctuality is Midge's promise. Mosquitto 2.0.11
+    publishes delayed wills from a periodic check: here it was up to 0.8 s late."""
     b = broker()
     w = watcher(connected, b.port)
     c = raw(b.port, 5)
@@ -158,8 +161,11 @@ def test_v5_will_sent_when_session_ends_before_delay(broker, raw, connected):
     c = raw(b.port, 5)
     c.connect("wse", clean=False, properties=[(m.P_SESSION_EXPIRY, 1)],
               will=will(payload=b"sess", properties=[(m.P_WILL_DELAY, 30)]))
+    t0 = time.monotonic()
     c.abort()
     assert [x.payload for x in w.wait_messages(1, timeout=4)] == [b"sess"]
+    # Not at once: a broker ignoring the Will Delay would publish on the drop.
+    assert time.monotonic() - t0 >= 0.9
 
 
 def test_v5_no_will_on_takeover_with_delay_and_resume(broker, raw, connected):
@@ -170,8 +176,9 @@ def test_v5_no_will_on_takeover_with_delay_and_resume(broker, raw, connected):
     sess = [(m.P_SESSION_EXPIRY, 30)]
     old = raw(b.port, 5)
     old.connect("tk", clean=False, properties=sess,
-                will=will(payload=b"no", properties=[(m.P_WILL_DELAY, 5)]))
+                will=will(payload=b"no", properties=[(m.P_WILL_DELAY, 1)]))
     new = raw(b.port, 5)
     assert new.connect("tk", clean=False, properties=sess).session_present
     old.wait_closed(3)
-    w.expect_nothing(0.5)
+    # Watch well past the 1 s delay: a broker that kept the will timer would publish it here.
+    w.expect_nothing(2.5)
