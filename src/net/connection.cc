@@ -130,6 +130,10 @@ void Connection::on_io(uint32_t events) {
   if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && waiting_write_) {
     waiting_write_ = false;
     write_now();
+    // The backlog drained: the broker sends what waited for room.
+    if (!closed_ && !closing_ && !waiting_write_ && session) {
+      worker_.broker().on_link_writable(*this, Clock::now());
+    }
   }
 }
 
