@@ -130,10 +130,6 @@ void Connection::on_io(uint32_t events) {
   if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && waiting_write_) {
     waiting_write_ = false;
     write_now();
-    // The backlog drained: the broker sends what waited for room.
-    if (!closed_ && !closing_ && !waiting_write_ && session) {
-      worker_.broker().on_link_writable(*this, Clock::now());
-    }
   }
 }
 
@@ -394,10 +390,19 @@ void Connection::write_now() {
     out_start_ += static_cast<size_t>(n);
     broker::Stats::add(worker_.stats().bytes_sent, static_cast<uint64_t>(n));
   }
+  const size_t drained = out_.size();
   out_.clear();
   out_start_ = 0;
   if (out_.capacity() > kKeepOutCapacity) std::string().swap(out_);
   if (closing_) finish_close();
+  drained_output(drained);
+}
+
+// A large backlog drained: the broker sends what waited for room
+// (Broker::on_link_writable).
+void Connection::drained_output(size_t drained) {
+  if (closed_ || closing_ || !session || drained <= worker_.settings().max_pending_output / 2) return;
+  worker_.broker().on_link_writable(*this, Clock::now());
 }
 
 // WebSocket output: the MQTT bytes in out_ become one binary frame after
@@ -424,10 +429,12 @@ void Connection::write_ws() {
     ws_->wire_start += static_cast<size_t>(n);
     broker::Stats::add(worker_.stats().bytes_sent, static_cast<uint64_t>(n));
   }
+  const size_t drained = wire.size();
   wire.clear();
   ws_->wire_start = 0;
   if (wire.capacity() > kKeepOutCapacity) std::string().swap(wire);
   if (closing_) finish_close();
+  drained_output(drained);
 }
 
 void Connection::close() {

@@ -105,6 +105,7 @@ class Connection final : public broker::Link,
   void handle_connect(protocol::ConnectPacket&& connect, std::string_view after, TimePoint now);
   void fail(protocol::ReasonCode reason, TimePoint now, const char* why = nullptr);
   void write_now();
+  void drained_output(size_t drained);
   void finish_close();
   void lost(TimePoint now);
   void update_deadline(TimePoint now);
