@@ -219,6 +219,10 @@ void Broker::send_connack(Session& session, const protocol::ConnectPacket& c, bo
   if (c.version == Version::kV5) {
     auto& p = ack.properties;
     if (id_assigned) p.assigned_client_identifier = session.client_id;
+    // The administrator's cap on session lifetimes, told to the client
+    // (3.2.2.3.2); applied at disconnect (detach).
+    const auto& cap = settings_.persistent_client_expiration;
+    if (cap && session.expiry_interval > *cap) p.session_expiry_interval = static_cast<uint32_t>(*cap);
     if (session.keep_alive != c.keep_alive) p.server_keep_alive = session.keep_alive;
     if (settings_.max_inflight_messages != 0 && settings_.max_inflight_messages != 65535) {
       p.receive_maximum = settings_.max_inflight_messages;

@@ -1561,7 +1561,9 @@ TEST_F(BrokerTest, SessionExpiryCappedByPersistentClientExpiration) {
   settings_.persistent_client_expiration = 60;
   ConnectPacket c = conn("v5", kV5, /*clean=*/false);
   c.properties.session_expiry_interval = 0xFFFFFFFE;
-  FakeLink& link = connect(std::move(c));
+  ConnackPacket ack;
+  FakeLink& link = connect(std::move(c), &ack);
+  EXPECT_EQ(ack.properties.session_expiry_interval, 60u);  // told to the client
   in(link, DisconnectPacket{});
   advance(seconds(59));
   tick();
