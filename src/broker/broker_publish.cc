@@ -152,7 +152,9 @@ void Broker::on_shared_delivery(const SharedMember& member, const MessagePtr& me
   auto it = sessions_.find(member.client_id);
   if (it == sessions_.end()) {
     // The member ended after it was picked: another member of the group
-    // gets the message (review L13). QoS 0 may simply be lost.
+    // gets the message (review L13). QoS 0 may simply be lost. Only reached
+    // from another worker's hand-off, never inside pick(): a local member
+    // leaves its groups when its session ends.
     if (message->qos == 0) return;
     std::optional<SharedMember> other = shared_.shared_subscriptions.pick_other(member);
     if (!other) return;
