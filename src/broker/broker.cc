@@ -39,7 +39,7 @@ bool Broker::assign_client_id(protocol::ConnectPacket& connect, const Settings& 
 
 unsigned Broker::worker_for(const std::string& client_id, unsigned workers) {
   if (workers <= 1) return 0;
-  return static_cast<unsigned>(std::hash<std::string>{}(client_id) % workers);
+  return static_cast<unsigned>(util::hash_bytes(client_id) % workers);
 }
 
 const Session* Broker::find_session(const std::string& client_id) const {
@@ -175,6 +175,7 @@ void Broker::take_over(Session& session, bool new_clean_start, TimePoint now) {
     session.will_at.reset();
   }
   session.expires_at.reset();
+  disarm_timer(session);
 }
 
 void Broker::attach(Session& session, Link& link, const protocol::ConnectPacket& c) {
@@ -218,6 +219,10 @@ void Broker::send_connack(Session& session, const protocol::ConnectPacket& c, bo
   if (c.version == Version::kV5) {
     auto& p = ack.properties;
     if (id_assigned) p.assigned_client_identifier = session.client_id;
+    // The administrator's cap on session lifetimes, told to the client
+    // (3.2.2.3.2); applied at disconnect (detach).
+    const auto& cap = settings_.persistent_client_expiration;
+    if (cap && session.expiry_interval > *cap) p.session_expiry_interval = static_cast<uint32_t>(*cap);
     if (session.keep_alive != c.keep_alive) p.server_keep_alive = session.keep_alive;
     if (settings_.max_inflight_messages != 0 && settings_.max_inflight_messages != 65535) {
       p.receive_maximum = settings_.max_inflight_messages;
@@ -226,7 +231,7 @@ void Broker::send_connack(Session& session, const protocol::ConnectPacket& c, bo
     if (settings_.max_topic_alias != 0) p.topic_alias_maximum = settings_.max_topic_alias;
     if (!settings_.retain_available) p.retain_available = 0;
     if (settings_.max_qos < 2) p.maximum_qos = settings_.max_qos;
-    if (c.properties.request_response_information.value_or(0) == 1) {
+    if (c.properties.request_response_information.value_or(0) == 1 && session.client_id.size() <= 65535 - 15) {
       p.response_information = "midge/response/" + session.client_id;
     }
   }
@@ -234,21 +239,28 @@ void Broker::send_connack(Session& session, const protocol::ConnectPacket& c, bo
 }
 
 // Resends what was in flight, in order, then what was queued [MQTT-4.4.0-1].
+// What does not fit the output bound now goes out from on_link_writable.
 void Broker::resume(Session& session, TimePoint now) {
-  for (InflightOut& f : session.inflight) {
-    if (f.released) {
-      protocol::AckPacket rel;
-      rel.type = protocol::PacketType::kPubrel;
-      rel.packet_id = f.packet_id;
-      send(*session.link, rel);
-    } else {
-      send_publish(session, f.delivery, f.packet_id, /*dup=*/true, now);
-    }
-  }
+  session.resend_count = session.inflight.size();
   pump(session, now);
 }
 
-void Broker::schedule(TimePoint at, const std::string& client_id) { timers_.emplace(at, client_id); }
+// One timer entry per session, at its next deadline: the delayed will or,
+// while offline, the session's expiry.
+void Broker::arm_timer(Session& session) {
+  disarm_timer(session);
+  std::optional<TimePoint> at = session.will_at;
+  if (!session.link && session.expires_at && (!at || *session.expires_at < *at)) at = session.expires_at;
+  if (!at) return;
+  session.timer = timers_.emplace(*at, &session);
+  session.timer_armed = true;
+}
+
+void Broker::disarm_timer(Session& session) {
+  if (!session.timer_armed) return;
+  timers_.erase(session.timer);
+  session.timer_armed = false;
+}
 
 // The connection of `session` is gone. `send_will` is false after a normal
 // DISCONNECT [MQTT-3.1.2-10].
@@ -271,7 +283,6 @@ void Broker::detach(Session& session, bool send_will, TimePoint now) {
       // [MQTT-3.1.3-9].
       const uint32_t wait = std::min(delay, session.expiry_interval);
       session.will_at = now + seconds(wait);
-      schedule(*session.will_at, session.client_id);
     }
   }
   if (session.expiry_interval == 0) {
@@ -280,15 +291,13 @@ void Broker::detach(Session& session, bool send_will, TimePoint now) {
   }
   Stats::add(stats_.clients_disconnected, 1);
   std::optional<uint64_t> expiry;
-  if (session.expiry_interval != kSessionNeverExpires) {
-    expiry = session.expiry_interval;
-  } else if (settings_.persistent_client_expiration) {
-    expiry = settings_.persistent_client_expiration;
-  }
-  if (expiry) {
-    session.expires_at = now + seconds(*expiry);
-    schedule(*session.expires_at, session.client_id);
-  }
+  if (session.expiry_interval != kSessionNeverExpires) expiry = session.expiry_interval;
+  // persistent_client_expiration caps what a v5 client asks for too (review M4).
+  const auto& cap = settings_.persistent_client_expiration;
+  if (cap && (!expiry || *expiry > *cap)) expiry = cap;
+  // Beyond about 292 years `now + seconds` would overflow TimePoint.
+  if (expiry) session.expires_at = now + seconds(std::min<uint64_t>(*expiry, kSessionNeverExpires));
+  arm_timer(session);
 }
 
 void Broker::end_session(Session& session, TimePoint now) {
@@ -310,6 +319,7 @@ void Broker::end_session(Session& session, TimePoint now) {
   }
   for (const InflightOut& f : session.inflight) forget_stored(f.delivery);
   for (const Delivery& d : session.queue) forget_stored(d);
+  disarm_timer(session);
   const std::string id = session.client_id;  // session is destroyed below
   sessions_.erase(id);
 }
@@ -411,18 +421,18 @@ void Broker::on_packet(Link& link, protocol::Packet&& packet, TimePoint now) {
 
 void Broker::tick(TimePoint now) {
   while (!timers_.empty() && timers_.begin()->first <= now) {
-    const std::string id = std::move(timers_.begin()->second);
-    timers_.erase(timers_.begin());
-    auto it = sessions_.find(id);
-    if (it == sessions_.end()) continue;
-    Session& session = *it->second;
+    Session& session = *timers_.begin()->second;
+    disarm_timer(session);
     if (session.will_at && *session.will_at <= now) publish_will(session, now);
     if (!session.link && session.expires_at && *session.expires_at <= now) {
       Stats::add(stats_.clients_expired);
       Stats::add(stats_.clients_disconnected, -1);
       end_session(session, now);
+      continue;
     }
+    arm_timer(session);
   }
+  if (worker_ == 0) shared_.retained.expire(now);
   if (worker_ == 0 && settings_.sys_interval > 0 && now >= next_sys_) {
     publish_sys(now);
     next_sys_ = now + seconds(settings_.sys_interval);

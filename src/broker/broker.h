@@ -24,6 +24,7 @@
 #include "broker/topic_tree.h"
 #include "protocol/codec.h"
 #include "protocol/packets.h"
+#include "util/string_hash.h"
 #include "util/time.h"
 
 namespace midge::broker {
@@ -84,6 +85,7 @@ class Broker {
   // What this worker's subscriptions can match; read by other workers.
   const Interest& interest() const { return interest_; }
   size_t session_count() const { return sessions_.size(); }
+  size_t timer_count() const { return timers_.size(); }
   const Session* find_session(const std::string& client_id) const;
 
  private:
@@ -128,7 +130,8 @@ class Broker {
   void disconnect(Session& session, protocol::ReasonCode reason, TimePoint now,
                   const char* why = nullptr);
   void publish_will(Session& session, TimePoint now);
-  void schedule(TimePoint at, const std::string& client_id);
+  void arm_timer(Session& session);
+  void disarm_timer(Session& session);
   void send(Link& link, const protocol::Packet& packet);
   void send_ack(Link& link, protocol::PacketType type, uint16_t id, protocol::ReasonCode reason);
 
@@ -145,7 +148,9 @@ class Broker {
   void deliver(Session& session, const MessagePtr& message, const Grant& grant,
                std::vector<uint32_t>&& ids, TimePoint now);
   void enqueue(Session& session, Delivery&& delivery);
-  bool output_full(const Link& link, size_t payload) const;
+  bool fits_output(Link& link, size_t packet_size) const;
+  bool queue_full(const Session& session, size_t bytes = 0) const;
+  void resend(Session& session, TimePoint now);
   bool send_publish(Session& session, const Delivery& delivery, uint16_t packet_id, bool dup,
                     TimePoint now) {
     return send_publish(session, *delivery.message, delivery.qos, delivery.retain,
@@ -181,8 +186,8 @@ class Broker {
   TopicTree tree_;
   Interest interest_;
   // Keyed by a view of the session's own client_id (no second copy of it).
-  std::unordered_map<std::string_view, std::unique_ptr<Session>> sessions_;
-  std::multimap<TimePoint, std::string> timers_;  // lazy: re-checked when due
+  std::unordered_map<std::string_view, std::unique_ptr<Session>, util::StringHash> sessions_;
+  SessionTimers timers_;
   uint64_t match_stamp_ = 0;
   std::vector<Match> matches_;
   PublishCache publish_cache_;

@@ -74,7 +74,7 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
   const PacketType ack_type = p.qos == 2 ? PacketType::kPubrec : PacketType::kPuback;
   if (p.qos == 2) {
     auto& pending = session.incoming_qos2;
-    if (std::find(pending.begin(), pending.end(), p.packet_id) != pending.end()) {
+    if (pending.count(p.packet_id) != 0) {
       // A resent QoS 2 PUBLISH we already own: acknowledge, do not route
       // again [MQTT-4.3.3-9].
       send_ack(link, ack_type, p.packet_id, ReasonCode::kSuccess);
@@ -101,7 +101,7 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
     route(shared, now, /*from_remote=*/false);
   }
   if (p.qos == 0) return;
-  if (p.qos == 2 && outcome == ReasonCode::kSuccess) session.incoming_qos2.push_back(p.packet_id);
+  if (p.qos == 2 && outcome == ReasonCode::kSuccess) session.incoming_qos2.insert(p.packet_id);
   // v3 has no way to say no: the message is dropped but acknowledged.
   send_ack(link, ack_type, p.packet_id, session.version == Version::kV5 ? outcome : ReasonCode::kSuccess);
 }
@@ -109,25 +109,22 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
 void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePoint now) {
   Link& link = *session.link;
   if (ack.type == PacketType::kPubrel) {
-    auto& pending = session.incoming_qos2;
-    auto it = std::find(pending.begin(), pending.end(), ack.packet_id);
-    ReasonCode reason = ReasonCode::kSuccess;
-    if (it != pending.end()) {
-      *it = pending.back();
-      pending.pop_back();
-    } else {
-      reason = ReasonCode::kPacketIdentifierNotFound;
-    }
+    const bool known = session.incoming_qos2.erase(ack.packet_id) != 0;
+    const ReasonCode reason = known ? ReasonCode::kSuccess : ReasonCode::kPacketIdentifierNotFound;
     send_ack(link, PacketType::kPubcomp, ack.packet_id, reason);
     return;
   }
   auto it = std::find_if(session.inflight.begin(), session.inflight.end(),
                          [&](const InflightOut& f) { return f.packet_id == ack.packet_id; });
   if (it == session.inflight.end()) return;  // stale or unknown: ignore
+  // The unsent in-flight messages are the last resend_count ones.
+  const auto unsent_from = session.inflight.end() - static_cast<std::ptrdiff_t>(session.resend_count);
+  const bool unsent = it >= unsent_from;
   const uint8_t qos = it->delivery.qos;
   if (ack.type == PacketType::kPubrec && qos == 2 && !it->released) {
     if (protocol::is_error(ack.reason)) {  // refused: the packet id is free again (MQTT 5.0 section 4.3.3)
       forget_stored(it->delivery);
+      if (unsent) --session.resend_count;
       session.inflight.erase(it);
       pump(session, now);
       return;
@@ -142,6 +139,7 @@ void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePo
                     (ack.type == PacketType::kPubcomp && qos == 2 && it->released);
   if (!done) return;
   forget_stored(it->delivery);
+  if (unsent) --session.resend_count;
   session.inflight.erase(it);
   pump(session, now);
 }
@@ -152,7 +150,21 @@ void Broker::on_remote_publish(const MessagePtr& message, TimePoint now) {
 
 void Broker::on_shared_delivery(const SharedMember& member, const MessagePtr& message, TimePoint now) {
   auto it = sessions_.find(member.client_id);
-  if (it == sessions_.end()) return;
+  if (it == sessions_.end()) {
+    // The member ended after it was picked: another member of the group
+    // gets the message (review L13). QoS 0 may simply be lost. Only reached
+    // from another worker's hand-off, never inside pick(): a local member
+    // leaves its groups when its session ends.
+    if (message->qos == 0) return;
+    std::optional<SharedMember> other = shared_.shared_subscriptions.pick_other(member);
+    if (!other) return;
+    if (other->worker == worker_) {
+      if (sessions_.count(other->client_id) != 0) on_shared_delivery(*other, message, now);
+    } else {
+      router_.deliver_shared(*other, message);
+    }
+    return;
+  }
   std::vector<uint32_t> ids;
   if (member.subscription_id != 0) ids.push_back(member.subscription_id);
   deliver(*it->second, message, Grant{std::min(message->qos, member.qos), false, false},
@@ -216,6 +228,17 @@ void Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
   router_.broadcast(message);
 }
 
+namespace {
+// An upper bound on the PUBLISH a message becomes on the wire (fixed
+// header, packet id and the properties the broker may add), known before
+// it is encoded.
+size_t wire_size(const Message& m, size_t subscription_ids) {
+  return m.topic.size() + m.payload.size() + m.pass_through.size() + 5 * subscription_ids + 24;
+}
+// The largest packet MQTT can encode: 1 + 4 + 268435455 (2.1.4).
+constexpr size_t kMaxPacketSize = 268435460;
+}  // namespace
+
 void Broker::deliver(Session& session, const MessagePtr& message, const Grant& grant,
                      std::vector<uint32_t>&& ids, TimePoint now) {
   if (message->expired(now)) return;
@@ -227,46 +250,54 @@ void Broker::deliver(Session& session, const MessagePtr& message, const Grant& g
     enqueue(session, keep());
     return;
   }
+  const bool fits = fits_output(*session.link, wire_size(*message, ids.size()));
   if (grant.qos == 0) {
-    // Slow consumer: QoS 0 is dropped once its output backs up (README).
-    // Retained messages sent on SUBSCRIBE are not: the retained store bounds
-    // them already.
-    if (!grant.from_retained && output_full(*session.link, message->payload.size())) {
+    // Slow consumer: QoS 0 that does not fit the output bound is dropped
+    // (live and retained alike, README).
+    if (!fits) {
       Stats::add(stats_.publish_dropped);
       return;
     }
     send_publish(session, *message, 0, grant.retain, ids, 0, false, now);
     return;
   }
-  if (session.inflight.size() < session.send_window && session.queue.empty()) {
+  if (fits && session.inflight.size() < session.send_window && session.queue.empty() &&
+      session.resend_count == 0) {
     send_qos(session, keep(), now);
   } else {
-    enqueue(session, keep());
+    enqueue(session, keep());  // sent by pump() as acks or on_link_writable make room
   }
 }
 
-// The output bound of the slow-consumer policy: max_queued_bytes when set,
-// otherwise room for max_queued_messages messages of this size, and never
-// less than max_pending_output.
-bool Broker::output_full(const Link& link, size_t payload) const {
+// The one bound on a connection's pending output (Settings::max_pending_output):
+// a packet fits when nothing is pending or when it stays within the bound,
+// so the bound holds to within one packet.
+// A packet that does not fit marks the link: its owner calls
+// on_link_writable once the output has drained.
+bool Broker::fits_output(Link& link, size_t packet_size) const {
   const size_t pending = link.pending_bytes();
-  if (pending <= settings_.max_pending_output) return false;
-  if (settings_.max_queued_bytes != 0) return pending > settings_.max_queued_bytes;
-  if (settings_.max_queued_messages == 0) return false;
-  return pending > uint64_t{settings_.max_queued_messages} * (payload + 64);
+  if (pending == 0 || pending + packet_size <= settings_.max_pending_output) return true;
+  link.waiting_for_room = true;
+  return false;
+}
+
+// True when the session queue cannot take `bytes` more
+// (max_queued_messages, max_queued_bytes; 0 = no limit).
+bool Broker::queue_full(const Session& session, size_t bytes) const {
+  const bool full_count = settings_.max_queued_messages != 0 && session.queue.size() >= settings_.max_queued_messages;
+  const bool full_bytes = settings_.max_queued_bytes != 0 && session.queued_bytes + bytes > settings_.max_queued_bytes;
+  return full_count || full_bytes;
 }
 
 void Broker::enqueue(Session& session, Delivery&& delivery) {
-  const size_t bytes = delivery.message->payload.size();
-  const bool full_count = settings_.max_queued_messages != 0 && session.queue.size() >= settings_.max_queued_messages;
-  const bool full_bytes = settings_.max_queued_bytes != 0 && session.queued_bytes + bytes > settings_.max_queued_bytes;
-  if (full_count || full_bytes) {
+  const size_t bytes = queued_size(delivery);
+  if (queue_full(session, bytes)) {
     Stats::add(stats_.publish_dropped);
     return;
   }
   session.queued_bytes += bytes;
   Stats::add(stats_.stored_messages, 1);
-  Stats::add(stats_.stored_bytes, static_cast<int64_t>(bytes));
+  Stats::add(stats_.stored_bytes, static_cast<int64_t>(delivery.message->payload.size()));
   session.queue.push_back(std::move(delivery));
 }
 
@@ -309,21 +340,44 @@ uint16_t Broker::next_packet_id(Session& session) {
   return id;
 }
 
-// Moves queued messages into the in-flight window while it has room.
+// Moves queued messages into the in-flight window while it has room and
+// the output bound allows; in-flight messages still to be resent after a
+// reconnect go first [MQTT-4.4.0-1].
 void Broker::pump(Session& session, TimePoint now) {
-  while (session.link && !session.queue.empty()) {
+  if (session.resend_count > 0) resend(session, now);
+  while (session.link && session.resend_count == 0 && !session.queue.empty()) {
     Delivery& front = session.queue.front();
     if (front.qos > 0 && session.inflight.size() >= session.send_window) return;
+    const bool fits = fits_output(*session.link, wire_size(*front.message, front.subscription_ids.size()));
+    if (front.qos > 0 && !fits) return;  // on_link_writable calls again
     Delivery d = std::move(front);
     session.queue.pop_front();
-    session.queued_bytes -= d.message->payload.size();
+    session.queued_bytes -= queued_size(d);
     forget_stored(d);
     if (d.message->expired(now)) continue;  // [MQTT-3.3.2-5]
-    if (d.qos == 0) {
+    if (d.qos > 0) {
+      send_qos(session, std::move(d), now);
+    } else if (fits) {
       send_publish(session, d, 0, false, now);
     } else {
-      send_qos(session, std::move(d), now);
+      Stats::add(stats_.publish_dropped);
     }
+  }
+}
+
+// Sends again, in order, the in-flight messages of a resumed session that
+// have not gone out on this connection yet (the last resend_count ones).
+void Broker::resend(Session& session, TimePoint now) {
+  while (session.link && session.resend_count > 0) {
+    InflightOut& f = *(session.inflight.end() - static_cast<std::ptrdiff_t>(session.resend_count));
+    if (f.released) {
+      send_ack(*session.link, PacketType::kPubrel, f.packet_id, ReasonCode::kSuccess);
+    } else {
+      const Delivery& d = f.delivery;
+      if (!fits_output(*session.link, wire_size(*d.message, d.subscription_ids.size()))) return;
+      send_publish(session, d, f.packet_id, /*dup=*/true, now);
+    }
+    --session.resend_count;
   }
 }
 
@@ -355,20 +409,26 @@ bool Broker::send_publish(Session& session, const Message& m, uint8_t qos, bool 
     }
     out.subscription_ids = ids;
     if (session.client_alias_max > 0) {
-      auto& aliases = session.alias_state().out;
+      Session::Aliases& state = session.alias_state();
+      auto& aliases = state.out;
       auto it = aliases.find(m.topic);
       if (it != aliases.end()) {
         out.topic = {};
         out.topic_alias = it->second;
-      } else if (aliases.size() < session.client_alias_max) {
+      } else if (aliases.size() < session.client_alias_max &&
+                 state.out_bytes + m.topic.size() <= Session::kMaxAliasBytes) {
         out.topic_alias = static_cast<uint16_t>(aliases.size() + 1);
         aliases.emplace(std::string(m.topic), out.topic_alias);
+        state.out_bytes += m.topic.size();
       }
     }
   }
-  if (session.client_max_packet != 0 &&
-      protocol::publish_size(out, session.version) > session.client_max_packet) {
-    if (!out.topic.empty() && out.topic_alias != 0) session.aliases->out.erase(session.aliases->out.find(m.topic));
+  const size_t size = protocol::publish_size(out, session.version);
+  if (size > kMaxPacketSize || (session.client_max_packet != 0 && size > session.client_max_packet)) {
+    if (!out.topic.empty() && out.topic_alias != 0) {
+      session.aliases->out.erase(session.aliases->out.find(m.topic));
+      session.aliases->out_bytes -= m.topic.size();
+    }
     Stats::add(stats_.publish_dropped);
     return false;
   }
@@ -399,7 +459,7 @@ bool Broker::append_cached_publish(Session& session, const Message& m, uint8_t q
     e.id_offset = protocol::publish_packet_id_offset(out, session.version);
     publish_cache_.filled = static_cast<uint16_t>(publish_cache_.filled | (1u << slot));
   }
-  if (session.client_max_packet != 0 && e.bytes.size() > session.client_max_packet) {
+  if (e.bytes.empty() || (session.client_max_packet != 0 && e.bytes.size() > session.client_max_packet)) {
     Stats::add(stats_.publish_dropped);
     return false;
   }

@@ -4,6 +4,8 @@
 #include "protocol/codec.h"
 #include "protocol/topic.h"
 
+#include <unordered_set>
+
 namespace midge::broker {
 
 using protocol::ReasonCode;
@@ -16,6 +18,9 @@ void Broker::handle_subscribe(Session& session, const protocol::SubscribePacket&
   ack.packet_id = p.packet_id;
   ack.reasons.reserve(p.subscriptions.size());
   std::vector<size_t> send_retained_for;
+  // A filter repeated in one SUBSCRIBE gets its retained messages once
+  // (review C1: one packet of 10000 x "$SYS/#" must not replay 10000 times).
+  std::unordered_set<std::string_view, util::StringHash> replayed;
   for (size_t i = 0; i < p.subscriptions.size(); ++i) {
     const protocol::Subscription& sub = p.subscriptions[i];
     const bool existed = session.subscriptions.count(sub.filter) != 0;
@@ -25,7 +30,9 @@ void Broker::handle_subscribe(Session& session, const protocol::SubscribePacket&
     // Retain Handling 0: always send retained messages, 1: only for a new
     // subscription, 2: never [MQTT-3.3.1-9..11].
     const uint8_t rh = sub.options.retain_handling;
-    if (rh == 0 || (rh == 1 && !existed)) send_retained_for.push_back(i);
+    if ((rh == 0 || (rh == 1 && !existed)) && replayed.insert(sub.filter).second) {
+      send_retained_for.push_back(i);
+    }
   }
   protocol::encode(ack, session.version, session.link->out());
   session.link->commit();
@@ -41,14 +48,25 @@ void Broker::handle_subscribe(Session& session, const protocol::SubscribePacket&
 ReasonCode Broker::subscribe_one(Session& session, const protocol::Subscription& sub,
                                  uint32_t subscription_id, TimePoint /*now*/) {
   if (!protocol::is_valid_topic_filter(sub.filter)) return ReasonCode::kTopicFilterInvalid;
+  const bool exists = session.subscriptions.count(sub.filter) != 0;
+  const uint32_t quota = settings_.max_subscriptions_per_client;
+  if (!exists && quota != 0 && session.subscriptions.size() >= quota) {
+    return ReasonCode::kQuotaExceeded;  // 0x80 for 3.x clients (encoder)
+  }
   protocol::SubscribeOptions options = sub.options;
   options.max_qos = std::min(options.max_qos, settings_.max_qos);  // the granted QoS (MQTT 5.0 section 3.9.3)
+  std::string_view group, inner;
+  const bool shared = protocol::split_shared_filter(sub.filter, group, inner);
+  if (shared) {
+    SharedMember member{worker_, session.client_id, options.max_qos, subscription_id, session.link != nullptr, {}};
+    if (!shared_.shared_subscriptions.add(std::string(group), std::string(inner), member,
+                                          settings_.max_shared_groups)) {
+      return ReasonCode::kQuotaExceeded;  // the broker holds max_shared_groups groups
+    }
+  }
   auto [it, inserted] = session.subscriptions.try_emplace(sub.filter);
   it->second = SessionSubscription{options, subscription_id};
-  std::string_view group, inner;
-  if (protocol::split_shared_filter(sub.filter, group, inner)) {
-    SharedMember member{worker_, session.client_id, options.max_qos, subscription_id, session.link != nullptr};
-    shared_.shared_subscriptions.add(std::string(group), std::string(inner), member);
+  if (shared) {
     if (inserted) Stats::add(stats_.shared_subscriptions, 1);
   } else {
     if (tree_.subscribe(sub.filter, SubscriptionEntry{&session, options, subscription_id})) {
@@ -66,15 +84,18 @@ void Broker::send_retained(Session& session, const std::string& filter,
                            TimePoint now) {
   std::string_view group, inner;
   if (protocol::split_shared_filter(filter, group, inner)) return;
-  std::vector<MessagePtr> found;
-  shared_.retained.match(filter, now, [&](const MessagePtr& m) { found.push_back(m); });
-  for (const MessagePtr& m : found) {
-    if (!session.link) return;
+  // Replays count against the output bound like any delivery (review C1):
+  // QoS 0 beyond it is dropped, QoS 1/2 waits in the bounded session queue.
+  // The walk stops once nothing more could be delivered.
+  shared_.retained.match(filter, now, [&](const MessagePtr& m) {
+    if (!session.link) return false;
     std::vector<uint32_t> ids;
     if (subscription_id != 0) ids.push_back(subscription_id);
     deliver(session, m, Grant{std::min(m->qos, options.max_qos), true, /*from_retained=*/true},
             std::move(ids), now);
-  }
+    const bool output_full = !fits_output(*session.link, 0);
+    return !(output_full && (options.max_qos == 0 || queue_full(session)));
+  });
 }
 
 bool Broker::unsubscribe_one(Session& session, const std::string& filter) {

@@ -14,6 +14,8 @@
 #include <functional>
 #include <string_view>
 
+#include "util/string_hash.h"
+
 namespace midge::broker {
 
 class Interest {
@@ -37,7 +39,8 @@ class Interest {
   static constexpr size_t kBits = 4096;
   using Bits = std::array<std::atomic<uint64_t>, kBits / 64>;
 
-  static size_t hash(std::string_view s) { return std::hash<std::string_view>{}(s) % kBits; }
+  // Keyed: a client cannot choose topics that set every worker's bits.
+  static size_t hash(std::string_view s) { return util::hash_bytes(s) % kBits; }
   static bool test(const Bits& bits, size_t i) {
     return (bits[i / 64].load(std::memory_order_acquire) >> (i % 64)) & 1u;
   }

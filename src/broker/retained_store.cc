@@ -1,93 +1,152 @@
 #include "broker/retained_store.h"
 
+#include <limits>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 namespace midge::broker {
+namespace {
+constexpr TimePoint::rep kNoDeadline = std::numeric_limits<TimePoint::rep>::max();
+}
 
-RetainedStore::RetainedStore() : root_(std::make_unique<Node>()) {}
-RetainedStore::~RetainedStore() = default;
+RetainedStore::RetainedStore() : root_(std::make_unique<Node>()), next_deadline_(kNoDeadline) {}
+
+// Frees the tree without recursion: a topic may have 32768 levels.
+RetainedStore::~RetainedStore() {
+  std::vector<std::unique_ptr<Node>> stack;
+  stack.push_back(std::move(root_));
+  while (!stack.empty()) {
+    std::unique_ptr<Node> node = std::move(stack.back());
+    stack.pop_back();
+    for (auto& [level, child] : node->children) stack.push_back(std::move(child));
+  }
+}
 
 void RetainedStore::put(const MessagePtr& message) {
   std::unique_lock lock(mutex_);
-  std::vector<std::pair<Node*, std::string>> path;
   Node* node = root_.get();
   std::string_view rest = message->topic;
   const bool removing = message->payload.empty();
   while (true) {
     const size_t slash = rest.find('/');
-    std::string level(rest.substr(0, slash));
+    const std::string_view level = rest.substr(0, slash);
     auto it = node->children.find(level);
     if (it == node->children.end()) {
       if (removing) return;  // nothing retained there
-      it = node->children.emplace(level, std::make_unique<Node>()).first;
+      it = node->children.emplace(std::string(level), std::make_unique<Node>()).first;
+      it->second->parent = node;
+      it->second->level = it->first;
     }
-    path.emplace_back(node, std::move(level));
     node = it->second.get();
     if (slash == std::string_view::npos) break;
     rest.remove_prefix(slash + 1);
   }
-  if (node->message) {
-    --count_;
-    bytes_ -= node->message->payload.size();
-  }
+  clear_message(*node);
   if (removing) {
-    node->message.reset();
-    // prune empty nodes bottom-up
-    for (auto it = path.rbegin(); it != path.rend(); ++it) {
-      auto child = it->first->children.find(it->second);
-      if (child->second->message || !child->second->children.empty()) break;
-      it->first->children.erase(child);
-    }
+    prune(node);
     return;
   }
   node->message = message;
   ++count_;
   bytes_ += message->payload.size();
+  if (message->expires_at) {
+    node->deadline = deadlines_.emplace(*message->expires_at, node);
+    node->has_deadline = true;
+    next_deadline_.store(deadlines_.begin()->first.time_since_epoch().count(),
+                         std::memory_order_relaxed);
+  }
+}
+
+void RetainedStore::clear_message(Node& node) {
+  if (!node.message) return;
+  --count_;
+  bytes_ -= node.message->payload.size();
+  node.message.reset();
+  if (node.has_deadline) {
+    deadlines_.erase(node.deadline);
+    node.has_deadline = false;
+  }
+}
+
+// Removes `node` and its ancestors while they hold nothing.
+void RetainedStore::prune(Node* node) {
+  while (node != root_.get() && !node->message && node->children.empty()) {
+    Node* parent = node->parent;
+    parent->children.erase(parent->children.find(node->level));
+    node = parent;
+  }
+}
+
+void RetainedStore::expire(TimePoint now) {
+  if (next_deadline_.load(std::memory_order_relaxed) > now.time_since_epoch().count()) return;
+  std::unique_lock lock(mutex_);
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    Node* node = deadlines_.begin()->second;
+    clear_message(*node);  // erases the deadline too
+    prune(node);
+  }
+  next_deadline_.store(deadlines_.empty() ? kNoDeadline
+                                          : deadlines_.begin()->first.time_since_epoch().count(),
+                       std::memory_order_relaxed);
 }
 
 void RetainedStore::match(std::string_view filter, TimePoint now,
-                          const std::function<void(const MessagePtr&)>& visit) const {
+                          const std::function<bool(const MessagePtr&)>& visit) const {
   std::shared_lock lock(mutex_);
-  walk(*root_, filter, 0, now, visit);
+  walk(filter, now, visit);
 }
 
-void RetainedStore::walk(const Node& node, std::string_view rest, int depth, TimePoint now,
-                         const std::function<void(const MessagePtr&)>& visit) const {
-  const size_t slash = rest.find('/');
-  const std::string_view level = rest.substr(0, slash);
-  const bool last = slash == std::string_view::npos;
-  const std::string_view next = last ? std::string_view{} : rest.substr(slash + 1);
-  if (level == "#") {
-    // "a/#" matches "a" itself [MQTT-4.7.1-2] and everything below it.
-    if (depth > 0 && node.message && !node.message->expired(now)) visit(node.message);
-    walk_all(node, depth, now, visit);
-    return;
-  }
-  auto step = [&](const Node& child) {
-    if (last) {
-      if (child.message && !child.message->expired(now)) visit(child.message);
-    } else {
-      walk(child, next, depth + 1, now, visit);
-    }
+// Iterative (a filter may have 32768 levels): a stack of nodes with the part
+// of the filter still to match; an empty optional rest means "everything
+// below" (after '#').
+void RetainedStore::walk(std::string_view filter, TimePoint now,
+                         const std::function<bool(const MessagePtr&)>& visit) const {
+  struct Step {
+    const Node* node;
+    std::string_view rest;
+    bool all;  // matching everything below `node` (after '#')
+    bool top;  // `node` is the root
   };
-  if (level == "+") {
-    for (const auto& [name, child] : node.children) {
-      if (depth == 0 && !name.empty() && name.front() == '$') continue;  // [MQTT-4.7.2-1]
-      step(*child);
+  auto live = [now](const Node& n) { return n.message && !n.message->expired(now); };
+  std::vector<Step> stack{{root_.get(), filter, false, true}};
+  while (!stack.empty()) {
+    const Step step = stack.back();
+    stack.pop_back();
+    const Node& node = *step.node;
+    if (step.all) {
+      for (const auto& [name, child] : node.children) {
+        if (step.top && !name.empty() && name.front() == '$') continue;  // [MQTT-4.7.2-1]
+        if (live(*child) && !visit(child->message)) return;
+        stack.push_back({child.get(), {}, true, false});
+      }
+      continue;
     }
-    return;
-  }
-  auto it = node.children.find(std::string(level));
-  if (it != node.children.end()) step(*it->second);
-}
-
-void RetainedStore::walk_all(const Node& node, int depth, TimePoint now,
-                             const std::function<void(const MessagePtr&)>& visit) const {
-  for (const auto& [name, child] : node.children) {
-    if (depth == 0 && !name.empty() && name.front() == '$') continue;  // [MQTT-4.7.2-1]
-    if (child->message && !child->message->expired(now)) visit(child->message);
-    walk_all(*child, depth + 1, now, visit);
+    const size_t slash = step.rest.find('/');
+    const std::string_view level = step.rest.substr(0, slash);
+    const bool last = slash == std::string_view::npos;
+    const std::string_view next = last ? std::string_view{} : step.rest.substr(slash + 1);
+    if (level == "#") {
+      // "a/#" matches "a" itself [MQTT-4.7.1-2] and everything below it.
+      if (!step.top && live(node) && !visit(node.message)) return;
+      stack.push_back({&node, {}, true, step.top});
+      continue;
+    }
+    auto enter = [&](const Node& child) {
+      if (!last) {
+        stack.push_back({&child, next, false, false});
+        return true;
+      }
+      return !live(child) || visit(child.message);
+    };
+    if (level == "+") {
+      for (const auto& [name, child] : node.children) {
+        if (step.top && !name.empty() && name.front() == '$') continue;  // [MQTT-4.7.2-1]
+        if (!enter(*child)) return;
+      }
+    } else if (auto it = node.children.find(level); it != node.children.end()) {
+      if (!enter(*it->second)) return;
+    }
   }
 }
 

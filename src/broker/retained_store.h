@@ -4,14 +4,16 @@
 // and no ordinary publish takes this lock.
 #pragma once
 
+#include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
 #include "broker/message.h"
+#include "util/string_hash.h"
 
 namespace midge::broker {
 
@@ -25,26 +27,41 @@ class RetainedStore {
   void put(const MessagePtr& message);
 
   // Calls visit(MessagePtr) for every retained message matching `filter`
-  // (a valid, non-shared topic filter). Expired messages are skipped and
-  // not removed (removal happens in `expire`).
+  // (a valid, non-shared topic filter) until it returns false. Expired
+  // messages are skipped here and removed by `expire`.
   void match(std::string_view filter, TimePoint now,
-             const std::function<void(const MessagePtr&)>& visit) const;
+             const std::function<bool(const MessagePtr&)>& visit) const;
+
+  // Removes the messages whose expiry interval has passed [MQTT-3.3.2-5].
+  // Cheap when nothing is due (no lock).
+  void expire(TimePoint now);
 
   size_t count() const;
   size_t bytes() const;
 
  private:
+  struct Node;
+  // Deadlines of the retained messages with an expiry interval; each Node
+  // holds the iterator of its own entry, so an overwritten message leaves
+  // nothing behind.
+  using Deadlines = std::multimap<TimePoint, Node*>;
   struct Node {
-    std::unordered_map<std::string, std::unique_ptr<Node>> children;
+    util::StringMap<std::unique_ptr<Node>> children;
     MessagePtr message;
+    Node* parent = nullptr;
+    std::string_view level;  // this node's key in parent->children
+    Deadlines::iterator deadline;
+    bool has_deadline = false;
   };
-  void walk(const Node& node, std::string_view rest, int depth, TimePoint now,
-            const std::function<void(const MessagePtr&)>& visit) const;
-  void walk_all(const Node& node, int depth, TimePoint now,
-                const std::function<void(const MessagePtr&)>& visit) const;
+  void clear_message(Node& node);
+  void prune(Node* node);
+  void walk(std::string_view filter, TimePoint now,
+            const std::function<bool(const MessagePtr&)>& visit) const;
 
   mutable std::shared_mutex mutex_;
   std::unique_ptr<Node> root_;  // guarded by mutex_
+  Deadlines deadlines_;         // guarded by mutex_
+  std::atomic<TimePoint::rep> next_deadline_;
   size_t count_ = 0;            // guarded by mutex_
   size_t bytes_ = 0;            // guarded by mutex_
 };

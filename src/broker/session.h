@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "broker/link.h"
@@ -31,6 +32,12 @@ struct Delivery {
   bool from_retained = false;  // sent because of a new subscription
 };
 
+// What a queued Delivery costs against max_queued_bytes: the payload and
+// its subscription identifiers, both chosen by clients (review M4).
+inline size_t queued_size(const Delivery& d) {
+  return d.message->payload.size() + d.subscription_ids.size() * sizeof(uint32_t);
+}
+
 struct InflightOut {
   uint16_t packet_id = 0;
   Delivery delivery;
@@ -42,6 +49,11 @@ struct SessionSubscription {
   uint32_t subscription_id = 0;
 };
 
+struct Session;
+// The broker's timers (delayed wills, session expiry): one entry at most per
+// session, re-armed in place (review M5).
+using SessionTimers = std::multimap<TimePoint, Session*>;
+
 struct Session {
   std::string client_id;
   Link* link = nullptr;  // null while offline
@@ -52,17 +64,22 @@ struct Session {
   // persistent_client_expiration).
   uint32_t expiry_interval = 0;
   std::optional<TimePoint> expires_at;  // set while offline
+  SessionTimers::iterator timer;        // valid while timer_armed
+  bool timer_armed = false;
 
   std::map<std::string, SessionSubscription, std::less<>> subscriptions;
 
   // Outgoing QoS 1/2 in flight, in send order (redelivered in this order).
   util::Fifo<InflightOut> inflight;
+  // After a reconnect, the last `resend_count` in-flight messages still wait
+  // to be sent again: they go out as the output bound allows.
+  size_t resend_count = 0;
   util::Fifo<Delivery> queue;  // waiting for the in-flight window or a connection
   size_t queued_bytes = 0;
   uint16_t last_packet_id = 0;
 
-  // Incoming QoS 2 packet ids awaiting PUBREL [MQTT-4.3.3].
-  std::vector<uint16_t> incoming_qos2;
+  // Incoming QoS 2 packet ids awaiting PUBREL [MQTT-4.3.3]; at most 65535.
+  std::unordered_set<uint16_t> incoming_qos2;
 
   std::unique_ptr<protocol::Will> will;  // on the heap: most sessions have none
   std::optional<TimePoint> will_at;  // delayed will pending (v5 will delay)
@@ -71,9 +88,12 @@ struct Session {
   uint16_t send_window = 65535;        // min(client Receive Maximum, max_inflight_messages)
   uint32_t client_max_packet = 0;      // 0 = no limit
   uint16_t client_alias_max = 0;       // aliases we may use toward the client
-  // Topic aliases of the current connection; allocated on first use.
+  // Topic aliases of the current connection; allocated on first use. The
+  // names kept for outgoing aliases are bounded in bytes (review L5).
+  static constexpr size_t kMaxAliasBytes = 256 * 1024;
   struct Aliases {
     util::StringMap<uint16_t> out;
+    size_t out_bytes = 0;  // topic bytes held by `out` (bounded, review L5)
     std::vector<std::string> in;  // index = alias - 1
   };
   std::unique_ptr<Aliases> aliases;

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "broker/retained_store.h"
 #include "broker/stats.h"
 #include "protocol/packets.h"
+#include "util/string_hash.h"
 #include "util/time.h"
 
 namespace midge::broker {
@@ -38,9 +40,13 @@ struct Settings {
   bool allow_zero_length_clientid = true;
   std::string auto_id_prefix = "auto-";
   uint16_t max_topic_alias = 10;        // aliases a client may use toward us
-  // Output buffered for one connection beyond which QoS 0 messages to it are
-  // dropped (the slow-consumer policy, see README).
+  // The bound on one connection's pending output, in bytes: a QoS 0
+  // delivery that would take it past this is dropped (and counted), a QoS
+  // 1/2 one waits in the session queue. One packet larger than the bound
+  // still goes out when nothing is pending.
   size_t max_pending_output = 1u << 20;
+  uint32_t max_subscriptions_per_client = 10000;  // 0 = unlimited
+  size_t max_shared_groups = 65536;               // $share groups in the whole broker
   bool connection_messages = true;  // log connects and disconnects
   std::string version = "midge version 0.1.0";
 };
@@ -52,29 +58,56 @@ struct SharedMember {
   uint8_t qos = 0;
   uint32_t subscription_id = 0;
   bool online = true;
+  std::string group_key;  // "group\0filter", set by SharedSubscriptions
 };
 
+// Every $share group of the broker, indexed by filter in a topic tree so a
+// publish visits only the groups whose filter matches (review M4). Read by
+// every publish under a shared lock; changed by SUBSCRIBE, UNSUBSCRIBE,
+// connects and disconnects under the exclusive lock.
 class SharedSubscriptions {
  public:
-  // Returns true when the member is new to that group.
-  bool add(const std::string& group, const std::string& filter, const SharedMember& member);
+  SharedSubscriptions();
+  ~SharedSubscriptions();
+  // Adds or updates a member. Returns false, changing nothing, when the
+  // group is new and `max_groups` groups exist already.
+  bool add(const std::string& group, const std::string& filter, const SharedMember& member,
+           size_t max_groups);
   bool remove(const std::string& group, const std::string& filter, const std::string& client_id);
   void set_online(const std::string& client_id, bool online);
   bool empty() const { return groups_count_.load(std::memory_order_relaxed) == 0; }
+  size_t group_count() const { return groups_count_.load(std::memory_order_relaxed); }
 
   // For each group with a filter matching `topic`, picks one member (round
   // robin, preferring online members) [MQTT-4.8.2] and calls visit(member).
   template <typename Visit>
   void pick(std::string_view topic, Visit&& visit);
+  // Another member of the group `gone` was picked from, when `gone` ended
+  // before the message reached it (review L13).
+  std::optional<SharedMember> pick_other(const SharedMember& gone);
 
  private:
   struct Group {
-    std::string filter;
+    std::string key;
     std::vector<SharedMember> members;
-    size_t next = 0;
+    std::atomic<size_t> next{0};  // round robin; advanced under the shared lock
   };
-  std::mutex mutex_;
-  std::map<std::string, Group> groups_;  // key "group\0filter"; guarded by mutex_
+  struct Node {
+    util::StringMap<std::unique_ptr<Node>> children;
+    std::vector<Group*> groups;
+    Node* parent = nullptr;
+    std::string_view level;
+  };
+  static const SharedMember& choose(Group& group, const std::string* skip);
+  template <typename Visit>
+  void match(std::string_view topic, Visit&& visit) const;
+  Node* node_for(std::string_view filter);
+  void unlink(Group* group, std::string_view filter);
+
+  mutable std::shared_mutex mutex_;
+  util::StringMap<std::unique_ptr<Group>> groups_;       // guarded by mutex_
+  std::unique_ptr<Node> root_;                           // guarded by mutex_
+  util::StringMap<std::vector<Group*>> groups_of_client_;  // guarded by mutex_
   std::atomic<size_t> groups_count_{0};
 };
 

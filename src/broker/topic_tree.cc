@@ -1,11 +1,22 @@
 #include "broker/topic_tree.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace midge::broker {
 
 TopicTree::TopicTree() : root_(std::make_unique<Node>()) {}
-TopicTree::~TopicTree() = default;
+
+// Frees the tree without recursion: a filter may have 32768 levels.
+TopicTree::~TopicTree() {
+  std::vector<std::unique_ptr<Node>> stack;
+  stack.push_back(std::move(root_));
+  while (!stack.empty()) {
+    std::unique_ptr<Node> node = std::move(stack.back());
+    stack.pop_back();
+    for (auto& [level, child] : node->children) stack.push_back(std::move(child));
+  }
+}
 
 bool TopicTree::subscribe(std::string_view filter, const SubscriptionEntry& entry) {
   Node* node = root_.get();
@@ -15,6 +26,8 @@ bool TopicTree::subscribe(std::string_view filter, const SubscriptionEntry& entr
     auto it = node->children.find(level);
     if (it == node->children.end()) {
       it = node->children.emplace(std::string(level), std::make_unique<Node>()).first;
+      it->second->parent = node;
+      it->second->level = it->first;
       ++generation_;
       if (level == "+") node->plus = it->second.get();
       if (level == "#") node->hash = it->second.get();
@@ -34,63 +47,72 @@ bool TopicTree::subscribe(std::string_view filter, const SubscriptionEntry& entr
   return true;
 }
 
+TopicTree::Node* TopicTree::find(std::string_view filter) const {
+  Node* node = root_.get();
+  while (true) {
+    const size_t slash = filter.find('/');
+    auto it = node->children.find(filter.substr(0, slash));
+    if (it == node->children.end()) return nullptr;
+    node = it->second.get();
+    if (slash == std::string_view::npos) return node;
+    filter.remove_prefix(slash + 1);
+  }
+}
+
 bool TopicTree::unsubscribe(std::string_view filter, const Session* session) {
-  return remove(*root_, filter, session);
+  Node* node = find(filter);
+  if (!node) return false;
+  auto pos = std::find_if(node->entries.begin(), node->entries.end(),
+                          [&](const SubscriptionEntry& e) { return e.session == session; });
+  if (pos == node->entries.end()) return false;
+  *pos = node->entries.back();
+  node->entries.pop_back();
+  --count_;
+  prune(node);
+  return true;
 }
 
-// Removes the entry and prunes nodes left empty on the way back up.
-bool TopicTree::remove(Node& node, std::string_view rest, const Session* session) {
-  const size_t slash = rest.find('/');
-  const std::string_view level = rest.substr(0, slash);
-  auto it = node.children.find(level);
-  if (it == node.children.end()) return false;
-  Node& child = *it->second;
-  bool removed = false;
-  if (slash == std::string_view::npos) {
-    auto pos = std::find_if(child.entries.begin(), child.entries.end(),
-                            [&](const SubscriptionEntry& e) { return e.session == session; });
-    if (pos != child.entries.end()) {
-      *pos = child.entries.back();
-      child.entries.pop_back();
-      --count_;
-      removed = true;
-    }
-  } else {
-    removed = remove(child, rest.substr(slash + 1), session);
-  }
-  if (child.empty()) {
-    if (level == "+") node.plus = nullptr;
-    if (level == "#") node.hash = nullptr;
-    node.children.erase(it);
+// Removes `node` and its ancestors while they are empty.
+void TopicTree::prune(Node* node) {
+  while (node != root_.get() && node->empty()) {
+    Node* parent = node->parent;
+    if (parent->plus == node) parent->plus = nullptr;
+    if (parent->hash == node) parent->hash = nullptr;
+    parent->children.erase(parent->children.find(node->level));
     ++generation_;
+    node = parent;
   }
-  return removed;
 }
 
-void TopicTree::match_level(const Node& node, std::string_view rest, int depth, bool dollar,
-                            Reached& out) {
+void TopicTree::collect(std::string_view topic, Reached& out) {
   // '$' topics are not matched by a leading wildcard [MQTT-4.7.2-1].
-  const bool wild_ok = !(depth == 0 && dollar);
-  // "a/#" also matches "a" [MQTT-4.7.1-2]: '#' at this node matches the
-  // parent level and everything below.
-  if (node.hash && wild_ok) out.push_back(node.hash);
-  const size_t slash = rest.find('/');
-  const std::string_view level = rest.substr(0, slash);
-  const bool last = slash == std::string_view::npos;
-  const std::string_view next = last ? std::string_view{} : rest.substr(slash + 1);
-  if (auto it = node.children.find(level); it != node.children.end()) {
-    descend(*it->second, next, last, depth, dollar, out);
-  }
-  if (node.plus && wild_ok) descend(*node.plus, next, last, depth, dollar, out);
-}
-
-void TopicTree::descend(const Node& child, std::string_view next, bool last, int depth,
-                        bool dollar, Reached& out) {
-  if (last) {
-    out.push_back(&child);
-    if (child.hash) out.push_back(child.hash);
-  } else {
-    match_level(child, next, depth + 1, dollar, out);
+  const bool dollar = !topic.empty() && topic.front() == '$';
+  stack_.clear();
+  stack_.push_back({root_.get(), topic, true});
+  while (!stack_.empty()) {
+    const Pending p = stack_.back();
+    stack_.pop_back();
+    const bool wild_ok = !(p.top && dollar);
+    // "a/#" also matches "a" [MQTT-4.7.1-2]: '#' at this node matches the
+    // parent level and everything below.
+    if (p.node->hash && wild_ok) out.push_back(p.node->hash);
+    const size_t slash = p.rest.find('/');
+    const bool last = slash == std::string_view::npos;
+    const std::string_view next = last ? std::string_view{} : p.rest.substr(slash + 1);
+    auto it = p.node->children.find(p.rest.substr(0, slash));
+    const Node* exact = it == p.node->children.end() ? nullptr : it->second.get();
+    const Node* plus = wild_ok ? p.node->plus : nullptr;
+    // The exact level first, then '+', as a recursive walk would.
+    if (last) {
+      for (const Node* child : {exact, plus}) {
+        if (!child) continue;
+        out.push_back(child);
+        if (child->hash) out.push_back(child->hash);
+      }
+    } else {
+      if (plus) stack_.push_back({plus, next, false});
+      if (exact) stack_.push_back({exact, next, false});
+    }
   }
 }
 

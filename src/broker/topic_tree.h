@@ -52,8 +52,7 @@ class TopicTree {
     CachedMatch& slot = cache_[h & (kCacheSlots - 1)];
     if (slot.generation != generation_ || slot.topic != topic) {
       slot.nodes.clear();
-      const bool dollar = !topic.empty() && topic.front() == '$';
-      match_level(*root_, topic, 0, dollar, slot.nodes);
+      collect(topic, slot.nodes);
       slot.topic.assign(topic);
       slot.generation = generation_;
     }
@@ -69,19 +68,19 @@ class TopicTree {
     std::vector<SubscriptionEntry> entries;
     Node* plus = nullptr;   // cached children["+"]
     Node* hash = nullptr;   // cached children["#"]
+    Node* parent = nullptr;
+    std::string_view level;  // this node's key in parent->children
     bool empty() const { return children.empty() && entries.empty(); }
   };
 
   using Reached = std::vector<const Node*>;
 
-  // `rest` is the remainder of the topic after the levels already matched;
-  // every node whose subscriptions match is appended to `out`.
-  static void match_level(const Node& node, std::string_view rest, int depth, bool dollar,
-                          Reached& out);
-  static void descend(const Node& child, std::string_view next, bool last, int depth, bool dollar,
-                      Reached& out);
-
-  bool remove(Node& node, std::string_view rest, const Session* session);
+  // Appends every node whose subscriptions match `topic` to `out`. Uses an
+  // explicit stack: a topic may have 32768 levels (no recursion whose depth
+  // a client controls).
+  void collect(std::string_view topic, Reached& out);
+  Node* find(std::string_view filter) const;
+  void prune(Node* node);
 
   struct CachedMatch {
     std::string topic;
@@ -94,6 +93,12 @@ class TopicTree {
   size_t count_ = 0;
   uint64_t generation_ = 1;  // bumped when a node is created or removed
   std::vector<CachedMatch> cache_;  // allocated on first match
+  struct Pending {
+    const Node* node;
+    std::string_view rest;
+    bool top;
+  };
+  std::vector<Pending> stack_;  // scratch for collect()
 };
 
 }  // namespace midge::broker

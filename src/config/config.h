@@ -54,6 +54,8 @@ struct Config {
   // Whole packets, in bytes. Mosquitto has no limit by default (256 MB, the protocol's); Midge is
   // stricter by default so that a small machine survives hostile clients (like EMQX's 1 MiB).
   uint32_t max_packet_size = 1048576;
+  uint32_t max_subscriptions_per_client = 10000;  // 0 = no limit (Midge extension)
+  uint32_t max_shared_groups = 65536;             // 0 = no limit (Midge extension)
   uint32_t max_pending_output = 1048576;  // bytes waiting to be written to one connection (Midge extension)
   uint16_t max_keepalive = 65535;
   int max_connections = -1;  // mosquitto has no global form; kept for the broker's total cap

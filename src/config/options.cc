@@ -340,6 +340,8 @@ constexpr Option kOptions[] = {
   opt<&Config::max_pending_output>("max_pending_output", U, kMidgeExtension, "Bytes waiting to be written to one connection beyond which it is sent nothing more but what it needs (see README, slow consumers).", 65536, kU32),
   opt<&Config::max_queued_bytes>("max_queued_bytes", U, R, "Per-client byte limit of queued QoS 1/2 messages; 0 = no limit.", 0, kI64),
   opt<&Config::max_queued_messages>("max_queued_messages", U, R, "Per-client limit of queued QoS 1/2 messages; 0 = no limit.", 0, kU32),
+  opt<&Config::max_shared_groups>("max_shared_groups", U, kMidgeExtension, "Most $share groups (group and filter) in the whole broker; 0 = no limit.", 0, kU32),
+  opt<&Config::max_subscriptions_per_client>("max_subscriptions_per_client", U, kMidgeExtension, "Most subscriptions one client may hold; more are refused in SUBACK (0x97 / 0x80); 0 = no limit.", 0, kU32),
   warn(unsupported("memory_limit", Scope::kGlobal, "Heap limit in bytes."), "the heap is not limited; each connection's memory is bounded by max_packet_size, max_pending_output and the queue limits"),
   opt<&Config::message_size_limit>("message_size_limit", U, R, "Largest PUBLISH payload accepted, in bytes; 0 = no limit.", 0, kMaxPayload),
   security<&Config::password_file, &Listener::password_file>("password_file", P, "Password file made with mosquitto_passwd."),

@@ -79,6 +79,9 @@ size_t publish_packet_id_offset(const OutgoingPublish& p, Version version) {
 // push_back per byte showed too.
 void encode_publish(const OutgoingPublish& p, Version version, std::string& out) {
   const size_t rl = remaining_length(p, version);
+  // A remaining length over 268435455 has no encoding (2.1.4): write
+  // nothing rather than a malformed packet. Callers check publish_size().
+  if (rl > 268435455) return;
   const size_t props = version == Version::kV5 ? property_length(p) : 0;
   out.reserve(out.size() + 1 + varint_size(static_cast<uint32_t>(rl)) + rl);
   // Fixed fields go through a small stack buffer, flushed before each

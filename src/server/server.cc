@@ -125,6 +125,8 @@ broker::Settings make_settings(const config::Config& c) {
   s.message_size_limit = c.message_size_limit;
   s.max_packet_size = c.max_packet_size;
   s.max_pending_output = c.max_pending_output;
+  s.max_subscriptions_per_client = c.max_subscriptions_per_client;
+  s.max_shared_groups = c.max_shared_groups;
   s.max_keepalive = c.max_keepalive;
   s.persistent_client_expiration = c.persistent_client_expiration;
   s.sys_interval = c.sys_interval;

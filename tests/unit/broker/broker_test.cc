@@ -392,11 +392,9 @@ TEST_F(BrokerTest, Qos2OutgoingPubrecWithErrorDropsMessage) {
   EXPECT_TRUE(session("sub").inflight.empty());
 }
 
-// BUG: broker_publish.cc handle_ack, on PUBREC: `it->delivery.message.reset()`
-// drops the payload before the PUBCOMP, so `forget_stored` (which returns
-// early when the message is null) never decrements stored_messages /
-// stored_bytes for an outgoing QoS 2 message: $SYS/broker/store/messages/*
-// grows by one per QoS 2 delivery forever.
+// Regression: the payload of an outgoing QoS 2 message is released at
+// PUBREC, before PUBCOMP; the stored counters ($SYS/broker/store/messages/*)
+// must still come back to zero once the exchange completes.
 TEST_F(BrokerTest, StoredCountersReturnToZeroAfterQos2Delivery) {
   FakeLink& sub = connect("sub", kV5);
   subscribe(sub, "t", 2);
@@ -1290,20 +1288,16 @@ TEST_F(BrokerTest, SysPublishedByBrokerOnTick) {
   EXPECT_TRUE(w.take().empty());
 }
 
-// BUG: broker_publish.cc handle_publish answers a payload over
-// message_size_limit with PUBACK/PUBREC reason 0x95 (Packet Too Large). 0x95
-// is not a PUBACK/PUBREC reason code in MQTT 5.0 (3.4.2.1 / 3.5.2.1 allow
-// 0x00 0x10 0x80 0x83 0x87 0x90 0x91 0x97 0x99): our own decoder rejects the
-// packet ("reason code not valid for this packet"), so would a strict client.
-// The message must still be dropped and refused with a valid error code
-// (e.g. 0x97 Quota exceeded or 0x83 Implementation specific error).
+// A payload over message_size_limit is dropped and refused with a reason
+// code PUBACK/PUBREC may carry (3.4.2.1 / 3.5.2.1: 0x95 Packet Too Large is
+// not one of them, so 0x97 Quota exceeded is used); the PUBACK must decode.
 TEST_F(BrokerTest, MessageSizeLimit) {
   settings_.message_size_limit = 4;
   FakeLink& s = connect("s", kV311);
   subscribe(s, "t", 0);
   FakeLink& c = connect("c", kV5);
   in(c, pub("t", "too long", 1, 1));
-  auto puback = single<AckPacket>(c);  // fails to decode while the bug stands
+  auto puback = single<AckPacket>(c);
   EXPECT_EQ(puback.type, PacketType::kPuback);
   EXPECT_TRUE(protocol::is_error(puback.reason));
   EXPECT_TRUE(s.take().empty());
@@ -1322,20 +1316,27 @@ TEST_F(BrokerTest, RemotePublishIsNotBroadcastAgain) {
   EXPECT_TRUE(router_.broadcasts.empty());
 }
 
-TEST_F(BrokerTest, SlowConsumerDropsQos0) {
+// Above the output bound QoS 0 is dropped (and counted) while QoS 1 waits
+// in the session queue until the link has room again (review H2).
+TEST_F(BrokerTest, SlowConsumerDropsQos0AndQueuesQos1) {
   FakeLink& s = connect("s", kV311);
   subscribe(s, "t", 1);
   s.pending = settings_.max_pending_output + 1;
   FakeLink& p = connect("p", kV311);
   in(p, pub("t", "dropped"));
   in(p, pub("t", "kept", 1, 1));
-  EXPECT_EQ(payloads(publishes(s)), Strings{"kept"});
+  EXPECT_TRUE(publishes(s).empty());
   EXPECT_EQ(stats().publish_dropped.load(), 1u);
+  EXPECT_EQ(session("s").queue.size(), 1u);
+  s.pending = 0;
+  broker().on_link_writable(s, now_);
+  EXPECT_EQ(payloads(publishes(s)), Strings{"kept"});
+  EXPECT_TRUE(session("s").queue.empty());
 }
 
-// BUG: broker_publish.cc send_ack() writes PUBACK/PUBREC/PUBREL/PUBCOMP
-// straight into the link without counting them in stats.messages_sent,
-// which stats.h documents as "all packets sent" ($SYS/broker/messages/sent).
+// PUBACK/PUBREC/PUBREL/PUBCOMP are written directly by send_ack(); they
+// still count in stats.messages_sent, "all packets sent" in stats.h
+// ($SYS/broker/messages/sent).
 TEST_F(BrokerTest, AcksCountedAsMessagesSent) {
   FakeLink& c = connect("c", kV311);
   const uint64_t before = stats().messages_sent.load();
@@ -1345,28 +1346,24 @@ TEST_F(BrokerTest, AcksCountedAsMessagesSent) {
 }
 
 
-// BUG: broker.cc on_connect decrements clients_disconnected after calling
-// take_over(), which has already cleared session->link. So (a) taking over
-// an *online* session with clean start 0 decrements a counter it never
-// incremented (-1), and (b) a clean-start CONNECT that replaces an *offline*
-// persistent session goes through end_session() without decrementing it
-// (+1 forever). $SYS/broker/clients/disconnected and clients/total drift.
-// Fix: read `const bool was_offline = !session->link;` before take_over()
-// and decrement when it is true, whatever clean_start says.
+// clients_disconnected counts offline persistent sessions. on_connect reads
+// whether the session was offline before take_over() clears its link, so
+// (a) taking over an *online* session leaves the counter alone, and (b) a
+// clean-start CONNECT that discards an *offline* session decrements it.
 TEST_F(BrokerTest, ClientsDisconnectedUnchangedByTakeoverOfOnlineSession) {
   connect("online", kV5);
   connect(conn("online", kV5, /*clean=*/false));  // takeover of a live session
-  EXPECT_EQ(stats().clients_disconnected.load(), 0);  // is -1
+  EXPECT_EQ(stats().clients_disconnected.load(), 0);
   EXPECT_EQ(stats().clients_connected.load(), 1);
 }
 
-// BUG: same root cause as above, case (b).
+// Case (b) of the test above.
 TEST_F(BrokerTest, ClientsDisconnectedDecrementedWhenCleanStartDiscardsOfflineSession) {
   FakeLink& p = connect("persistent", kV311, false);
   in(p, DisconnectPacket{});
   EXPECT_EQ(stats().clients_disconnected.load(), 1);
   connect(conn("persistent", kV311, /*clean=*/true));  // discards the offline session
-  EXPECT_EQ(stats().clients_disconnected.load(), 0);  // stays 1
+  EXPECT_EQ(stats().clients_disconnected.load(), 0);
   EXPECT_EQ(stats().clients_connected.load(), 1);
 }
 
@@ -1473,6 +1470,207 @@ TEST_F(BrokerTest, SharedSubscriptionRoundRobinOnOneWorker) {
   b.take();
   FakeLink& c = connect("c", kV5);
   EXPECT_TRUE(subscribe(c, "$share/g/s", 0).empty());
+}
+
+// ---------------------------------------------------------------- limits (review 2026-11-29)
+
+// The bound is absolute: one packet larger than it still goes out on an
+// empty buffer, and nothing is added once a packet would cross it (H2).
+TEST_F(BrokerTest, OutputBoundIsAbsolute) {
+  settings_.max_pending_output = 1000;
+  settings_.max_queued_messages = 0;  // once an escape from the bound
+  FakeLink& s = connect("s", kV311);
+  subscribe(s, "t", 0);
+  FakeLink& p = connect("p", kV311);
+  in(p, pub("t", std::string(5000, 'x')));
+  EXPECT_EQ(publishes(s).size(), 1u);  // nothing pending: it goes out
+  s.pending = 900;
+  in(p, pub("t", std::string(200, 'y')));
+  EXPECT_TRUE(publishes(s).empty());
+  EXPECT_EQ(stats().publish_dropped.load(), 1u);
+  in(p, pub("t", "z"));
+  EXPECT_EQ(payloads(publishes(s)), Strings{"z"});
+}
+
+// QoS 1 with a large window: only what fits is written, the rest waits in
+// order and follows as the link drains (H2).
+TEST_F(BrokerTest, Qos1WindowDoesNotBypassOutputBound) {
+  settings_.max_pending_output = 1000;
+  settings_.max_inflight_messages = 0;
+  FakeLink& s = connect("s", kV5);
+  subscribe(s, "t", 1);
+  s.track_output = true;  // unread bytes count as pending
+  FakeLink& p = connect("p", kV311);
+  for (int i = 0; i < 10; ++i) {
+    in(p, pub("t", std::to_string(i) + std::string(400, '.'), 1, static_cast<uint16_t>(i + 1)));
+  }
+  EXPECT_EQ(session("s").queue.size(), 8u);
+  Strings got;
+  for (int turn = 0; turn < 10 && got.size() < 10; ++turn) {
+    auto batch = publishes(s);  // the client reads: pending drops to 0
+    EXPECT_LE(batch.size(), 2u);  // ~410 bytes each against a 1000-byte bound
+    for (auto& m : batch) got.push_back(m.payload.substr(0, 1));
+    broker().on_link_writable(s, now_);
+  }
+  EXPECT_EQ(got, (Strings{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}));
+}
+
+// A repeated filter in one SUBSCRIBE replays the retained messages once,
+// and the replays count against the output bound (C1).
+TEST_F(BrokerTest, RetainedReplayOncePerFilterAndBounded) {
+  FakeLink& p = connect("p", kV311);
+  for (int i = 0; i < 3; ++i) in(p, pub("r/" + std::to_string(i), "v", 0, 0, true));
+  FakeLink& s = connect("s", kV311);
+  SubscribePacket sub;
+  sub.packet_id = 1;
+  for (int i = 0; i < 100; ++i) sub.subscriptions.push_back({"r/#", SubscribeOptions{}});
+  in(s, std::move(sub));
+  std::vector<Packet> packets = s.take();
+  ASSERT_FALSE(packets.empty());
+  EXPECT_EQ(std::get<SubackPacket>(packets[0]).reasons.size(), 100u);
+  EXPECT_EQ(publishes(std::move(packets)).size(), 3u);
+  s.pending = settings_.max_pending_output + 1;
+  SubscribePacket again;
+  again.packet_id = 2;
+  again.subscriptions.push_back({"r/#", SubscribeOptions{}});
+  in(s, std::move(again));
+  EXPECT_EQ(publishes(s.take()).size(), 0u);
+  EXPECT_GE(stats().publish_dropped.load(), 1u);
+}
+
+// One timer entry per session, whatever the number of reconnects (M5).
+TEST_F(BrokerTest, SessionTimersDoNotGrowAcrossReconnects) {
+  for (int i = 0; i < 10000; ++i) {
+    ConnectPacket c = conn(std::string(200, 'c'), kV5, /*clean=*/false);
+    c.properties.session_expiry_interval = 0xFFFFFFFE;
+    c.will = will("w", "x");
+    c.will->properties.will_delay_interval = 1000;
+    FakeLink& link = connect(std::move(c));
+    EXPECT_LE(broker().timer_count(), 1u);
+    broker().on_link_lost(link, now_);
+    EXPECT_EQ(broker().timer_count(), 1u);
+    advance(seconds(1));
+    links_.clear();
+  }
+  advance(seconds(2000));
+  tick();  // the delayed will is due: the timer is re-armed for the expiry
+  EXPECT_EQ(broker().timer_count(), 1u);
+}
+
+TEST_F(BrokerTest, SessionExpiryCappedByPersistentClientExpiration) {
+  settings_.persistent_client_expiration = 60;
+  ConnectPacket c = conn("v5", kV5, /*clean=*/false);
+  c.properties.session_expiry_interval = 0xFFFFFFFE;
+  ConnackPacket ack;
+  FakeLink& link = connect(std::move(c), &ack);
+  EXPECT_EQ(ack.properties.session_expiry_interval, 60u);  // told to the client
+  in(link, DisconnectPacket{});
+  advance(seconds(59));
+  tick();
+  EXPECT_NE(broker().find_session("v5"), nullptr);
+  advance(seconds(2));
+  tick();
+  EXPECT_EQ(broker().find_session("v5"), nullptr);
+}
+
+TEST_F(BrokerTest, SubscriptionQuotaPerClient) {
+  settings_.max_subscriptions_per_client = 2;
+  FakeLink& v5 = connect("v5", kV5);
+  subscribe(v5, "a", 0);
+  subscribe(v5, "b", 0);
+  subscribe(v5, "c", 0);
+  EXPECT_EQ(last_suback_.reasons[0], ReasonCode::kQuotaExceeded);
+  subscribe(v5, "a", 1);  // an existing filter may be changed
+  EXPECT_EQ(last_suback_.reasons[0], ReasonCode::kGrantedQos1);
+  EXPECT_EQ(session("v5").subscriptions.size(), 2u);
+  FakeLink& v3 = connect("v3", kV311);
+  subscribe(v3, "a", 0);
+  subscribe(v3, "b", 0);
+  subscribe(v3, "c", 0);
+  EXPECT_TRUE(protocol::is_error(last_suback_.reasons[0]));  // 0x80 on the wire
+}
+
+TEST_F(BrokerTest, SharedGroupsBounded) {
+  settings_.max_shared_groups = 2;
+  FakeLink& c = connect("c", kV5);
+  subscribe(c, "$share/g1/t", 0);
+  subscribe(c, "$share/g2/t", 0);
+  subscribe(c, "$share/g3/t", 0);
+  EXPECT_EQ(last_suback_.reasons[0], ReasonCode::kQuotaExceeded);
+  subscribe(c, "$share/g1/t", 1);  // joining an existing group is fine
+  EXPECT_EQ(last_suback_.reasons[0], ReasonCode::kGrantedQos1);
+}
+
+// Subscription identifiers count in max_queued_bytes (M4).
+TEST_F(BrokerTest, SubscriptionIdsCountInQueuedBytes) {
+  ConnectPacket c = conn("s", kV5, /*clean=*/false);
+  c.properties.session_expiry_interval = 100;
+  FakeLink& s = connect(std::move(c));
+  for (uint32_t i = 1; i <= 10; ++i) subscribe(s, i % 2 ? "t" : "+", 1, i);
+  in(s, DisconnectPacket{});
+  FakeLink& p = connect("p", kV311);
+  in(p, pub("t", "xy", 1, 1));
+  EXPECT_EQ(session("s").queued_bytes, 2u + 2 * sizeof(uint32_t));  // "t" and "+" keep one id each
+}
+
+// A $share delivery whose member ended goes to another member (L13).
+TEST_F(BrokerTest, SharedDeliveryToGoneMemberGoesToAnother) {
+  FakeLink& a = connect("a", kV5);
+  subscribe(a, "$share/g/t", 1);
+  SharedMember gone{0, "gone", 1, 0, true, std::string("g\0t", 3)};
+  MessageFields f;
+  f.topic = "t";
+  f.payload = "m";
+  f.qos = 1;
+  broker().on_shared_delivery(gone, Message::create(f), now_);
+  EXPECT_EQ(payloads(publishes(a)), Strings{"m"});
+}
+
+TEST_F(BrokerTest, ExpiredRetainedMessagesAreRemoved) {
+  FakeLink& p = connect("p", kV5);
+  PublishPacket m = pub("r", "v", 0, 0, true);
+  m.properties.message_expiry_interval = 10;
+  in(p, std::move(m));
+  in(p, pub("keep", "v", 0, 0, true));
+  EXPECT_EQ(shared_->retained.count(), 2u);
+  advance(seconds(11));
+  tick();
+  EXPECT_EQ(shared_->retained.count(), 1u);
+  in(p, pub("r", "again", 0, 0, true));  // the emptied branch can be used again
+  EXPECT_EQ(shared_->retained.count(), 2u);
+}
+
+TEST_F(BrokerTest, IncomingQos2IdsAreASet) {
+  FakeLink& c = connect("c", kV311);
+  for (uint32_t id = 1; id <= 65535; ++id) in(c, pub("t", "x", 2, static_cast<uint16_t>(id)));
+  EXPECT_EQ(session("c").incoming_qos2.size(), 65535u);
+  in(c, pub("t", "x", 2, 7));  // a resend: acknowledged, not stored twice
+  EXPECT_EQ(session("c").incoming_qos2.size(), 65535u);
+  c.take();
+  in(c, ack(PacketType::kPubrel, 7));
+  EXPECT_EQ(single<AckPacket>(c).reason, ReasonCode::kSuccess);
+  EXPECT_EQ(session("c").incoming_qos2.size(), 65534u);
+}
+
+TEST_F(BrokerTest, OutgoingTopicAliasesBoundedInBytes) {
+  ConnectPacket c = conn("s", kV5);
+  c.properties.topic_alias_maximum = 65535;
+  FakeLink& s = connect(std::move(c));
+  subscribe(s, "#", 0);
+  FakeLink& p = connect("p", kV311);
+  for (int i = 0; i < 20; ++i) in(p, pub(std::to_string(i) + std::string(60000, 'a'), "x"));
+  EXPECT_EQ(publishes(s).size(), 20u);
+  ASSERT_NE(session("s").aliases, nullptr);
+  EXPECT_LE(session("s").aliases->out_bytes, Session::kMaxAliasBytes);
+  EXPECT_LT(session("s").aliases->out.size(), 20u);
+}
+
+TEST_F(BrokerTest, ResponseInformationNeverTooLong) {
+  ConnectPacket c = conn(std::string(65535, 'i'), kV5);
+  c.properties.request_response_information = 1;
+  ConnackPacket ack;
+  connect(std::move(c), &ack);  // fails to decode if the property overflowed
+  EXPECT_EQ(ack.reason, ReasonCode::kSuccess);
 }
 
 }  // namespace

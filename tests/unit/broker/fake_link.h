@@ -17,7 +17,7 @@ class FakeLink : public Link {
  public:
   std::string& out() override { return out_; }
   void commit() override { ++commits; }
-  size_t pending_bytes() const override { return pending; }
+  size_t pending_bytes() const override { return track_output ? out_.size() : pending; }
   void close() override { ++closes; }
 
   // Decodes and removes every packet written since the last call, with the
@@ -41,6 +41,7 @@ class FakeLink : public Link {
 
   std::string out_;
   size_t pending = 0;  // what pending_bytes() reports
+  bool track_output = false;  // report the bytes not yet taken instead
   int commits = 0;
   int closes = 0;
 };

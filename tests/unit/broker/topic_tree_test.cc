@@ -3,13 +3,16 @@
 #include "broker/topic_tree.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "broker/retained_store.h"
 #include "broker/session.h"
+#include "broker/shared_state.h"
 
 namespace midge::broker {
 namespace {
@@ -327,6 +330,62 @@ TEST_F(TopicTreeTest, SubscriptionEntryCarriesOptions) {
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].options, e.options);
   EXPECT_EQ(seen[0].subscription_id, 42u);
+}
+
+// Runs `body` on a thread with a 256 KiB stack: a walk that recursed once
+// per level would overflow it at 32768 levels (review M9).
+template <typename Body>
+void on_small_stack(Body body) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_t thread;
+  auto run = [](void* arg) -> void* {
+    (*static_cast<Body*>(arg))();
+    return nullptr;
+  };
+  ASSERT_EQ(pthread_create(&thread, &attr, run, &body), 0);
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+}
+
+// 32768 levels: the most a 65535-byte topic of '/' can have.
+TEST(DeepLevelsTest, TreesDoNotRecursePerLevel) {
+  const std::string topic(65535, '/');
+  std::string filter;
+  for (int i = 0; i < 32767; ++i) filter += "+/";
+  filter += "#";
+  size_t tree_hits = 0;
+  size_t retained_hits = 0;
+  size_t shared_hits = 0;
+  on_small_stack([&] {
+    Session session;
+    {
+      TopicTree tree;
+      tree.subscribe(topic, SubscriptionEntry{&session, {}, 0});
+      tree.subscribe(filter, SubscriptionEntry{&session, {}, 1});
+      tree.match(topic, [&](const SubscriptionEntry&) { ++tree_hits; });
+      EXPECT_TRUE(tree.unsubscribe(topic, &session));
+    }  // destroyed with a 32768-level filter still in it
+    {
+      RetainedStore store;
+      MessageFields f;
+      f.topic = topic;
+      f.payload = "x";
+      store.put(Message::create(f));
+      store.match(filter, TimePoint{}, [&](const MessagePtr&) { return ++retained_hits, true; });
+      store.match("#", TimePoint{}, [&](const MessagePtr&) { return ++retained_hits, true; });
+    }
+    {
+      SharedSubscriptions shared;
+      SharedMember member{0, "m", 0, 0, true, {}};
+      shared.add("g", filter, member, 10);
+      shared.pick(topic, [&](const SharedMember&) { ++shared_hits; });
+    }
+  });
+  EXPECT_EQ(tree_hits, 2u);
+  EXPECT_EQ(retained_hits, 2u);
+  EXPECT_EQ(shared_hits, 1u);
 }
 
 }  // namespace
