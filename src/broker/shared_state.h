@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "auth/password_file.h"
+#include "broker/authenticator.h"
 #include "broker/message.h"
 #include "broker/retained_store.h"
 #include "broker/stats.h"
@@ -86,11 +86,10 @@ struct SharedState {
   std::vector<Stats*> worker_stats;  // filled before workers start
   TimePoint start_time{};
   std::atomic<int64_t> clients_maximum{0};
-  // Users of `password_file`; null when none is configured. Set by the main
-  // thread (at start and on SIGHUP) as a whole new object, read by the
-  // workers at CONNECT only: a reload never races a check in progress, which
-  // keeps its own reference to the old file.
-  std::atomic<std::shared_ptr<const auth::PasswordFile>> password_file;
+  // Checks the credentials of named clients; null when nothing can vouch
+  // for a user name (no password_file). Set by the server before the
+  // workers start; thread-safe (a reload happens inside it).
+  std::shared_ptr<Authenticator> authenticator;
 };
 
 }  // namespace midge::broker

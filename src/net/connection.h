@@ -103,6 +103,16 @@ class Connection final : public broker::Link,
   // `after`: the bytes already read behind this packet.
   bool handle_packet(protocol::Packet&& packet, std::string_view after, TimePoint now);
   void handle_connect(protocol::ConnectPacket&& connect, std::string_view after, TimePoint now);
+  // A CONNECT on the worker that owns its client id, in two steps: the
+  // credentials, then the rest (broker::Broker::connect). False while the
+  // credentials are checked off the loop: input then waits in in_, unread
+  // and undecoded, until on_credentials().
+  bool check_credentials(protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now);
+  void on_credentials(protocol::ReasonCode verdict);
+  bool finish_connect(protocol::ConnectPacket&& connect, bool id_assigned, protocol::ReasonCode verdict,
+                      const std::string& from, TimePoint now);
+  // After a CONNECT accepted outside decoding: what followed it, then the socket.
+  void resume_input(TimePoint now);
   void fail(protocol::ReasonCode reason, TimePoint now, const char* why = nullptr);
   void write_now();
   void finish_close();
@@ -125,6 +135,13 @@ class Connection final : public broker::Link,
   bool closing_ = false;      // close requested: flush, then close
   bool closed_ = false;
   bool connected_ = false;    // CONNECT accepted
+  // A CONNECT waiting for its credentials' verdict (read_scheduled_ is set).
+  struct PendingConnect {
+    protocol::ConnectPacket connect;
+    bool id_assigned = false;
+    std::string peer;
+  };
+  std::unique_ptr<PendingConnect> pending_connect_;
   TimePoint deadline_{};
   protocol::DecodeLimits limits_;
   ListenerSlot slot_;
