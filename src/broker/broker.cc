@@ -131,8 +131,14 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
   if (ReasonCode reason = check_connect(c, id_assigned, credentials); reason != ReasonCode::kSuccess) {
     return refuse(link, c, reason);
   }
+  const std::string_view username = c.username ? std::string_view(*c.username) : std::string_view();
   auto it = sessions_.find(c.client_id);
   Session* session = it == sessions_.end() ? nullptr : it->second.get();
+  // M8: otherwise user B, naming user A's client id, inherits A's
+  // subscriptions and queued messages (Mosquitto allows it too).
+  if (session && settings_.refuse_cross_user_takeover && session->username != username) {
+    return refuse(link, c, ReasonCode::kNotAuthorized);
+  }
   Stats::add(stats_.connections_total);
   bool present = false;
   if (session) {
@@ -154,6 +160,7 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
     sessions_.emplace(key, std::move(owned));
   }
   attach(*session, link, c);
+  session->username = username;
   send_connack(*session, c, present, id_assigned);
   if (present) resume(*session, now);
   return ReasonCode::kSuccess;

@@ -44,6 +44,7 @@ struct SessionSubscription {
 
 struct Session {
   std::string client_id;
+  std::string username;  // of the last CONNECT; empty for anonymous clients
   Link* link = nullptr;  // null while offline
   protocol::Version version = protocol::Version::kV311;
 

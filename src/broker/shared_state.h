@@ -42,6 +42,9 @@ struct Settings {
   // dropped (the slow-consumer policy, see README).
   size_t max_pending_output = 1u << 20;
   bool connection_messages = true;  // log connects and disconnects
+  // A CONNECT with a client id whose session belongs to another user name
+  // is refused (not authorised) instead of taking that session over.
+  bool refuse_cross_user_takeover = false;
   std::string version = "midge version 0.1.0";
 };
 

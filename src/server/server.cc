@@ -123,6 +123,7 @@ broker::Settings make_settings(const config::Config& c) {
   s.max_qos = c.max_qos;
   s.allow_zero_length_clientid = c.allow_zero_length_clientid;
   s.auto_id_prefix = c.auto_id_prefix;
+  s.refuse_cross_user_takeover = c.refuse_cross_user_takeover;
   s.version = std::string("midge version ") + kVersion;
   return s;
 }

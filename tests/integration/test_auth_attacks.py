@@ -6,6 +6,7 @@
 - a client that goes away while its check runs must not crash the broker (the lead runs this
   file under ASan too);
 - failed logins are logged with the client's address, client id and user name, escaped;
+- refuse_cross_user_takeover: user B cannot take over user A's session by naming its client id.
 
 Hashes are made here with Python's hashlib, independently of the broker and midge_passwd.
 Stall checks compare times measured in the same test (never a fixed number of milliseconds):
@@ -26,6 +27,7 @@ from mqttraw import CONNACK, PINGRESP, PUBACK, PUBLISH, SUBACK
 pytestmark = pytest.mark.midge_only  # Mosquitto 2.0.11 checks passwords on its only thread
 
 PINGREQ = b"\xc0\x00"
+REFUSED = {3: 5, 4: 5, 5: 0x87}
 
 
 def hash_line(user, password, iterations):
@@ -38,7 +40,7 @@ def hash_line(user, password, iterations):
 @pytest.fixture(scope="module")
 def slow_users(tmp_path_factory):
     """victim: Mosquitto 2.1's 210,000 iterations; slow: three times that, so that one check
-    alone is a long window; alice and bob: cheap entries."""
+    alone is a long window; alice and bob: cheap entries for the takeover tests."""
     path = tmp_path_factory.mktemp("pw") / "passwd"
     path.write_text(hash_line("victim", "right", 210000) + hash_line("slow", "right", 630000)
                     + hash_line("alice", "pa", 1000) + hash_line("bob", "pb", 1000))
@@ -215,3 +217,48 @@ def test_failed_logins_are_logged_with_address(broker, slow_users):
     line5 = "Client cam-5 from 127.0.0.1:%d refused: Not authorized (user 'nobody\\x7f')." % port5
     wait_until(lambda: line in b.log_text() and line5 in b.log_text(), what="refusals logged")
     assert not any(l.startswith("[forged]") for l in b.log_text().splitlines())
+
+
+# ------------------------------------------------------------------ M8: takeover across users
+
+def takeover_setup(b, proto):
+    owner = mqttraw.RawClient(b.port, proto)
+    props = [(mqttraw.P_SESSION_EXPIRY, 600)] if proto == 5 else None
+    assert owner.connect("shared-id", clean=False, username="alice", password="pa",
+                         properties=props).rc == 0
+    assert owner.subscribe([("alice/#", 1)]).codes == [1]
+    return owner, props
+
+
+@pytest.mark.parametrize("proto", [4, 5])
+def test_cross_user_takeover_refused(broker, slow_users, proto):
+    b = auth_broker(broker, slow_users, "allow_anonymous false", "refuse_cross_user_takeover true")
+    owner, props = takeover_setup(b, proto)
+    thief = mqttraw.RawClient(b.port, proto)
+    assert thief.connect("shared-id", clean=False, username="bob", password="pb",
+                         properties=props).rc == REFUSED[proto]
+    thief.close()
+    # The owner is still connected and still gets its messages.
+    pub = mqttraw.RawClient(b.port)
+    assert pub.connect("publisher", username="bob", password="pb").rc == 0
+    pub.publish_acked("alice/x", b"private", qos=1)
+    assert owner.recv_type(PUBLISH).payload == b"private"
+    # The same user may still take its own session over.
+    again = mqttraw.RawClient(b.port, proto)
+    ack = again.connect("shared-id", clean=False, username="alice", password="pa", properties=props)
+    assert ack.rc == 0 and ack.session_present
+    assert owner.is_closed_within(5)
+    for c in (owner, pub, again):
+        c.close()
+
+
+def test_cross_user_takeover_allowed_by_default(broker, slow_users):
+    # Mosquitto's behaviour, kept as the default: the session goes to whoever names its id.
+    b = auth_broker(broker, slow_users, "allow_anonymous false")
+    owner, _ = takeover_setup(b, 4)
+    other = mqttraw.RawClient(b.port)
+    ack = other.connect("shared-id", clean=False, username="bob", password="pb")
+    assert ack.rc == 0 and ack.session_present
+    assert owner.is_closed_within(5)
+    owner.close()
+    other.close()
