@@ -305,7 +305,7 @@ def test_passwd_create_update_delete(tmp_path):
     lines = open(path).read().splitlines()
     assert [l.split(":")[0] for l in lines] == ["a", "b", "c"]
     assert lines[0].split("$")[1:3] == ["7", "500"]
-    assert lines[1].split("$")[1:3] == ["7", "101"]  # mosquitto_passwd 2.0.11's default
+    assert lines[1].split("$")[1:3] == ["7", "210000"]  # Mosquitto 2.1's default, not 2.0.11's 101
     assert lines[2].split("$")[1] == "6"
     assert len(base64.b64decode(lines[1].split("$")[3])) == 12
     assert check_line(lines[0], "a", "new") and check_line(lines[1], "b", "pb")
@@ -319,6 +319,22 @@ def test_passwd_create_update_delete(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if ".backup." in f]
     assert run([tool, "-c", "-b", path, "z", "pz"]).returncode == 0  # -c overwrites
     assert [l.split(":")[0] for l in open(path).read().splitlines()] == ["z"]
+
+
+@needs_midge_passwd
+def test_passwd_create_is_private(tmp_path):
+    # L12: mosquitto_passwd -c leaves the hashes readable by every user (umask 022); ours are
+    # the owner's only, like the backup file. An existing file keeps the mode it was given.
+    path = str(tmp_path / "passwd")
+    old = os.umask(0o022)
+    try:
+        assert run([midge_passwd(), "-c", "-b", path, "a", "pa"]).returncode == 0
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        os.chmod(path, 0o640)  # e.g. root:mosquitto
+        assert run([midge_passwd(), "-c", "-b", path, "b", "pb"]).returncode == 0
+        assert os.stat(path).st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
 
 
 @needs_midge_passwd
