@@ -1,9 +1,19 @@
 #include "auth/work_pool.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 namespace midge::auth {
 
 WorkPool::WorkPool(unsigned threads, size_t max_queued) : max_queued_(max_queued) {
+  // The threads start with every signal blocked: a process signal (SIGHUP,
+  // SIGTERM) must reach the thread that waits for it, never take its
+  // default action (ending the process) on one of these.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 WorkPool::~WorkPool() { stop(); }

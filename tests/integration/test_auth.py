@@ -220,6 +220,26 @@ def test_sighup_with_unreadable_file_keeps_old_users(broker, tmp_path):
     assert connack(b.port, 4, username="nouveau", password="pw") == 0
 
 
+@pytest.mark.midge_only
+def test_sighup_storm_with_password_file(broker, tmp_path):
+    # Every SIGHUP must reach the main thread, even one arriving while it reloads: none may take
+    # its default action (ending the process) on another thread, such as a password hashing one.
+    path = make_file(tmp_path / "passwd", [("sondes", "mot2passe")])
+    with open(path, "a") as f:  # a long file: each reload takes a while
+        for i in range(5000):
+            salt = os.urandom(12)
+            digest = hashlib.sha512(b"pw" + salt).digest()
+            f.write("u%d:$6$%s$%s\n" % (i, base64.b64encode(salt).decode(), base64.b64encode(digest).decode()))
+    b = broker(auth_conf("allow_anonymous false", "password_file " + path))
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and b.alive():
+        b.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.0005)
+    assert b.alive(), b.log_tail()
+    wait_until(lambda: "Reloaded password file" in b.log_text(), what="a reload logged")
+    assert connack(b.port, 4, username="sondes", password="mot2passe") == 0
+
+
 @needs_midge_passwd
 def test_midge_passwd_file_works_with_both_brokers(broker, tmp_path):
     path = str(tmp_path / "passwd")
