@@ -7,8 +7,11 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <tuple>
 #include <sstream>
 
 namespace midge::auth {
@@ -48,7 +51,15 @@ std::unique_ptr<PasswordFile> PasswordFile::load(const std::string& path, std::v
     error = "Unable to read pwfile \"" + path + "\".";
     return nullptr;
   }
-  return parse(text.str(), path, problems);
+  auto file = parse(text.str(), path, problems);
+  // Hashes are offline-guessable: other accounts should not read them.
+  if ((st.st_mode & S_IROTH) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    problems.push_back("Warning: password file " + path + " is readable by every user (mode " + mode +
+                       "); chmod 0600 it, or 0640 for the broker's group.");
+  }
+  return file;
 }
 
 // Line rules of Mosquitto 2.0.11's broker (found by experiment): blank lines
@@ -90,6 +101,7 @@ std::unique_ptr<PasswordFile> PasswordFile::parse(std::string_view text, const s
     }
     file->users_.insert_or_assign(user, std::move(*hash));
   }
+  file->choose_dummy();
   return file;
 }
 
@@ -115,19 +127,46 @@ PasswordFile::Digest PasswordFile::digest(std::string_view username, std::string
   return d;
 }
 
-bool PasswordFile::verify(std::string_view username, std::string_view password) const {
-  auto it = users_.find(std::string(username));
-  if (it == users_.end()) return false;
+bool PasswordFile::remembered(std::string_view username, std::string_view password) const {
   const Digest key = digest(username, password);
-  {
-    std::lock_guard lock(mutex_);
-    if (verified_.count(key) != 0) return true;
-  }
-  if (!it->second.matches(password)) return false;
+  std::lock_guard lock(mutex_);
+  return verified_.count(key) != 0;
+}
+
+bool PasswordFile::verify(std::string_view username, std::string_view password) const {
+  if (remembered(username, password)) return true;
+  auto it = users_.find(std::string(username));
+  const bool known = it != users_.end();
+  const PasswordHash& hash = known ? it->second : dummy_;
+  hash_work_.fetch_add(hash.type == HashType::kSha512 ? 1 : static_cast<uint64_t>(hash.iterations),
+                       std::memory_order_relaxed);
+  if (!hash.matches(password) || !known) return false;
+  const Digest key = digest(username, password);
   std::lock_guard lock(mutex_);
   if (verified_.size() >= kMaxVerified) verified_.clear();  // bounded; refilled by the next connects
   verified_.insert(key);
   return true;
+}
+
+// The most common (kind, iterations, salt length) among the entries, ties
+// going to the costlier: in a file made by one tool, every entry's.
+void PasswordFile::choose_dummy() {
+  std::map<std::tuple<int, int, size_t>, size_t> counts;
+  for (const auto& [user, hash] : users_) ++counts[{static_cast<int>(hash.type), hash.iterations, hash.salt.size()}];
+  std::tuple<int, int, size_t> kind{static_cast<int>(HashType::kSha512Pbkdf2), kDefaultIterations, kSaltBytes};
+  size_t best = 0;
+  for (const auto& [k, n] : counts) {
+    if (n >= best) {  // ascending keys: a tie goes to the costlier
+      kind = k;
+      best = n;
+    }
+  }
+  dummy_.type = static_cast<HashType>(std::get<0>(kind));
+  dummy_.iterations = std::get<1>(kind);
+  dummy_.salt.assign(std::get<2>(kind), '\0');
+  dummy_.hash.assign(kHashBytes, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(dummy_.salt.data()), static_cast<int>(dummy_.salt.size()));
+  RAND_bytes(reinterpret_cast<unsigned char*>(dummy_.hash.data()), static_cast<int>(dummy_.hash.size()));
 }
 
 }  // namespace midge::auth

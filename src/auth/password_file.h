@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -34,11 +35,18 @@ class PasswordFile {
   PasswordFile& operator=(const PasswordFile&) = delete;
 
   // True when `username` is in the file and `password` matches its hash.
-  // Thread-safe. Successful checks are remembered (as a keyed digest of
-  // user and password, see verified_) so that a client reconnecting does not
-  // pay for PBKDF2 again: 210000 iterations (mosquitto 2.1's files) take
-  // tens of milliseconds on the worker thread.
+  // Thread-safe; slow (one PBKDF2: tens of milliseconds with mosquitto
+  // 2.1's 210000 iterations). An unknown user costs the same as a wrong
+  // password: a dummy hash of the file's usual kind is checked instead, so
+  // response times do not tell which users exist. Successes are
+  // remembered (see verified_).
   bool verify(std::string_view username, std::string_view password) const;
+  // True when this user and password were verified before: a keyed digest
+  // and a set lookup, cheap enough for a worker thread. False says nothing.
+  bool remembered(std::string_view username, std::string_view password) const;
+  // Hash iterations computed by verify() so far ($6$ counts 1): lets tests
+  // check that every failure path does the same work.
+  uint64_t hash_work() const { return hash_work_.load(std::memory_order_relaxed); }
 
   size_t size() const { return users_.size(); }
   bool contains(std::string_view username) const { return users_.count(std::string(username)) != 0; }
@@ -49,8 +57,13 @@ class PasswordFile {
     size_t operator()(const Digest& d) const;
   };
   Digest digest(std::string_view username, std::string_view password) const;
+  void choose_dummy();
 
   std::unordered_map<std::string, PasswordHash> users_;
+  // Checked for unknown users: the kind and iteration count most entries
+  // have, a random salt and hash that no password matches.
+  PasswordHash dummy_;
+  mutable std::atomic<uint64_t> hash_work_{0};
   // Cache of successful verifications. Keyed with a random per-instance key
   // so that the digests are useless outside this process; bounded, and
   // dropped with the instance when the file is reloaded.

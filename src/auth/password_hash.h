@@ -17,6 +17,10 @@ enum class HashType { kSha512 = 6, kSha512Pbkdf2 = 7 };
 // What mosquitto_passwd 2.0.11 writes by default: 12-byte salt, 101 iterations.
 inline constexpr size_t kSaltBytes = 12;
 inline constexpr int kDefaultIterations = 101;
+// What midge_passwd writes: Mosquitto 2.1's default and OWASP's figure for
+// PBKDF2-HMAC-SHA512. Mosquitto 2.0 reads the count from each line, so its
+// broker takes these files too.
+inline constexpr int kRecommendedIterations = 210000;
 inline constexpr size_t kHashBytes = 64;  // SHA-512 output
 
 struct PasswordHash {

@@ -68,9 +68,9 @@ void Broker::send_ack(Link& link, protocol::PacketType type, uint16_t id, Reason
   Stats::add(stats_.messages_sent);
 }
 
-ReasonCode Broker::check_connect(const protocol::ConnectPacket& c, bool id_assigned) const {
+ReasonCode Broker::check_connect(const protocol::ConnectPacket& c, bool id_assigned, ReasonCode credentials) const {
   if (c.client_id.empty() && !id_assigned) return ReasonCode::kClientIdentifierNotValid;
-  if (ReasonCode reason = check_credentials(c); reason != ReasonCode::kSuccess) return reason;
+  if (credentials != ReasonCode::kSuccess) return credentials;
   if (c.properties.authentication_method) return ReasonCode::kBadAuthenticationMethod;
   // 3.x clients cannot be told a server keep alive: mosquitto refuses them
   // (identifier rejected) when they ask for more than max_keepalive.
@@ -91,41 +91,57 @@ ReasonCode Broker::check_connect(const protocol::ConnectPacket& c, bool id_assig
 // never "bad user name or password" (4 / 0x86).
 // - An absent or empty user name is anonymous: allowed iff allow_anonymous,
 //   whatever the password file says.
-// - A named client needs, when a password file is loaded, its user in the
-//   file and a password that matches (no password at all does not match);
-//   the password file is authoritative even with allow_anonymous true.
+// - A named client needs, when a password file is loaded (an
+//   authenticator), its user in the file and a password that matches (no
+//   password at all does not match); the file is authoritative even with
+//   allow_anonymous true.
 // - Without a password file nothing can vouch for a user name, so a named
 //   client is then treated like an anonymous one.
-ReasonCode Broker::check_credentials(const protocol::ConnectPacket& c) const {
+std::optional<ReasonCode> Broker::check_credentials(const protocol::ConnectPacket& c,
+                                                    Authenticator::Reply reply) const {
   const bool anonymous = !c.username || c.username->empty();
-  if (anonymous) return settings_.allow_anonymous ? ReasonCode::kSuccess : ReasonCode::kNotAuthorized;
-  if (auto users = shared_.password_file.load(std::memory_order_acquire)) {
-    if (c.password && users->verify(*c.username, *c.password)) return ReasonCode::kSuccess;
-    return ReasonCode::kNotAuthorized;
+  if (!anonymous && shared_.authenticator) {
+    return shared_.authenticator->authenticate(Credentials{c.client_id, *c.username, c.password}, std::move(reply));
   }
   return settings_.allow_anonymous ? ReasonCode::kSuccess : ReasonCode::kNotAuthorized;
 }
 
-bool Broker::refuse(Link& link, const protocol::ConnectPacket& c, ReasonCode reason) {
+ReasonCode Broker::refuse(Link& link, const protocol::ConnectPacket& c, ReasonCode reason) {
   protocol::ConnackPacket ack;
   ack.reason = reason;
   link.version = c.version;
   send(link, ack);
-  link.close_for(reason, nullptr);
-  return false;
+  link.close_for(reason, nullptr, c.client_id);
+  return reason;
 }
 
 bool Broker::on_connect(Link& link, protocol::ConnectPacket&& c, bool id_assigned, TimePoint now) {
+  // Nothing here could take a later answer: an authenticator that needs
+  // one is told nobody waits for it.
+  Authenticator::Reply nobody;
+  nobody.wanted = [] { return false; };
+  const ReasonCode credentials = check_credentials(c, std::move(nobody)).value_or(ReasonCode::kServerUnavailable);
+  return connect(link, std::move(c), id_assigned, credentials, now) == ReasonCode::kSuccess;
+}
+
+ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assigned, ReasonCode credentials,
+                           TimePoint now) {
   link.version = c.version;
   Stats::add(stats_.messages_received);
-  if (ReasonCode reason = check_connect(c, id_assigned); reason != ReasonCode::kSuccess) {
+  if (ReasonCode reason = check_connect(c, id_assigned, credentials); reason != ReasonCode::kSuccess) {
     return refuse(link, c, reason);
+  }
+  const std::string_view username = c.username ? std::string_view(*c.username) : std::string_view();
+  auto it = sessions_.find(c.client_id);
+  Session* session = it == sessions_.end() ? nullptr : it->second.get();
+  // M8: otherwise user B, naming user A's client id, inherits A's
+  // subscriptions and queued messages (Mosquitto allows it too).
+  if (session && settings_.refuse_cross_user_takeover && session->username != username) {
+    return refuse(link, c, ReasonCode::kNotAuthorized);
   }
   Stats::add(stats_.connections_total);
   bool present = false;
-  Session* session = nullptr;
-  if (auto it = sessions_.find(c.client_id); it != sessions_.end()) {
-    session = it->second.get();
+  if (session) {
     const bool was_offline = session->link == nullptr;
     take_over(*session, c.clean_start, now);
     if (was_offline) Stats::add(stats_.clients_disconnected, -1);
@@ -144,9 +160,10 @@ bool Broker::on_connect(Link& link, protocol::ConnectPacket&& c, bool id_assigne
     sessions_.emplace(key, std::move(owned));
   }
   attach(*session, link, c);
+  session->username = username;
   send_connack(*session, c, present, id_assigned);
   if (present) resume(*session, now);
-  return true;
+  return ReasonCode::kSuccess;
 }
 
 // A session already exists for this client id: close its connection, if any
@@ -168,7 +185,7 @@ void Broker::take_over(Session& session, bool new_clean_start, TimePoint now) {
     session.link = nullptr;
     Stats::add(stats_.clients_connected, -1);
     shared_.shared_subscriptions.set_online(session.client_id, false);
-    old->close_for(ReasonCode::kSessionTakenOver, nullptr);
+    old->close_for(ReasonCode::kSessionTakenOver, nullptr, session.client_id);
   } else if (session.will_at) {
     if (new_clean_start) publish_will(session, now);  // the old session ends now
     session.will.reset();
@@ -364,8 +381,9 @@ void Broker::disconnect(Session& session, ReasonCode reason, TimePoint now, cons
     if (why && *why) d.properties.reason_string = why;
     send(*link, d);
   }
+  const std::string client_id = session.client_id;  // detach may end the session
   detach(session, /*send_will=*/true, now);
-  link->close_for(reason, why);
+  link->close_for(reason, why, client_id);
 }
 
 void Broker::on_protocol_error(Link& link, ReasonCode reason, TimePoint now, const char* why) {

@@ -10,11 +10,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "broker/authenticator.h"
 #include "broker/interest.h"
 #include "broker/link.h"
 #include "broker/message.h"
@@ -52,8 +54,19 @@ class Broker {
   // The worker that owns sessions with this client id.
   static unsigned worker_for(const std::string& client_id, unsigned workers);
 
-  // CONNECT: checks it, creates or resumes the session, answers CONNACK.
-  // Returns false when the connection was refused (the link is closing).
+  // CONNECT, step 1: the credentials (3.1.4: the server authenticates the
+  // client). Returns the verdict when it is known at once; otherwise
+  // nullopt, and the Authenticator gives it to `reply` later, from another
+  // thread: the caller then goes on with connect().
+  std::optional<protocol::ReasonCode> check_credentials(const protocol::ConnectPacket& connect,
+                                                        Authenticator::Reply reply) const;
+  // CONNECT, step 2, with step 1's verdict: checks the rest, creates or
+  // resumes the session, answers CONNACK. Returns kSuccess, or the reason
+  // the refusing CONNACK carried (the link is then closing).
+  protocol::ReasonCode connect(Link& link, protocol::ConnectPacket&& connect, bool id_assigned,
+                               protocol::ReasonCode credentials, TimePoint now);
+  // Both steps, for authenticators that answer at once (tests). Returns
+  // false when the connection was refused.
   bool on_connect(Link& link, protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now);
   // Any packet after CONNECT.
   void on_packet(Link& link, protocol::Packet&& packet, TimePoint now);
@@ -116,9 +129,9 @@ class Broker {
   };
 
   // connect / session lifetime (broker.cc)
-  bool refuse(Link& link, const protocol::ConnectPacket& c, protocol::ReasonCode reason);
-  protocol::ReasonCode check_connect(const protocol::ConnectPacket& c, bool id_assigned) const;
-  protocol::ReasonCode check_credentials(const protocol::ConnectPacket& c) const;
+  protocol::ReasonCode refuse(Link& link, const protocol::ConnectPacket& c, protocol::ReasonCode reason);
+  protocol::ReasonCode check_connect(const protocol::ConnectPacket& c, bool id_assigned,
+                                     protocol::ReasonCode credentials) const;
   void take_over(Session& session, bool new_clean_start, TimePoint now);
   void attach(Session& session, Link& link, const protocol::ConnectPacket& c);
   void send_connack(Session& session, const protocol::ConnectPacket& c, bool present,

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 
 #include "protocol/packets.h"
 
@@ -26,9 +27,11 @@ class Link {
   virtual void close() = 0;
   // close() for a reason the broker decided (logged and counted by the
   // owner); the DISCONNECT or CONNACK carrying it is already in out().
-  virtual void close_for(protocol::ReasonCode reason, const char* why) {
+  // `client_id`: the session's, already detached from this link.
+  virtual void close_for(protocol::ReasonCode reason, const char* why, std::string_view client_id) {
     (void)reason;
     (void)why;
+    (void)client_id;
     close();
   }
 

@@ -56,6 +56,7 @@ using SessionTimers = std::multimap<TimePoint, Session*>;
 
 struct Session {
   std::string client_id;
+  std::string username;  // of the last CONNECT; empty for anonymous clients
   Link* link = nullptr;  // null while offline
   protocol::Version version = protocol::Version::kV311;
 

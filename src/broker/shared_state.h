@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "auth/password_file.h"
+#include "broker/authenticator.h"
 #include "broker/message.h"
 #include "broker/retained_store.h"
 #include "broker/stats.h"
@@ -48,6 +48,9 @@ struct Settings {
   uint32_t max_subscriptions_per_client = 10000;  // 0 = unlimited
   size_t max_shared_groups = 65536;               // $share groups in the whole broker
   bool connection_messages = true;  // log connects and disconnects
+  // A CONNECT with a client id whose session belongs to another user name
+  // is refused (not authorised) instead of taking that session over.
+  bool refuse_cross_user_takeover = false;
   std::string version = "midge version 0.1.0";
 };
 
@@ -119,11 +122,10 @@ struct SharedState {
   std::vector<Stats*> worker_stats;  // filled before workers start
   TimePoint start_time{};
   std::atomic<int64_t> clients_maximum{0};
-  // Users of `password_file`; null when none is configured. Set by the main
-  // thread (at start and on SIGHUP) as a whole new object, read by the
-  // workers at CONNECT only: a reload never races a check in progress, which
-  // keeps its own reference to the old file.
-  std::atomic<std::shared_ptr<const auth::PasswordFile>> password_file;
+  // Checks the credentials of named clients; null when nothing can vouch
+  // for a user name (no password_file). Set by the server before the
+  // workers start; thread-safe (a reload happens inside it).
+  std::shared_ptr<Authenticator> authenticator;
 };
 
 }  // namespace midge::broker

@@ -61,6 +61,7 @@ struct Config {
   int max_connections = -1;  // mosquitto has no global form; kept for the broker's total cap
   std::optional<uint64_t> persistent_client_expiration;  // seconds; unset = never
   unsigned thread_count = 0;  // 0 = one worker per core (Midge extension)
+  bool refuse_cross_user_takeover = false;  // Midge extension (security review M8)
   bool retain_available = true;
   // max_qos and max_topic_alias are per listener in mosquitto (Listener::max_qos...). Midge applies
   // one value to all: after parsing, these hold the lowest of the opened listeners' values (a

@@ -355,6 +355,7 @@ constexpr Option kOptions[] = {
   warn(unsupported("plugin_opt_*", Scope::kSecurity, "Option passed to the plugin."), kPluginOpt),
   refuse(unsupported("psk_file", Scope::kSecurity, "Pre-shared-key file (identity:key lines)."), kTls),
   opt<&Config::queue_qos0_messages>("queue_qos0_messages", B, R, "Queue QoS 0 messages for disconnected persistent clients."),
+  opt<&Config::refuse_cross_user_takeover>("refuse_cross_user_takeover", B, kMidgeExtension, "Refuse (not authorised) a CONNECT whose client id has a session of another user name, instead of taking it over."),
   opt<&Config::retain_available>("retain_available", B, R, "Support retained messages; false disconnects clients that publish them."),
   warn(unsupported("retry_interval", Scope::kGlobal, "Removed in mosquitto 2.0 (accepted with a warning)."), "removed in Mosquitto 2.0"),
   warn(opt<&Config::set_tcp_nodelay>("set_tcp_nodelay", B, R, "Set TCP_NODELAY on client sockets."), "Midge always sets TCP_NODELAY", "true"),

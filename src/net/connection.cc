@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "broker/broker.h"
@@ -57,6 +58,30 @@ bool looks_like_v5_connect(std::string_view data) {
   ++i;  // past the last remaining-length byte
   return data.size() > i + 6 && data.substr(i, 6) == std::string_view("\0\4MQTT", 6) &&
          data[i + 6] == 5;
+}
+
+// Client ids and user names may hold any character but U+0000: control
+// characters (C0, DEL, C1) and backslashes are escaped so that a client
+// cannot forge or garble log lines.
+std::string escape_for_log(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  char hex[8];
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<uint8_t>(text[i]);
+    const bool c1 = c == 0xC2 && i + 1 < text.size() && static_cast<uint8_t>(text[i + 1]) >= 0x80 &&
+                    static_cast<uint8_t>(text[i + 1]) <= 0x9F;
+    if (c < 0x20 || c == 0x7F || c == '\\') {
+      std::snprintf(hex, sizeof(hex), "\\x%02x", c);
+      out += hex;
+    } else if (c1) {
+      std::snprintf(hex, sizeof(hex), "\\u%04x", static_cast<uint8_t>(text[++i]));
+      out += hex;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 // Mosquitto's log line for an accepted CONNECT.
@@ -119,20 +144,12 @@ void Connection::start(std::string pending) {
 void Connection::adopt(protocol::ConnectPacket&& connect, bool id_assigned, std::string pending) {
   const TimePoint now = Clock::now();
   deadline_ = now + kConnectTimeout;
-  version = connect.version;
-  std::string line = describe_connect(connect, peer());
-  if (!worker_.broker().on_connect(*this, std::move(connect), id_assigned, now)) return;
-  worker_.log_connection(line);
-  connected_ = true;
-  limits_.max_packet_size = packet_limit();
-  update_deadline(now);
   worker_.watch_deadline(*this);
-  in_ = std::move(pending);
-  if (!in_.empty()) process_input(now);
+  version = connect.version;
+  in_ = std::move(pending);  // decoded once the CONNECT is accepted
   // Output queued by the previous owner (the 101 answer, a pong).
   if (ws_ && ws_pending() > 0) commit();
-  // Edge-triggered: bytes that arrived before registration give no event.
-  if (!closed_ && !closing_) on_readable();
+  if (check_credentials(std::move(connect), id_assigned, now) && connected_) resume_input(now);
 }
 
 void Connection::set_websocket(std::unique_ptr<WebSocket> ws) { ws_ = std::move(ws); }
@@ -192,7 +209,7 @@ void Connection::on_readable() {
     } else {
       take_input(std::string_view(t_scratch, static_cast<size_t>(n)), Clock::now());
     }
-    if (closed_ || closing_) return;
+    if (closed_ || closing_ || read_scheduled_) return;  // read_scheduled_: a CONNECT awaits its verdict
     if (static_cast<size_t>(n) < sizeof(t_scratch) && !peer_fin_) return;  // drained
   }
   // Budget spent with data left: continue on a later turn, after the other
@@ -269,7 +286,8 @@ size_t Connection::take_input_until_stop(std::string_view data, TimePoint now) {
     data.remove_prefix(take);
     process_input(now);
     if (closed_ || closing_) return data.size();
-    if (!in_.empty() && !data.empty()) {  // not consumed (cannot happen): keep the order
+    // Not consumed (cannot happen), or a CONNECT awaiting its verdict: keep the order.
+    if ((!in_.empty() || !connected_) && !data.empty()) {
       in_.append(data);
       return 0;
     }
@@ -356,12 +374,67 @@ void Connection::handle_connect(protocol::ConnectPacket&& connect, TimePoint now
     handover_ = std::make_unique<Handover>(Handover{target, std::move(connect), assigned, {}});
     return;
   }
-  std::string line = describe_connect(connect, peer());
-  if (!worker_.broker().on_connect(*this, std::move(connect), assigned, now)) return;
+  check_credentials(std::move(connect), assigned, now);
+}
+
+bool Connection::check_credentials(protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now) {
+  const std::weak_ptr<Connection> weak = weak_from_this();
+  EventLoop* loop = &worker_.loop();
+  broker::Authenticator::Reply reply;
+  // Called on a hashing thread: the verdict comes back to this worker.
+  // The client may be gone by then (weak), or closing (on_credentials).
+  reply.answer = [weak, loop](ReasonCode verdict) {
+    loop->post([weak, verdict] {
+      if (auto self = weak.lock()) self->on_credentials(verdict);
+    });
+  };
+  reply.wanted = [weak] { return !weak.expired(); };
+  const std::optional<ReasonCode> verdict = worker_.broker().check_credentials(connect, std::move(reply));
+  if (verdict) {
+    finish_connect(std::move(connect), id_assigned, *verdict, peer(), now);
+    return true;
+  }
+  // The address now: a client that resets meanwhile has none by the verdict.
+  pending_connect_ = std::make_unique<PendingConnect>(PendingConnect{std::move(connect), id_assigned, peer()});
+  read_scheduled_ = true;  // no reads until the verdict; the CONNECT timeout still runs
+  return false;
+}
+
+void Connection::on_credentials(ReasonCode verdict) {
+  if (closed_ || closing_ || !pending_connect_) return;
+  const std::unique_ptr<PendingConnect> pending = std::move(pending_connect_);
+  read_scheduled_ = false;
+  const TimePoint now = Clock::now();
+  if (finish_connect(std::move(pending->connect), pending->id_assigned, verdict, pending->peer, now)) {
+    resume_input(now);
+  }
+}
+
+bool Connection::finish_connect(protocol::ConnectPacket&& connect, bool id_assigned, ReasonCode verdict,
+                                const std::string& from, TimePoint now) {
+  std::string line = describe_connect(connect, from);
+  const std::string client_id = connect.client_id;
+  const std::optional<std::string> username = connect.username;
+  const ReasonCode result = worker_.broker().connect(*this, std::move(connect), id_assigned, verdict, now);
+  if (result != ReasonCode::kSuccess) {
+    // Logged whatever connection_messages says: failed logins are how a
+    // brute force shows.
+    worker_.log("Client " + escape_for_log(client_id) + " from " + from + " refused: " +
+                protocol::reason_code_name(result) +
+                (username ? " (user '" + escape_for_log(*username) + "')." : " (no user name)."));
+    return false;
+  }
   worker_.log_connection(line);
   connected_ = true;
   limits_.max_packet_size = packet_limit();
   update_deadline(now);
+  return true;
+}
+
+void Connection::resume_input(TimePoint now) {
+  if (!in_.empty()) process_input(now);
+  // Edge-triggered: bytes that arrived meanwhile give no new event.
+  if (!closed_ && !closing_) on_readable();
 }
 
 void Connection::complete_handover(std::string_view rest) {
@@ -568,14 +641,18 @@ void Connection::close() {
   if (!waiting_write_) write_now();
 }
 
-void Connection::close_for(ReasonCode reason, const char* why) {
+void Connection::close_for(ReasonCode reason, const char* why, std::string_view client_id) {
   if (closed_ || closing_) return;
+  // Logged and counted once (fail() and on_deadline() do both themselves).
+  // A refused CONNECT is logged where its verdict is known (finish_connect).
   if (!close_logged_) {
     close_logged_ = true;
     broker::Stats::add(worker_.stats().disconnects[static_cast<uint8_t>(reason)]);
-    worker_.log_connection("Client " + (connected_ ? client_name() : peer()) + " disconnected by the broker: " +
-                           protocol::reason_code_name(reason) + (why && *why ? std::string(" (") + why + ")" : "") +
-                           ".");
+    if (connected_) {
+      worker_.log_connection("Client " + std::string(client_id) + " disconnected by the broker: " +
+                             protocol::reason_code_name(reason) +
+                             (why && *why ? std::string(" (") + why + ")" : "") + ".");
+    }
   }
   close();
 }

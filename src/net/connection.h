@@ -74,7 +74,7 @@ class Connection final : public broker::Link,
     return ws_ ? own + ws_pending() : own;
   }
   void close() override;
-  void close_for(protocol::ReasonCode reason, const char* why) override;
+  void close_for(protocol::ReasonCode reason, const char* why, std::string_view client_id) override;
 
   // Called by the worker once per loop turn when this connection has output.
   void flush();
@@ -106,9 +106,18 @@ class Connection final : public broker::Link,
   void take_ws_input(std::string_view data, TimePoint now);
   void write_ws();
   size_t ws_pending() const;
-  // `after`: the bytes already read behind this packet.
   bool handle_packet(protocol::Packet&& packet, TimePoint now);
   void handle_connect(protocol::ConnectPacket&& connect, TimePoint now);
+  // A CONNECT on the worker that owns its client id, in two steps: the
+  // credentials, then the rest (broker::Broker::connect). False while the
+  // credentials are checked off the loop: input then waits in in_, unread
+  // and undecoded, until on_credentials().
+  bool check_credentials(protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now);
+  void on_credentials(protocol::ReasonCode verdict);
+  bool finish_connect(protocol::ConnectPacket&& connect, bool id_assigned, protocol::ReasonCode verdict,
+                      const std::string& from, TimePoint now);
+  // After a CONNECT accepted outside decoding: what followed it, then the socket.
+  void resume_input(TimePoint now);
   void fail(protocol::ReasonCode reason, TimePoint now, const char* why = nullptr);
   void write_now();
   void finish_close();
@@ -151,6 +160,13 @@ class Connection final : public broker::Link,
   bool draining_ = false;     // closing: our output is sent, input discarded
   bool close_logged_ = false;  // the reason for closing is logged already
   std::unique_ptr<Handover> handover_;
+  // A CONNECT waiting for its credentials' verdict (read_scheduled_ is set).
+  struct PendingConnect {
+    protocol::ConnectPacket connect;
+    bool id_assigned = false;
+    std::string peer;
+  };
+  std::unique_ptr<PendingConnect> pending_connect_;
   TimePoint deadline_{};
   protocol::DecodeLimits limits_;
   ListenerSlot slot_;

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth/password_authenticator.h"
 #include "auth/password_file.h"
 #include "broker/shared_state.h"
 #include "config/config.h"
@@ -136,6 +137,7 @@ broker::Settings make_settings(const config::Config& c) {
   s.max_topic_alias = c.max_topic_alias;
   s.allow_zero_length_clientid = c.allow_zero_length_clientid;
   s.auto_id_prefix = c.auto_id_prefix;
+  s.refuse_cross_user_takeover = c.refuse_cross_user_takeover;
   s.version = std::string("midge version ") + kVersion;
   return s;
 }
@@ -290,20 +292,23 @@ class Acceptor final : public net::EventLoop::Handler {
   bool retrying_ = false;
 };
 
-// Reads the password file and installs it for the workers. On failure logs
-// the reason and leaves the previous file (if any) in place.
-bool load_password_file(const std::string& path, broker::SharedState& shared,
-                        const std::function<void(const std::string&)>& say) {
+// Reads the password file; null (after logging why) when it cannot be read.
+std::shared_ptr<const auth::PasswordFile> read_password_file(const std::string& path,
+                                                             const std::function<void(const std::string&)>& say) {
   std::vector<std::string> problems;
   std::string error;
   std::shared_ptr<const auth::PasswordFile> users = auth::PasswordFile::load(path, problems, error);
   for (const std::string& p : problems) say(p);
-  if (!users) {
-    say("Error: " + error);
-    return false;
-  }
-  shared.password_file.store(std::move(users), std::memory_order_release);
-  return true;
+  if (!users) say("Error: " + error);
+  return users;
+}
+
+// Password hashing threads: one on small machines, so that a flood of
+// CONNECTs never takes more than one core from the workers.
+auth::PasswordAuthenticator::Limits hashing_limits() {
+  auth::PasswordAuthenticator::Limits limits;
+  limits.threads = std::thread::hardware_concurrency() >= 4 ? 2 : 1;
+  return limits;
 }
 
 // O_NOFOLLOW: started as root, Midge must not write through a symbolic link that the owner of the
@@ -393,9 +398,15 @@ int run(int argc, char** argv) {
   // Like Mosquitto, a password file that cannot be read stops the start-up
   // (with its exit code 13); bad lines in it only drop those users.
   const std::string password_file = cfg.password_file;  // one for every listener (config/parser.cc)
-  if (!password_file.empty() && !load_password_file(password_file, shared, say)) {
-    say("Error opening password file \"" + password_file + "\".");
-    return 13;
+  std::shared_ptr<auth::PasswordAuthenticator> passwords;
+  if (!password_file.empty()) {
+    auto users = read_password_file(password_file, say);
+    if (!users) {
+      say("Error opening password file \"" + password_file + "\".");
+      return 13;
+    }
+    passwords = std::make_shared<auth::PasswordAuthenticator>(std::move(users), hashing_limits());
+    shared.authenticator = passwords;
   }
   const unsigned threads = cfg.thread_count != 0 ? cfg.thread_count : std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::unique_ptr<net::Worker>> workers;
@@ -491,7 +502,8 @@ int run(int argc, char** argv) {
       // Mosquitto re-reads the password file on SIGHUP; so do we (from the
       // path given at start). A file that cannot be read keeps the old users.
       if (!password_file.empty()) {
-        if (load_password_file(password_file, shared, say)) {
+        if (auto users = read_password_file(password_file, say)) {
+          passwords->replace(std::move(users));
           say("Reloaded password file " + password_file + ".");
         } else {
           say("Error: password file " + password_file + " not reloaded; keeping the previous users.");
@@ -507,6 +519,7 @@ int run(int argc, char** argv) {
   });
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->join();
+  if (passwords) passwords->stop();  // no answer may reach a destroyed worker
   if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
   say(std::string("midge version ") + kVersion + " terminating");
   return 0;

@@ -226,6 +226,26 @@ def test_sighup_with_unreadable_file_keeps_old_users(broker, tmp_path):
     assert connack(b.port, 4, username="nouveau", password="pw") == 0
 
 
+@pytest.mark.midge_only
+def test_sighup_storm_with_password_file(broker, tmp_path):
+    # Every SIGHUP must reach the main thread, even one arriving while it reloads: none may take
+    # its default action (ending the process) on another thread, such as a password hashing one.
+    path = make_file(tmp_path / "passwd", [("sondes", "mot2passe")])
+    with open(path, "a") as f:  # a long file: each reload takes a while
+        for i in range(5000):
+            salt = os.urandom(12)
+            digest = hashlib.sha512(b"pw" + salt).digest()
+            f.write("u%d:$6$%s$%s\n" % (i, base64.b64encode(salt).decode(), base64.b64encode(digest).decode()))
+    b = broker(auth_conf("allow_anonymous false", "password_file " + path))
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and b.alive():
+        b.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.0005)
+    assert b.alive(), b.log_tail()
+    wait_until(lambda: "Reloaded password file" in b.log_text(), what="a reload logged")
+    assert connack(b.port, 4, username="sondes", password="mot2passe") == 0
+
+
 @needs_midge_passwd
 def test_midge_passwd_file_works_with_both_brokers(broker, tmp_path):
     path = str(tmp_path / "passwd")
@@ -311,7 +331,7 @@ def test_passwd_create_update_delete(tmp_path):
     lines = open(path).read().splitlines()
     assert [l.split(":")[0] for l in lines] == ["a", "b", "c"]
     assert lines[0].split("$")[1:3] == ["7", "500"]
-    assert lines[1].split("$")[1:3] == ["7", "101"]  # mosquitto_passwd 2.0.11's default
+    assert lines[1].split("$")[1:3] == ["7", "210000"]  # Mosquitto 2.1's default, not 2.0.11's 101
     assert lines[2].split("$")[1] == "6"
     assert len(base64.b64decode(lines[1].split("$")[3])) == 12
     assert check_line(lines[0], "a", "new") and check_line(lines[1], "b", "pb")
@@ -325,6 +345,22 @@ def test_passwd_create_update_delete(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if ".backup." in f]
     assert run([tool, "-c", "-b", path, "z", "pz"]).returncode == 0  # -c overwrites
     assert [l.split(":")[0] for l in open(path).read().splitlines()] == ["z"]
+
+
+@needs_midge_passwd
+def test_passwd_create_is_private(tmp_path):
+    # L12: mosquitto_passwd -c leaves the hashes readable by every user (umask 022); ours are
+    # the owner's only, like the backup file. An existing file keeps the mode it was given.
+    path = str(tmp_path / "passwd")
+    old = os.umask(0o022)
+    try:
+        assert run([midge_passwd(), "-c", "-b", path, "a", "pa"]).returncode == 0
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        os.chmod(path, 0o640)  # e.g. root:mosquitto
+        assert run([midge_passwd(), "-c", "-b", path, "b", "pb"]).returncode == 0
+        assert os.stat(path).st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
 
 
 @needs_midge_passwd

@@ -4,6 +4,7 @@
 #include "auth/password_file.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <fstream>
@@ -150,6 +151,83 @@ TEST(PasswordFile, LoadErrors) {
   auto f = PasswordFile::load(path, problems, error);
   ASSERT_NE(f, nullptr) << error;
   EXPECT_TRUE(f->verify("sondes", "mot2passe"));
+  std::remove(path.c_str());
+}
+
+// M6: the work done for an unknown user equals a wrong password's. Counted
+// in hash iterations, not timed.
+std::string entry(const std::string& user, const std::string& password, HashType type, int iterations) {
+  return user + ":" + PasswordHash::make(password, type, iterations)->to_string() + "\n";
+}
+
+TEST(PasswordFileTiming, UnknownUserCostsAWrongPassword) {
+  auto f = parse(entry("a", "pa", HashType::kSha512Pbkdf2, 1000) + entry("b", "pb", HashType::kSha512Pbkdf2, 1000) +
+                 entry("c", "pc", HashType::kSha512Pbkdf2, 3000));
+  uint64_t before = f->hash_work();
+  EXPECT_FALSE(f->verify("nobody", "pa"));
+  EXPECT_EQ(f->hash_work() - before, 1000u);  // the usual kind: 1000 iterations
+  before = f->hash_work();
+  EXPECT_FALSE(f->verify("a", "wrong"));
+  EXPECT_EQ(f->hash_work() - before, 1000u);
+  before = f->hash_work();
+  EXPECT_FALSE(f->verify("", ""));
+  EXPECT_FALSE(f->verify("nobody", ""));
+  EXPECT_EQ(f->hash_work() - before, 2000u);
+  before = f->hash_work();
+  EXPECT_TRUE(f->verify("a", "pa"));
+  EXPECT_EQ(f->hash_work() - before, 1000u);
+  before = f->hash_work();
+  EXPECT_TRUE(f->verify("a", "pa"));  // remembered: no hashing
+  EXPECT_EQ(f->hash_work() - before, 0u);
+  EXPECT_FALSE(f->verify("nobody", "x"));  // a failure is never remembered
+  EXPECT_FALSE(f->verify("nobody", "x"));
+  EXPECT_EQ(f->hash_work() - before, 2000u);
+}
+
+TEST(PasswordFileTiming, DummyFollowsTheFilesKind) {
+  // All $6$: the dummy is one SHA-512 too.
+  auto f = parse(entry("a", "pa", HashType::kSha512, 1) + entry("b", "pb", HashType::kSha512, 1));
+  uint64_t before = f->hash_work();
+  EXPECT_FALSE(f->verify("nobody", "x"));
+  EXPECT_FALSE(f->verify("a", "x"));
+  EXPECT_EQ(f->hash_work() - before, 2u);
+  // A tie goes to the costlier kind.
+  f = parse(entry("a", "pa", HashType::kSha512Pbkdf2, 500) + entry("b", "pb", HashType::kSha512Pbkdf2, 700));
+  before = f->hash_work();
+  EXPECT_FALSE(f->verify("nobody", "x"));
+  EXPECT_EQ(f->hash_work() - before, 700u);
+  // No users at all: mosquitto_passwd's default kind.
+  f = parse("# empty\n");
+  before = f->hash_work();
+  EXPECT_FALSE(f->verify("nobody", "x"));
+  EXPECT_EQ(f->hash_work() - before, static_cast<uint64_t>(kDefaultIterations));
+}
+
+TEST(PasswordFileTiming, RememberedOnlyAfterSuccess) {
+  auto f = parse(std::string(kIter1000Line) + "\n");
+  EXPECT_FALSE(f->remembered("h", "i"));
+  EXPECT_FALSE(f->verify("h", "x"));
+  EXPECT_FALSE(f->remembered("h", "x"));
+  EXPECT_TRUE(f->verify("h", "i"));
+  EXPECT_TRUE(f->remembered("h", "i"));
+  EXPECT_FALSE(f->remembered("h", "I"));
+  EXPECT_FALSE(f->remembered("hi", ""));
+}
+
+TEST(PasswordFile, WarnsWhenReadableByOthers) {
+  const std::string path = testing::TempDir() + "/midge_pw_mode_test";
+  std::ofstream(path) << kPbkdf2Line << "\n";
+  std::vector<std::string> problems;
+  std::string error;
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  ASSERT_NE(PasswordFile::load(path, problems, error), nullptr);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0], "Warning: password file " + path +
+                             " is readable by every user (mode 0644); chmod 0600 it, or 0640 for the broker's group.");
+  problems.clear();
+  ASSERT_EQ(chmod(path.c_str(), 0640), 0);
+  ASSERT_NE(PasswordFile::load(path, problems, error), nullptr);
+  EXPECT_TRUE(problems.empty());
   std::remove(path.c_str());
 }
 

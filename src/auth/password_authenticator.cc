@@ -1,0 +1,27 @@
+#include "auth/password_authenticator.h"
+
+namespace midge::auth {
+
+using protocol::ReasonCode;
+
+PasswordAuthenticator::PasswordAuthenticator(std::shared_ptr<const PasswordFile> users, Limits limits)
+    : users_(std::move(users)), pool_(limits.threads, limits.max_queued) {}
+
+void PasswordAuthenticator::replace(std::shared_ptr<const PasswordFile> users) {
+  users_.store(std::move(users), std::memory_order_release);
+}
+
+// Mosquitto's rule: a named client without a password never matches.
+std::optional<ReasonCode> PasswordAuthenticator::authenticate(broker::Credentials who, Reply reply) {
+  if (!who.password) return ReasonCode::kNotAuthorized;
+  std::shared_ptr<const PasswordFile> users = users_.load(std::memory_order_acquire);
+  if (users->remembered(who.username, *who.password)) return ReasonCode::kSuccess;
+  const bool queued = pool_.try_post([users, who = std::move(who), reply = std::move(reply)] {
+    if (!reply.wanted()) return;
+    reply.answer(users->verify(who.username, *who.password) ? ReasonCode::kSuccess : ReasonCode::kNotAuthorized);
+  });
+  if (!queued) return ReasonCode::kServerBusy;
+  return std::nullopt;
+}
+
+}  // namespace midge::auth
