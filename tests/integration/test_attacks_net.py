@@ -372,13 +372,20 @@ def test_client_that_never_reads_is_bounded_then_dropped(broker, kind):
     else:
         b = broker()
         c = m.RawClient(b.port, 4)
+    try:
+        flood_and_check(b, c, kind, make_chunk())
+    finally:
+        c.close()
+
+
+def flood_and_check(b, c, kind, chunk):
     assert c.connect("flooder", keepalive=2).rc == 0
     # small socket buffers: the kernel holds little, so the bound is reached fast (even
     # under ASan) and what the broker keeps is what shows
     c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     rss0 = status_kb(b.pid, "VmRSS")
-    sent, stalled = flood_until_stalled(c.sock, make_chunk())
+    sent, stalled = flood_until_stalled(c.sock, chunk)
     rss1 = status_kb(b.pid, "VmRSS")
     print("%s flood: %d KB sent, RSS %d -> %d KB" % (kind, sent >> 10, rss0, rss1))
     assert stalled, "the broker kept reading a client that never reads (%d MB)" % (sent >> 20)
@@ -496,6 +503,7 @@ def takeover(port):
     first.connect("log-victim")
     second = m.RawClient(port, 5)
     second.connect("log-victim")
+    second.close()
     return first, "log-victim", "Session taken over"
 
 
@@ -533,7 +541,9 @@ def test_broker_decided_disconnect_logged_with_reason(broker, trigger):
     and the disconnects the broker logic decides (not the decoder) left no reason in the log."""
     b = broker()
     victim, client_id, reason = REASONS[trigger](b.port)
-    assert victim.is_closed_within(5)
+    closed = victim.is_closed_within(5)
+    victim.close()
+    assert closed
     line = re.compile(r"Client %s disconnected by the broker: %s" % (re.escape(client_id),
                                                                       re.escape(reason)))
     deadline = time.monotonic() + 5
