@@ -3,6 +3,7 @@
 Hand-written from the OASIS specifications; deliberately shares nothing with the broker's
 own codec (src/protocol) so that a bug there cannot hide itself here.
 """
+import select
 import socket
 import struct
 import time
@@ -430,3 +431,176 @@ class RawClient:
         except OSError:
             pass
         self.close()
+
+
+# ---------------------------------------------------------------- WebSockets and raw sockets
+
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 section 1.3's sample key
+
+
+def ws_frame(opcode, payload, fin=True, mask=b"\x37\xfa\x21\x3d"):
+    """One client frame: always masked, as RFC 6455 section 5.3 requires."""
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n <= 0xFFFF:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    return head + mask + bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+
+
+class WsRawClient(RawClient):
+    """RawClient over ws://host:port/path: the upgrade is done at construction; send() wraps
+    the MQTT bytes in one masked binary frame, send_wire() sends bytes as they are; recv()
+    returns MQTT packets unwrapped from the server's binary frames."""
+
+    def __init__(self, port, proto=4, host="127.0.0.1", timeout=5.0, path="/mqtt"):
+        super().__init__(port, proto, host, timeout)
+        self.wire = bytearray()
+        req = ("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Protocol: mqtt\r\n\r\n" % (path, host, port, WS_KEY))
+        self.sock.sendall(req.encode())
+        head = bytearray()
+        while b"\r\n\r\n" not in head:
+            data = self.sock.recv(4096)
+            if not data:
+                raise Closed()
+            head += data
+        end = head.index(b"\r\n\r\n") + 4
+        if b" 101 " not in head[:head.index(b"\r\n")]:
+            raise ValueError("upgrade refused: %r" % bytes(head[:end]))
+        self.wire += head[end:]
+
+    def send(self, data):
+        self.sock.sendall(ws_frame(0x2, data))
+
+    def send_wire(self, data):
+        self.sock.sendall(data)
+
+    def _unframe(self):
+        """Moves the payload of every whole server frame in wire into buf."""
+        while len(self.wire) >= 2:
+            n, pos = self.wire[1] & 0x7F, 2
+            if n == 126:
+                if len(self.wire) < 4:
+                    return
+                n, pos = struct.unpack_from("!H", self.wire, 2)[0], 4
+            elif n == 127:
+                if len(self.wire) < 10:
+                    return
+                n, pos = struct.unpack_from("!Q", self.wire, 2)[0], 10
+            if len(self.wire) < pos + n:
+                return
+            opcode = self.wire[0] & 0x0F
+            if opcode in (0x0, 0x2):
+                self.buf += self.wire[pos:pos + n]
+            elif opcode == 0x8:
+                self.closed = True
+            del self.wire[:pos + n]
+
+    def recv_raw(self, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            self._unframe()
+            raw = self._frame()
+            if raw is not None:
+                return raw
+            if self.closed:
+                raise Closed()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no packet within %.1fs" % timeout)
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                raise TimeoutError("no packet within %.1fs" % timeout)
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            if not data:
+                self.closed = True
+            self.wire += data
+
+
+def read_to_end(sock, timeout=5.0):
+    """Reads until the peer closes. Returns (bytes, how): how is "eof" for a clean close,
+    "reset" for a connection reset (RST), "timeout" if still open after timeout."""
+    got = bytearray()
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return bytes(got), "timeout"
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            return bytes(got), "timeout"
+        except ConnectionResetError:
+            return bytes(got), "reset"
+        if not data:
+            return bytes(got), "eof"
+        got += data
+
+
+def split_packets(data):
+    """Splits a byte string holding whole MQTT packets into their raw frames."""
+    out, pos = [], 0
+    while pos < len(data):
+        length, body = read_varint(data, pos + 1)
+        out.append(bytes(data[pos:body + length]))
+        pos = body + length
+    return out
+
+
+TCP_ESTABLISHED = 1
+
+
+def tcp_state(sock):
+    """The kernel's TCP state of sock (Linux TCP_INFO, first byte): 1 is ESTABLISHED; a
+    connection the peer closed or reset shows another state. Reads nothing from the socket."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+class SockClient(RawClient):
+    """RawClient over a socket the caller made (to set options such as SO_RCVBUF before
+    connecting)."""
+
+    def __init__(self, sock, proto=4):
+        self.proto = proto
+        self.sock = sock
+        self.buf = bytearray()
+        self.closed = False
+
+
+def send_while_reading(sock, data, timeout=5.0):
+    """Sends data without blocking while reading what comes, as a client with a network
+    thread does, until the peer closes. Returns (bytes read, how it ended: "eof", "reset" or
+    "timeout", the error a send raised or None)."""
+    sock.setblocking(False)
+    got, pos, send_error = bytearray(), 0, None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sending = pos < len(data) and send_error is None
+        readable, writable, _ = select.select([sock], [sock] if sending else [], [], 0.05)
+        if readable:
+            try:
+                chunk = sock.recv(65536)
+            except BlockingIOError:
+                chunk = None
+            except ConnectionResetError:
+                return bytes(got), "reset", send_error
+            if chunk == b"":
+                return bytes(got), "eof", send_error
+            got += chunk or b""
+        if writable:
+            try:
+                pos += sock.send(data[pos:pos + 65536])
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError) as e:
+                send_error = e
+    return bytes(got), "timeout", send_error
