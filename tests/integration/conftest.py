@@ -29,6 +29,10 @@ if IS_MOSQUITTO:
 else:
     BROKER_BIN = os.environ.get("MIDGE_BIN", os.path.join(REPO, "build", "src", "midge"))
 
+# MIDGE_TEST_THREADS=N adds `thread_count N` to every Midge config a Broker writes (unless
+# the test sets its own), so the whole suite can run with several workers (scripts/test).
+TEST_THREADS = os.environ.get("MIDGE_TEST_THREADS", "")
+
 V31, V311, V5 = mqtt.MQTTv31, mqtt.MQTTv311, mqtt.MQTTv5
 ALL_VERSIONS = [V31, V311, V5]
 
@@ -93,6 +97,9 @@ class Broker:
         if listener:
             lines += ["listener %d 127.0.0.1" % self.port, "allow_anonymous true"]
         lines += list(extra_conf_lines)
+        if TEST_THREADS and not IS_MOSQUITTO and not any(
+                str(line).split()[:1] == ["thread_count"] for line in lines):
+            lines.append("thread_count " + TEST_THREADS)
         self.conf.write_text("\n".join(lines) + "\n")
         self.args = list(args)
         self.proc = None
