@@ -136,7 +136,8 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
   Session* session = it == sessions_.end() ? nullptr : it->second.get();
   // M8: otherwise user B, naming user A's client id, inherits A's
   // subscriptions and queued messages (Mosquitto allows it too).
-  if (session && settings_.refuse_cross_user_takeover && session->username != username) {
+  if (session && settings_.refuse_cross_user_takeover &&
+      (session->username ? std::string_view(*session->username) : std::string_view()) != username) {
     return refuse(link, c, ReasonCode::kNotAuthorized);
   }
   Stats::add(stats_.connections_total);
@@ -160,7 +161,7 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
     sessions_.emplace(key, std::move(owned));
   }
   attach(*session, link, c);
-  session->username = username;
+  session->username = username.empty() ? nullptr : std::make_unique<const std::string>(username);
   send_connack(*session, c, present, id_assigned);
   if (present) resume(*session, now);
   return ReasonCode::kSuccess;

@@ -191,6 +191,10 @@ class Broker {
   // $SYS (broker_sys.cc)
   void publish_sys(TimePoint now);
 
+  // Retained messages one session may have waiting to be replayed (review C1:
+  // references into the retained store, about 64 bytes each).
+  static constexpr uint32_t kMaxQueuedReplays = 100000;
+
   const unsigned worker_;
   SharedState& shared_;
   const Settings& settings_;

@@ -252,8 +252,12 @@ void Broker::deliver(Session& session, const MessagePtr& message, const Grant& g
   }
   const bool fits = fits_output(*session.link, wire_size(*message, ids.size()));
   if (grant.qos == 0) {
-    // Slow consumer: QoS 0 that does not fit the output bound is dropped
-    // (live and retained alike, README).
+    // A retained replay waits its turn in the queue (after earlier ones);
+    // live QoS 0 that does not fit the output bound is dropped (README).
+    if (grant.from_retained && (!fits || session.queued_replays > 0)) {
+      enqueue(session, keep());
+      return;
+    }
     if (!fits) {
       Stats::add(stats_.publish_dropped);
       return;
@@ -284,17 +288,20 @@ bool Broker::fits_output(Link& link, size_t packet_size) const {
 // True when the session queue cannot take `bytes` more
 // (max_queued_messages, max_queued_bytes; 0 = no limit).
 bool Broker::queue_full(const Session& session, size_t bytes) const {
-  const bool full_count = settings_.max_queued_messages != 0 && session.queue.size() >= settings_.max_queued_messages;
+  const size_t queued = session.queue.size() - session.queued_replays;
+  const bool full_count = settings_.max_queued_messages != 0 && queued >= settings_.max_queued_messages;
   const bool full_bytes = settings_.max_queued_bytes != 0 && session.queued_bytes + bytes > settings_.max_queued_bytes;
   return full_count || full_bytes;
 }
 
 void Broker::enqueue(Session& session, Delivery&& delivery) {
-  const size_t bytes = queued_size(delivery);
-  if (queue_full(session, bytes)) {
+  const size_t bytes = delivery.from_retained ? 0 : queued_size(delivery);
+  const bool full = delivery.from_retained ? session.queued_replays >= kMaxQueuedReplays : queue_full(session, bytes);
+  if (full) {
     Stats::add(stats_.publish_dropped);
     return;
   }
+  if (delivery.from_retained) ++session.queued_replays;
   session.queued_bytes += bytes;
   Stats::add(stats_.stored_messages, 1);
   Stats::add(stats_.stored_bytes, static_cast<int64_t>(delivery.message->payload.size()));
@@ -349,10 +356,14 @@ void Broker::pump(Session& session, TimePoint now) {
     Delivery& front = session.queue.front();
     if (front.qos > 0 && session.inflight.size() >= session.send_window) return;
     const bool fits = fits_output(*session.link, wire_size(*front.message, front.subscription_ids.size()));
-    if (front.qos > 0 && !fits) return;  // on_link_writable calls again
+    if ((front.qos > 0 || front.from_retained) && !fits) return;  // on_link_writable calls again
     Delivery d = std::move(front);
     session.queue.pop_front();
-    session.queued_bytes -= queued_size(d);
+    if (d.from_retained) {
+      --session.queued_replays;
+    } else {
+      session.queued_bytes -= queued_size(d);
+    }
     forget_stored(d);
     if (d.message->expired(now)) continue;  // [MQTT-3.3.2-5]
     if (d.qos > 0) {

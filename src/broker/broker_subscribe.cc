@@ -85,16 +85,18 @@ void Broker::send_retained(Session& session, const std::string& filter,
   std::string_view group, inner;
   if (protocol::split_shared_filter(filter, group, inner)) return;
   // Replays count against the output bound like any delivery (review C1):
-  // QoS 0 beyond it is dropped, QoS 1/2 waits in the bounded session queue.
-  // The walk stops once nothing more could be delivered.
+  // what does not fit waits in the session queue, as references to the
+  // stored messages, and goes out as the client reads; at most
+  // kMaxQueuedReplays wait, beyond that the walk stops (counted as dropped).
   shared_.retained.match(filter, now, [&](const MessagePtr& m) {
     if (!session.link) return false;
     std::vector<uint32_t> ids;
     if (subscription_id != 0) ids.push_back(subscription_id);
     deliver(session, m, Grant{std::min(m->qos, options.max_qos), true, /*from_retained=*/true},
             std::move(ids), now);
-    const bool output_full = !fits_output(*session.link, 0);
-    return !(output_full && (options.max_qos == 0 || queue_full(session)));
+    if (session.queued_replays < kMaxQueuedReplays) return true;
+    Stats::add(stats_.publish_dropped);
+    return false;
   });
 }
 

@@ -54,41 +54,75 @@ struct Session;
 // session, re-armed in place (review M5).
 using SessionTimers = std::multimap<TimePoint, Session*>;
 
+// Packet ids of incoming QoS 2 messages awaiting PUBREL: a hash set (no
+// linear search), allocated only once a client uses QoS 2 (most never do:
+// an idle session pays one pointer).
+class PacketIdSet {
+ public:
+  bool insert(uint16_t id) { return set().insert(id).second; }
+  size_t erase(uint16_t id) { return ids_ ? ids_->erase(id) : 0; }
+  size_t count(uint16_t id) const { return ids_ ? ids_->count(id) : 0; }
+  size_t size() const { return ids_ ? ids_->size() : 0; }
+  bool empty() const { return size() == 0; }
+
+ private:
+  std::unordered_set<uint16_t>& set() {
+    if (!ids_) ids_ = std::make_unique<std::unordered_set<uint16_t>>();
+    return *ids_;
+  }
+  std::unique_ptr<std::unordered_set<uint16_t>> ids_;
+};
+
+// Idle connections cost what their Session and Connection hold: fields are
+// grouped by size so that padding does not add to it.
 struct Session {
   std::string client_id;
-  std::string username;  // of the last CONNECT; empty for anonymous clients
+  // Of the last CONNECT; null for anonymous clients.
+  std::unique_ptr<const std::string> username;
   Link* link = nullptr;  // null while offline
-  protocol::Version version = protocol::Version::kV311;
 
   // Seconds the session survives its connection; 0 = ends with it,
   // kSessionNeverExpires = never (v3 persistent sessions, subject to
   // persistent_client_expiration).
   uint32_t expiry_interval = 0;
+  protocol::Version version = protocol::Version::kV311;
+  bool timer_armed = false;
+  uint16_t last_packet_id = 0;
   std::optional<TimePoint> expires_at;  // set while offline
   SessionTimers::iterator timer;        // valid while timer_armed
-  bool timer_armed = false;
 
   std::map<std::string, SessionSubscription, std::less<>> subscriptions;
 
   // Outgoing QoS 1/2 in flight, in send order (redelivered in this order).
   util::Fifo<InflightOut> inflight;
-  // After a reconnect, the last `resend_count` in-flight messages still wait
-  // to be sent again: they go out as the output bound allows.
-  size_t resend_count = 0;
   util::Fifo<Delivery> queue;  // waiting for the in-flight window or a connection
   size_t queued_bytes = 0;
-  uint16_t last_packet_id = 0;
-
-  // Incoming QoS 2 packet ids awaiting PUBREL [MQTT-4.3.3]; at most 65535.
-  std::unordered_set<uint16_t> incoming_qos2;
-
-  std::unique_ptr<protocol::Will> will;  // on the heap: most sessions have none
-  std::optional<TimePoint> will_at;  // delayed will pending (v5 will delay)
+  // Retained messages waiting in `queue` to be replayed for a new
+  // subscription (they go out as the output drains); they are references
+  // to messages of the retained store, bounded by kMaxQueuedReplays and not
+  // counted in max_queued_messages/bytes.
+  uint32_t queued_replays = 0;
+  // After a reconnect, the last `resend_count` in-flight messages still wait
+  // to be sent again: they go out as the output bound allows (at most the
+  // window).
+  uint16_t resend_count = 0;
 
   // Per network connection (reset by every CONNECT).
   uint16_t send_window = 65535;        // min(client Receive Maximum, max_inflight_messages)
   uint32_t client_max_packet = 0;      // 0 = no limit
   uint16_t client_alias_max = 0;       // aliases we may use toward the client
+  uint16_t keep_alive = 0;
+  bool request_problem_information = true;
+  // Scratch for de-duplicating overlapping subscriptions in one publish.
+  uint32_t match_index = 0;
+  uint64_t match_stamp = 0;
+
+  // Incoming QoS 2 packet ids awaiting PUBREL [MQTT-4.3.3]; at most 65535.
+  PacketIdSet incoming_qos2;
+
+  std::unique_ptr<protocol::Will> will;  // on the heap: most sessions have none
+  std::optional<TimePoint> will_at;  // delayed will pending (v5 will delay)
+
   // Topic aliases of the current connection; allocated on first use. The
   // names kept for outgoing aliases are bounded in bytes (review L5).
   static constexpr size_t kMaxAliasBytes = 256 * 1024;
@@ -102,12 +136,6 @@ struct Session {
     if (!aliases) aliases = std::make_unique<Aliases>();
     return *aliases;
   }
-  uint16_t keep_alive = 0;
-  bool request_problem_information = true;
-
-  // Scratch for de-duplicating overlapping subscriptions in one publish.
-  uint64_t match_stamp = 0;
-  uint32_t match_index = 0;
 };
 
 }  // namespace midge::broker

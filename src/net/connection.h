@@ -22,18 +22,19 @@ class Worker;
 class WebSocket;
 
 // One place in a listener's `max_connections`; given back when the socket
-// closes, wherever the connection lives by then. Shares the listener's
-// counter, so a slot still held when the server stops (in a mailbox, a
-// worker's pause list) never touches freed memory.
+// closes, wherever the connection lives by then. The counter belongs to the
+// listener (`Acceptor`, server.cc), which is destroyed after the workers:
+// slots still held by then (in a mailbox, a paused list) are released into
+// live memory. A raw pointer: every idle connection carries one.
 class ListenerSlot {
  public:
   ListenerSlot() = default;
-  explicit ListenerSlot(std::shared_ptr<std::atomic<int>> open) : open_(std::move(open)) {}
-  ListenerSlot(ListenerSlot&& o) noexcept = default;
+  explicit ListenerSlot(std::atomic<int>* open) : open_(open) {}
+  ListenerSlot(ListenerSlot&& o) noexcept : open_(std::exchange(o.open_, nullptr)) {}
   ListenerSlot& operator=(ListenerSlot&& o) noexcept {
     if (this != &o) {
       release();
-      open_ = std::move(o.open_);
+      open_ = std::exchange(o.open_, nullptr);
     }
     return *this;
   }
@@ -44,9 +45,9 @@ class ListenerSlot {
  private:
   void release() {
     if (open_) open_->fetch_sub(1, std::memory_order_relaxed);
-    open_.reset();
+    open_ = nullptr;
   }
-  std::shared_ptr<std::atomic<int>> open_;
+  std::atomic<int>* open_ = nullptr;
 };
 
 class Connection final : public broker::Link,
@@ -142,23 +143,27 @@ class Connection final : public broker::Link,
 
   Worker& worker_;
   int fd_;
+  protocol::DecodeLimits limits_;
   const uint64_t id_;
   std::string in_;          // an incomplete packet, waiting for more bytes
   std::string out_;         // bytes to write, from out_start_
   size_t out_start_ = 0;
   // Null for plain TCP. Next to out_: pending_bytes() reads both for every
-  // delivery (the slow-consumer check).
+  // delivery (the output bound).
   std::unique_ptr<WebSocket> ws_;
-  bool dirty_ = false;        // queued in the worker's flush list
-  bool waiting_write_ = false;  // socket full: waiting for EPOLLOUT
-  bool read_scheduled_ = false;  // a read continues on a later turn
-  bool closing_ = false;      // close requested: flush, then close
-  bool closed_ = false;
-  bool connected_ = false;    // CONNECT accepted
-  bool peer_fin_ = false;     // the peer's FIN was seen: read to EOF
-  bool output_blocked_ = false;  // output above the bound: not reading
-  bool draining_ = false;     // closing: our output is sent, input discarded
-  bool close_logged_ = false;  // the reason for closing is logged already
+  // One bit each: every idle connection carries them.
+  bool dirty_ : 1 = false;           // queued in the worker's flush list
+  bool waiting_write_ : 1 = false;   // socket full: waiting for EPOLLOUT
+  bool read_scheduled_ : 1 = false;  // a read continues on a later turn (or a verdict is awaited)
+  bool closing_ : 1 = false;         // close requested: flush, then close
+  bool closed_ : 1 = false;
+  bool connected_ : 1 = false;       // CONNECT accepted
+  bool peer_fin_ : 1 = false;        // the peer's FIN was seen: read to EOF
+  bool output_blocked_ : 1 = false;  // output above the bound: not reading
+  bool draining_ : 1 = false;        // closing: our output is sent, input discarded
+  bool close_logged_ : 1 = false;    // the reason for closing is logged already
+  ListenerSlot slot_;
+  TimePoint deadline_{};
   std::unique_ptr<Handover> handover_;
   // A CONNECT waiting for its credentials' verdict (read_scheduled_ is set).
   struct PendingConnect {
@@ -167,9 +172,6 @@ class Connection final : public broker::Link,
     std::string peer;
   };
   std::unique_ptr<PendingConnect> pending_connect_;
-  TimePoint deadline_{};
-  protocol::DecodeLimits limits_;
-  ListenerSlot slot_;
 };
 
 }  // namespace midge::net

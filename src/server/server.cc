@@ -248,7 +248,7 @@ class Acceptor final : public net::EventLoop::Handler {
       }
       open_->fetch_add(1, std::memory_order_relaxed);
       net::Worker* target = workers_[next_++ % workers_.size()].get();
-      auto slot = std::make_shared<net::ListenerSlot>(open_);
+      auto slot = std::make_shared<net::ListenerSlot>(open_.get());
       target->loop().post([target, fd, slot, ws = websocket_] { target->adopt_socket(fd, std::move(*slot), ws); });
     }
     return true;
@@ -409,11 +409,14 @@ int run(int argc, char** argv) {
     shared.authenticator = passwords;
   }
   const unsigned threads = cfg.thread_count != 0 ? cfg.thread_count : std::max(1u, std::thread::hardware_concurrency());
+  // Declared before the workers so that they are destroyed after them: a
+  // listener's connection counter must outlive every ListenerSlot, some of
+  // which may still wait in a worker's mailbox at shutdown (review L2).
+  std::vector<std::unique_ptr<Acceptor>> acceptors;
   std::vector<std::unique_ptr<net::Worker>> workers;
   for (unsigned i = 0; i < threads; ++i) workers.push_back(std::make_unique<net::Worker>(i, shared, workers, say));
   for (auto& w : workers) shared.worker_stats.push_back(&w->stats());
 
-  std::vector<std::unique_ptr<Acceptor>> acceptors;
   std::vector<config::Listener> listeners = cfg.listeners;
   if (cfg.local_only) {
     config::Listener l;
