@@ -541,9 +541,36 @@ void Connection::fail(ReasonCode reason, TimePoint now, const char* why) {
 }
 
 void Connection::commit() {
-  if (dirty_ || closed_) return;
+  if (closed_) return;
+  // Output is written once per loop turn, but one turn can route megabytes
+  // to one subscriber (a fan-in of large messages): past half the bound it
+  // is written at once, so the bound only ever holds what the socket refused.
+  if (!ws_ && !waiting_write_ && out_.size() - out_start_ > output_limit() / 2) [[unlikely]] {
+    write_early();
+  }
+  if (dirty_) return;
   dirty_ = true;
   worker_.mark_dirty(*this);
+}
+
+// write_now's sending loop alone, safe in the middle of the broker's work:
+// errors, closing and the callbacks are left to the flush at the end of the
+// turn.
+void Connection::write_early() {
+  while (out_start_ < out_.size()) {
+    const ssize_t n = ::send(fd_, out_.data() + out_start_, out_.size() - out_start_, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) waiting_write_ = true;
+      break;
+    }
+    out_start_ += static_cast<size_t>(n);
+    broker::Stats::add(worker_.stats().bytes_sent, static_cast<uint64_t>(n));
+  }
+  if (out_start_ >= out_.size() / 2) {
+    out_.erase(0, out_start_);
+    out_start_ = 0;
+  }
 }
 
 void Connection::flush() {

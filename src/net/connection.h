@@ -121,6 +121,7 @@ class Connection final : public broker::Link,
   void resume_input(TimePoint now);
   void fail(protocol::ReasonCode reason, TimePoint now, const char* why = nullptr);
   void write_now();
+  void write_early();
   void finish_close();
   void lost(TimePoint now);
   void update_deadline(TimePoint now);
