@@ -4,6 +4,7 @@
 #include <string>
 
 #include "broker/broker.h"
+#include "protocol/reason_code.h"
 
 namespace midge::broker {
 namespace {
@@ -83,6 +84,13 @@ void Broker::publish_sys(TimePoint now) {
   num("subscriptions/count", t.subscriptions);
   num("shared_subscriptions/count", t.shared_subscriptions);
   num("retained messages/count", shared_.retained.count());
+  // Connections the broker ended, by reason (a Midge extension): e.g.
+  // $SYS/broker/disconnects/Keep Alive timeout. Only reasons seen so far.
+  for (unsigned code = 0; code < 256; ++code) {
+    uint64_t n = 0;
+    for (const Stats* st : shared_.worker_stats) n += st->disconnects[code].load(std::memory_order_relaxed);
+    if (n != 0) num(std::string("disconnects/") + protocol::reason_code_name(static_cast<protocol::ReasonCode>(code)), n);
+  }
 
   // Load averages: events per minute, exponentially smoothed over 1, 5 and
   // 15 minutes as Mosquitto does.

@@ -551,3 +551,33 @@ def test_broker_decided_disconnect_logged_with_reason(broker, trigger):
         time.sleep(0.02)
     said = [x for x in b.log_text().splitlines() if re.search(r"Client .* disconnect", x)]
     assert line.search(b.log_text()), "no log line %r; the broker logged %r" % (line.pattern, said)
+
+
+@pytest.mark.midge_only  # $SYS/broker/disconnects/... is a Midge extension
+def test_broker_decided_disconnects_counted_by_reason(broker):
+    """Issue 8: every disconnect the broker decides is counted with its reason, and the counts
+    are published under $SYS/broker/disconnects/<reason>: two clients that send a malformed
+    packet (QoS 3) and one that breaks the protocol (a second CONNECT)."""
+    b = broker(["sys_interval 1"])
+    for i in range(2):
+        c = m.RawClient(b.port, 5)
+        c.connect("bad-%d" % i)
+        c.send(bytes([0x36, 0x05]) + m.mstr("t") + b"\x00\x01")  # PUBLISH with QoS 3
+        assert c.wait_closed(5)
+    c = m.RawClient(b.port, 5)
+    c.connect("twice")
+    c.send(m.connect("twice", proto=5))
+    assert c.wait_closed(5)
+    watcher = m.RawClient(b.port, 4)
+    watcher.connect("watcher")
+    watcher.subscribe([("$SYS/broker/disconnects/#", 0)])
+    seen = {}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (seen.get("Malformed Packet") == b"2"
+                                                 and seen.get("Protocol Error") == b"1"):
+        p = watcher.try_recv(0.5)
+        if p is not None and p.type == 3:
+            seen[p.topic.split("/")[-1]] = p.payload
+    assert seen.get("Malformed Packet") == b"2", seen
+    assert seen.get("Protocol Error") == b"1", seen
+    watcher.close()
