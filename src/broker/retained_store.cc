@@ -1,4 +1,5 @@
 #include "broker/retained_store.h"
+#include "broker/free_tree.h"
 
 #include <limits>
 #include <mutex>
@@ -14,13 +15,7 @@ RetainedStore::RetainedStore() : root_(std::make_unique<Node>()), next_deadline_
 
 // Frees the tree without recursion: a topic may have 32768 levels.
 RetainedStore::~RetainedStore() {
-  std::vector<std::unique_ptr<Node>> stack;
-  stack.push_back(std::move(root_));
-  while (!stack.empty()) {
-    std::unique_ptr<Node> node = std::move(stack.back());
-    stack.pop_back();
-    for (auto& [level, child] : node->children) stack.push_back(std::move(child));
-  }
+  free_tree(std::move(root_));
 }
 
 void RetainedStore::put(const MessagePtr& message) {

@@ -1,4 +1,5 @@
 #include "broker/shared_state.h"
+#include "broker/free_tree.h"
 
 #include <algorithm>
 #include <utility>
@@ -17,13 +18,7 @@ SharedSubscriptions::SharedSubscriptions() : root_(std::make_unique<Node>()) {}
 
 // Frees the filter tree without recursion (a filter may have 32768 levels).
 SharedSubscriptions::~SharedSubscriptions() {
-  std::vector<std::unique_ptr<Node>> stack;
-  stack.push_back(std::move(root_));
-  while (!stack.empty()) {
-    std::unique_ptr<Node> node = std::move(stack.back());
-    stack.pop_back();
-    for (auto& [level, child] : node->children) stack.push_back(std::move(child));
-  }
+  free_tree(std::move(root_));
 }
 
 // Round robin from group.next, preferring an online member other than `skip`.

@@ -1,4 +1,5 @@
 #include "broker/topic_tree.h"
+#include "broker/free_tree.h"
 
 #include <algorithm>
 #include <utility>
@@ -9,13 +10,7 @@ TopicTree::TopicTree() : root_(std::make_unique<Node>()) {}
 
 // Frees the tree without recursion: a filter may have 32768 levels.
 TopicTree::~TopicTree() {
-  std::vector<std::unique_ptr<Node>> stack;
-  stack.push_back(std::move(root_));
-  while (!stack.empty()) {
-    std::unique_ptr<Node> node = std::move(stack.back());
-    stack.pop_back();
-    for (auto& [level, child] : node->children) stack.push_back(std::move(child));
-  }
+  free_tree(std::move(root_));
 }
 
 bool TopicTree::subscribe(std::string_view filter, const SubscriptionEntry& entry) {
