@@ -119,8 +119,10 @@ class Broker {
   // needs nothing of its own (no subscription id, alias or expiry); QoS 1/2
   // copies get their packet id patched in.
   struct EncodedPublish {
-    std::string bytes;
+    std::string bytes;  // without the payload when it is sent as a slice
     size_t id_offset = 0;
+    size_t packet_size = 0;  // payload included
+    bool payload_shared = false;
   };
   struct PublishCache {
     const Message* message = nullptr;

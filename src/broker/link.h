@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "broker/message.h"
 #include "protocol/packets.h"
 
 namespace midge::broker {
@@ -19,6 +20,14 @@ class Link {
   // Output buffer the broker encodes packets into; call `commit()` after
   // appending so the owner schedules a flush.
   virtual std::string& out() = 0;
+  // Queues `bytes`, which live inside `message`, after what out() holds (a
+  // large payload sent by reference). A link that sends from its own buffer
+  // copies them; net's Connection keeps a reference on the message instead
+  // and writes the bytes where they lie.
+  virtual void append_shared(const Message& message, std::string_view bytes) {
+    (void)message;
+    out().append(bytes);
+  }
   virtual void commit() = 0;
   // Bytes accepted but not yet written to the peer (backpressure).
   virtual size_t pending_bytes() const = 0;

@@ -71,6 +71,11 @@ struct MessageFields {
 class Message {
  public:
   static MessagePtr create(const MessageFields& fields);
+  // One more reference to this message (alive, held by a MessagePtr).
+  MessagePtr share() const {
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    return MessagePtr(const_cast<Message*>(this));
+  }
 
   std::string_view topic;
   std::string_view payload;

@@ -13,6 +13,7 @@
 #include "broker/broker.h"
 #include "broker/session.h"
 #include "net/websocket.h"
+#include "util/websocket_frame.h"
 #include "net/worker.h"
 
 namespace midge::net {
@@ -30,7 +31,6 @@ constexpr auto kCloseTimeout = seconds(5);
 // client cannot stall the others on its worker.
 constexpr size_t kReadBudget = 256 * 1024;
 // Output buffers bigger than this are released once written.
-constexpr size_t kKeepOutCapacity = 64 * 1024;
 // Largest packet accepted before CONNECT is accepted: an unauthenticated
 // client cannot make the broker buffer and decode more than this. The
 // largest legitimate CONNECT (client id, will topic and payload, user name
@@ -156,7 +156,7 @@ void Connection::set_websocket(std::unique_ptr<WebSocket> ws) { ws_ = std::move(
 
 std::unique_ptr<WebSocket> Connection::take_websocket() { return std::move(ws_); }
 
-size_t Connection::ws_pending() const { return ws_->wire.size() - ws_->wire_start; }
+size_t Connection::ws_pending() const { return ws_->wire.size(); }
 
 void Connection::on_io(uint32_t events) {
   if (closed_) return;
@@ -531,11 +531,11 @@ void Connection::fail(ReasonCode reason, TimePoint now, const char* why) {
   }
   // Errors in or before CONNECT: a CONNACK refusal where the spec has one.
   if (reason == ReasonCode::kUnsupportedProtocolVersion) {
-    out_.append("\x20\x02\x00\x01", 4);  // 3.1.1 return code 1 [MQTT-3.1.2-2]
+    out_.bytes().append("\x20\x02\x00\x01", 4);  // 3.1.1 return code 1 [MQTT-3.1.2-2]
   } else if (version == protocol::Version::kV5) {
     protocol::ConnackPacket ack;
     ack.reason = reason;
-    protocol::encode(ack, protocol::Version::kV5, out_);
+    protocol::encode(ack, protocol::Version::kV5, out_.bytes());
   }
   close();
 }
@@ -545,7 +545,7 @@ void Connection::commit() {
   // Output is written once per loop turn, but one turn can route megabytes
   // to one subscriber (a fan-in of large messages): past half the bound it
   // is written at once, so the bound only ever holds what the socket refused.
-  if (!ws_ && !waiting_write_ && out_.size() - out_start_ > output_limit() / 2) [[unlikely]] {
+  if (!ws_ && !waiting_write_ && out_.size() > output_limit() / 2) [[unlikely]] {
     write_early();
   }
   if (dirty_) return;
@@ -557,20 +557,29 @@ void Connection::commit() {
 // errors, closing and the callbacks are left to the flush at the end of the
 // turn.
 void Connection::write_early() {
-  while (out_start_ < out_.size()) {
-    const ssize_t n = ::send(fd_, out_.data() + out_start_, out_.size() - out_start_, MSG_NOSIGNAL);
+  while (!out_.empty()) {
+    const ssize_t n = send_some(out_);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) waiting_write_ = true;
       break;
     }
-    out_start_ += static_cast<size_t>(n);
+  }
+}
+
+// One sendmsg of the first slices of `q` (at most OutQueue::kMaxIov);
+// consumes what was written. Returns sendmsg's result.
+ssize_t Connection::send_some(OutQueue& q) {
+  iovec iov[OutQueue::kMaxIov];
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = q.gather(iov, OutQueue::kMaxIov);
+  const ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+  if (n > 0) {
+    q.consume(static_cast<size_t>(n));
     broker::Stats::add(worker_.stats().bytes_sent, static_cast<uint64_t>(n));
   }
-  if (out_start_ >= out_.size() / 2) {
-    out_.erase(0, out_start_);
-    out_start_ = 0;
-  }
+  return n;
 }
 
 void Connection::flush() {
@@ -580,12 +589,13 @@ void Connection::flush() {
 }
 
 void Connection::write_now() {
+  OutQueue* q = &out_;
   if (ws_) [[unlikely]] {
-    write_ws();
-    return;
+    frame_ws();
+    q = &ws_->wire;
   }
-  while (out_start_ < out_.size()) {
-    const ssize_t n = ::send(fd_, out_.data() + out_start_, out_.size() - out_start_, MSG_NOSIGNAL);
+  while (!q->empty()) {
+    const ssize_t n = send_some(*q);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -595,22 +605,8 @@ void Connection::write_now() {
       lost(Clock::now());
       return;
     }
-    out_start_ += static_cast<size_t>(n);
-    broker::Stats::add(worker_.stats().bytes_sent, static_cast<uint64_t>(n));
-    if (out_start_ < out_.size()) {
-      // A partial write: the socket is full. Drop the written prefix once it
-      // is most of the buffer, so a client always a little behind does not
-      // keep every byte ever sent to it.
-      if (out_start_ >= out_.size() / 2) {
-        out_.erase(0, out_start_);
-        out_start_ = 0;
-      }
-      output_progress(Clock::now());
-    }
+    if (!q->empty()) output_progress(Clock::now());
   }
-  out_.clear();
-  out_start_ = 0;
-  if (out_.capacity() > kKeepOutCapacity) std::string().swap(out_);
   if (closing_) {
     begin_drain();
     return;
@@ -618,45 +614,19 @@ void Connection::write_now() {
   output_progress(Clock::now());
 }
 
-// WebSocket output: the MQTT bytes in out_ become one binary frame after
-// what is already queued (a copy), then the framed bytes are sent.
-void Connection::write_ws() {
-  std::string& wire = ws_->wire;
+// WebSocket output: the MQTT bytes and slices in out_ become one binary
+// frame after what is already queued. Only the frame header and the inline
+// bytes are copied; shared payloads move as slices.
+void Connection::frame_ws() {
   if (!out_.empty()) {
-    if (ws_->is_open() && !ws_->close_sent()) append_ws_frame(wire, kWsBinary, out_);
-    out_.clear();
-    if (out_.capacity() > kKeepOutCapacity) std::string().swap(out_);
+    if (ws_->is_open() && !ws_->close_sent()) {
+      util::append_ws_frame_header(ws_->wire.bytes(), kWsBinary, out_.size(), /*masked=*/false);
+      out_.move_to(ws_->wire);
+    } else {
+      out_.release();
+    }
   }
   if (closing_) ws_->send_close(1000);  // after the last MQTT bytes
-  while (ws_->wire_start < wire.size()) {
-    const ssize_t n = ::send(fd_, wire.data() + ws_->wire_start, wire.size() - ws_->wire_start, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        waiting_write_ = true;
-        return;
-      }
-      lost(Clock::now());
-      return;
-    }
-    ws_->wire_start += static_cast<size_t>(n);
-    broker::Stats::add(worker_.stats().bytes_sent, static_cast<uint64_t>(n));
-    if (ws_->wire_start < wire.size()) {
-      if (ws_->wire_start >= wire.size() / 2) {  // as in write_now
-        wire.erase(0, ws_->wire_start);
-        ws_->wire_start = 0;
-      }
-      output_progress(Clock::now());
-    }
-  }
-  wire.clear();
-  ws_->wire_start = 0;
-  if (wire.capacity() > kKeepOutCapacity) std::string().swap(wire);
-  if (closing_) {
-    begin_drain();
-    return;
-  }
-  output_progress(Clock::now());
 }
 
 void Connection::close() {

@@ -1,7 +1,8 @@
 // One client connection on one worker: reads into a large buffer, decodes
 // every whole packet in it, hands packets to the worker's Broker, and
-// gathers everything the broker writes into one output buffer that the
-// worker flushes once per loop turn (one write syscall per socket per turn).
+// gathers everything the broker writes into one output queue (inline bytes
+// and slices of shared payloads) that the worker flushes once per loop turn
+// (one sendmsg per socket per turn).
 // Owned by its worker thread.
 #pragma once
 
@@ -13,6 +14,7 @@
 
 #include "broker/link.h"
 #include "net/event_loop.h"
+#include "net/out_queue.h"
 #include "protocol/codec.h"
 #include "util/time.h"
 
@@ -68,10 +70,13 @@ class Connection final : public broker::Link,
   void adopt(protocol::ConnectPacket&& connect, bool id_assigned, std::string pending);
 
   // broker::Link
-  std::string& out() override { return out_; }
+  std::string& out() override { return out_.bytes(); }
+  void append_shared(const broker::Message& message, std::string_view bytes) override {
+    out_.append_shared(message.share(), bytes);
+  }
   void commit() override;
   size_t pending_bytes() const override {
-    const size_t own = out_.size() - out_start_;
+    const size_t own = out_.size();
     return ws_ ? own + ws_pending() : own;
   }
   void close() override;
@@ -105,7 +110,8 @@ class Connection final : public broker::Link,
   size_t take_input_until_stop(std::string_view data, TimePoint now);
   void complete_handover(std::string_view rest);
   void take_ws_input(std::string_view data, TimePoint now);
-  void write_ws();
+  void frame_ws();
+  ssize_t send_some(OutQueue& q);
   size_t ws_pending() const;
   bool handle_packet(protocol::Packet&& packet, TimePoint now);
   void handle_connect(protocol::ConnectPacket&& connect, TimePoint now);
@@ -147,8 +153,7 @@ class Connection final : public broker::Link,
   protocol::DecodeLimits limits_;
   const uint64_t id_;
   std::string in_;          // an incomplete packet, waiting for more bytes
-  std::string out_;         // bytes to write, from out_start_
-  size_t out_start_ = 0;
+  OutQueue out_;            // bytes and slices to write
   // Null for plain TCP. Next to out_: pending_bytes() reads both for every
   // delivery (the output bound).
   std::unique_ptr<WebSocket> ws_;

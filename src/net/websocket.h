@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "net/out_queue.h"
+
 namespace midge::net {
 
 enum WsOpcode : uint8_t {
@@ -52,9 +54,9 @@ class WebSocket {
   void send_close(uint16_t code);
   const char* error() const { return error_; }
 
-  // Framed bytes to send, from wire_start.
-  std::string wire;
-  size_t wire_start = 0;
+  // Framed bytes to send: control frames and handshake answers inline, MQTT
+  // data frames as their header plus the connection's slices.
+  OutQueue wire;
 
  private:
   enum class State { kHandshake, kOpen, kClosed };

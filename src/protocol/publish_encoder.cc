@@ -83,7 +83,8 @@ void encode_publish(const OutgoingPublish& p, Version version, std::string& out)
   // nothing rather than a malformed packet. Callers check publish_size().
   if (rl > 268435455) return;
   const size_t props = version == Version::kV5 ? property_length(p) : 0;
-  out.reserve(out.size() + 1 + varint_size(static_cast<uint32_t>(rl)) + rl);
+  out.reserve(out.size() + 1 + varint_size(static_cast<uint32_t>(rl)) + rl -
+              (p.omit_payload ? p.payload.size() : 0));
   // Fixed fields go through a small stack buffer, flushed before each
   // variable-length piece.
   char buf[64];
@@ -135,7 +136,11 @@ void encode_publish(const OutgoingPublish& p, Version version, std::string& out)
       varint(id);
     }
   }
-  bytes(p.payload);
+  if (p.omit_payload) {
+    out.append(buf, n);
+  } else {
+    bytes(p.payload);
+  }
 }
 
 }  // namespace midge::protocol

@@ -30,8 +30,12 @@ struct OutgoingPublish {
   std::optional<uint32_t> message_expiry;   // remaining seconds
   uint16_t topic_alias = 0;                 // 0 = none
   std::span<const uint32_t> subscription_ids;
+  // Encode everything but the payload bytes (the Remaining Length still
+  // counts them): the caller sends the payload as a separate slice.
+  bool omit_payload = false;
 };
 
+// The whole packet's size, payload included even with omit_payload.
 size_t publish_size(const OutgoingPublish& p, Version version);
 void encode_publish(const OutgoingPublish& p, Version version, std::string& out);
 // Where the packet identifier sits in encode_publish's output (qos > 0), so
