@@ -28,6 +28,7 @@
 #include "broker/shared_state.h"
 #include "config/config.h"
 #include "net/worker.h"
+#include "server/heap.h"
 #include "server/logger.h"
 
 namespace midge::server {
@@ -393,6 +394,7 @@ int run(int argc, char** argv) {
   }
   raise_file_limit();
 
+  HeapTrimmer heap;
   broker::SharedState shared(make_settings(cfg));
   shared.start_time = Clock::now();
   // Like Mosquitto, a password file that cannot be read stops the start-up
@@ -496,6 +498,7 @@ int run(int argc, char** argv) {
   while (true) {
     const int sig = sigtimedwait(&signals, nullptr, &flush_period);
     log.flush();
+    heap.tick(shared);
     if (sig < 0) continue;  // timeout (or EINTR): just the periodic log flush
     if (sig == SIGHUP) {
       say("Received SIGHUP: log files re-opened" +
