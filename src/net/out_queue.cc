@@ -79,11 +79,17 @@ void OutQueue::move_to(OutQueue& to) {
   drained();
 }
 
+// A buffer past kKeepCapacity is kept while its fills use a quarter of it
+// or more (a subscriber that gets hundreds of KiB every turn would otherwise
+// reallocate and fault in its buffer at every turn), and freed at the first
+// smaller fill: after a burst, at the latest when the keep alive's PINGRESP
+// is written.
 void OutQueue::drained() {
+  const size_t filled = buf_.size();
   buf_.clear();
   start_ = 0;
   refs_.reset();
-  if (buf_.capacity() > kKeepCapacity) std::string().swap(buf_);
+  if (buf_.capacity() > kKeepCapacity && filled < buf_.capacity() / 4) std::string().swap(buf_);
 }
 
 void OutQueue::release() {

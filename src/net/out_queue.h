@@ -28,7 +28,8 @@ class OutQueue {
  public:
   // The largest gather one write takes (the kernel's UIO_MAXIOV).
   static constexpr size_t kMaxIov = 1024;
-  // An emptied queue keeps at most this much buffer capacity.
+  // An emptied queue keeps at most this much buffer capacity, unless it was
+  // filled to a quarter of a larger one (see drained()).
   static constexpr size_t kKeepCapacity = 64 * 1024;
 
   // Inline bytes are appended here, after everything queued so far.
