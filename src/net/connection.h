@@ -110,6 +110,8 @@ class Connection final : public broker::Link,
   size_t take_input_until_stop(std::string_view data, TimePoint now);
   void complete_handover(std::string_view rest);
   void take_ws_input(std::string_view data, TimePoint now);
+  size_t direct_read_room() const;
+  void take_direct_read(size_t n, size_t room, TimePoint now);
   void frame_ws();
   ssize_t send_some(OutQueue& q);
   size_t ws_pending() const;
