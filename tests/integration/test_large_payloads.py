@@ -1,0 +1,351 @@
+"""Large payloads (issue 9: output as slices of the shared message block).
+
+Payloads of 1 KiB and more leave the broker from the message block itself, not copied per
+subscriber (src/broker/broker_publish.cc kSharedPayloadMin); over WebSockets the slices move
+into the frames. These tests check every byte of such payloads at many subscribers over TCP
+and WebSockets, a slow subscriber's memory bound, and QoS 1 resends of large in-flight
+messages after a reconnect.
+"""
+import hashlib
+import os
+import socket
+import struct
+import time
+
+import pytest
+
+from conftest import V311, V5, Client, free_port, port_open, proc_rss_kb, wait_until
+import mqttraw
+from mqttraw import PUBLISH, PUBACK, P_SESSION_EXPIRY
+from test_websockets import WsClient
+
+KIB, MIB = 1024, 1024 * 1024
+# 1023 and 1024 sit on either side of kSharedPayloadMin (copied / sent as a slice).
+SIZES = [1023, 1024, 16 * KIB, 200 * KIB, 16 * KIB, 200 * KIB]
+# ASan's quarantine keeps freed memory resident: the RSS bounds only hold without it
+# (as in test_limits.py and test_attacks_broker.py).
+SANITIZED = os.environ.get("MIDGE_SANITIZED") == "1"
+# QoS 0 must not be dropped here: these tests check delivery, not the output bound
+# (test_slow_subscriber_memory_stays_bounded does).
+NO_DROP = ["max_pending_output %d" % (256 * MIB)]
+
+
+def digest(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def publish_all(port, paho_clients):
+    """Publishes SIZES at QoS 0, 1 and 2 on topics big/0, big/1, big/2 (random bytes, each
+    message different), interleaved, without waiting between them; waits for every
+    acknowledgement. Returns {topic: [sha256 of each payload, in publish order]}."""
+    pub = paho_clients(Client, port, V5, "big-publisher")
+    pub.connect()
+    sent = {"big/%d" % q: [] for q in range(3)}
+    infos = []
+    for size in SIZES:
+        for qos in range(3):
+            payload = os.urandom(size)
+            sent["big/%d" % qos].append(digest(payload))
+            infos.append(pub.publish("big/%d" % qos, payload, qos, wait=False))
+    pub.ev.wait_for(lambda: all(i.mid in pub.ev.published for i in infos), timeout=30,
+                    what="all publishes acknowledged")
+    return sent
+
+
+def check_received(msgs, sent, sub_qos, who):
+    """Every message on every topic, whole, in publish order per topic [MQTT-4.6.0-5], at
+    min(publish QoS, subscription QoS)."""
+    total = sum(len(v) for v in sent.values())
+    assert len(msgs) == total, "%s: %d messages, expected %d" % (who, len(msgs), total)
+    for topic, hashes in sent.items():
+        got = [m for m in msgs if m.topic == topic]
+        assert [digest(m.payload) for m in got] == hashes, "%s: %s differs" % (who, topic)
+        qos = min(int(topic[-1]), sub_qos)
+        assert [m.qos for m in got] == [qos] * len(got), who
+
+
+@pytest.fixture
+def paho_clients():
+    """Factory: paho_clients(cls, port, version, client_id) -> Client or WsClient; all stopped
+    at teardown."""
+    made = []
+
+    def make(cls, port, version=V311, client_id=""):
+        c = cls(port, version, client_id)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+# ------------------------------------------------------------------ (a) TCP fan-out
+
+def test_large_payloads_to_20_tcp_subscribers(broker, paho_clients):
+    """1 KiB to 200 KiB payloads at QoS 0, 1 and 2 to 20 subscribers (v3.1.1 and v5,
+    subscription QoS 0, 1 and 2): every subscriber gets every byte, in order."""
+    b = broker(NO_DROP)
+    subs = []
+    for i in range(20):
+        version = V311 if i % 2 else V5
+        c = paho_clients(Client, b.port, version, "sub-%d" % i)
+        c.connect()
+        c.subscribe("big/#", i % 3)
+        subs.append((c, i % 3, "sub-%d" % i))
+    sent = publish_all(b.port, paho_clients)
+    total = sum(len(v) for v in sent.values())
+    for c, sub_qos, name in subs:
+        check_received(c.wait_messages(total, timeout=30), sent, sub_qos, name)
+    time.sleep(0.2)
+    for c, sub_qos, name in subs:  # nothing twice
+        check_received(c.messages(), sent, sub_qos, name)
+
+
+# ------------------------------------------------------------------ (b) WebSockets
+
+def ws_broker(broker, extra=()):
+    """A broker with a TCP and a websockets listener: (broker, ws_port)."""
+    ws_port = free_port()
+    b = broker(list(extra) + ["listener %d 127.0.0.1" % ws_port, "protocol websockets"])
+    wait_until(lambda: port_open(ws_port), what="websockets port")
+    return b, ws_port
+
+
+def test_large_payloads_over_websockets(broker, paho_clients):
+    """The same payloads to WebSocket subscribers (paho, v3.1.1 and v5, QoS 0-2) and to a raw
+    WebSocket reader that decodes every frame itself; a TCP subscriber alongside."""
+    b, ws_port = ws_broker(broker, NO_DROP)
+    subs = []
+    for i, (version, qos) in enumerate([(V311, 0), (V5, 1), (V311, 2), (V5, 2)]):
+        c = paho_clients(WsClient, ws_port, version, "ws-%d" % i)
+        c.connect()
+        c.subscribe("big/#", qos)
+        subs.append((c, qos, "ws-%d" % i))
+    tcp = paho_clients(Client, b.port, V5, "tcp")
+    tcp.connect()
+    tcp.subscribe("big/#", 1)
+    subs.append((tcp, 1, "tcp"))
+    raw_ws = mqttraw.WsRawClient(ws_port, proto=5, timeout=10)
+    try:
+        assert raw_ws.connect("ws-raw").rc == 0
+        raw_ws.subscribe([("big/#", 1)])
+        sent = publish_all(b.port, paho_clients)
+        total = sum(len(v) for v in sent.values())
+        for c, qos, name in subs:
+            check_received(c.wait_messages(total, timeout=30), sent, qos, name)
+        got = []
+        while len(got) < total:
+            p = raw_ws.recv_type(PUBLISH, timeout=10)
+            if p.qos:
+                raw_ws.send(mqttraw.puback(p.mid, 5))
+            got.append(p)
+        check_received(got, sent, 1, "ws-raw")
+    finally:
+        raw_ws.close()
+
+
+# ------------------------------------------------------------------ (c) slow subscriber
+
+def rss_mib(pid):
+    return proc_rss_kb(pid) / 1024.0
+
+
+def hwm_mib(pid):
+    """Peak RSS of the process so far (VmHWM)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+COUNT, BIG = 200, 256 * KIB
+
+
+def slow_round(b, raw, name):
+    """One round: a subscriber that reads nothing, 200 x 256 KiB QoS 0 messages to it, then
+    it reads all it was sent and leaves. Returns (RSS before in MiB, peak growth in MiB)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A small receive buffer: the broker's own queue fills, not the kernel's.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KIB)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", b.port))
+    slow = mqttraw.SockClient(sock)
+    slow.connect(name)
+    slow.subscribe([("big", 0), ("mark", 1)])
+    probe = raw(b.port)
+    probe.connect(name + "-probe")
+    probe.subscribe([("probe", 0)])
+    pub = raw(b.port)
+    pub.connect(name + "-flood")
+
+    payloads = [struct.pack("!I", i) + os.urandom(BIG - 4) for i in range(COUNT)]
+    hashes = [digest(p) for p in payloads]
+    rss0 = rss_mib(b.pid)
+    for p in payloads:
+        pub.send(mqttraw.publish("big", p))
+    pub.publish("probe", b"done")  # handled after every message before it
+    assert probe.recv_type(PUBLISH, 30).payload == b"done"
+    # VmHWM: the peak, whenever it happened (no sampling).
+    peak = hwm_mib(b.pid) - rss0
+
+    # A QoS 1 marker is queued, not dropped: it arrives after everything sent before it.
+    pub.publish_acked("mark", b"end", qos=1)
+    got = []
+    while True:
+        p = slow.recv(10)
+        assert p.type == PUBLISH, p
+        if p.topic == "mark":
+            slow.send(mqttraw.puback(p.mid))
+            break
+        assert p.topic == "big" and len(p.payload) == BIG
+        index = struct.unpack("!I", p.payload[:4])[0]
+        assert digest(p.payload) == hashes[index], "payload %d damaged" % index
+        got.append(index)
+    assert got == sorted(set(got)) and got, got  # in order, no repeats
+    assert len(got) < COUNT  # the bound did drop some: the test exercised it
+    slow.send(mqttraw.disconnect())
+    for c in (slow, pub, probe):
+        c.close()
+    print("%s: RSS %.1f MiB, peak growth %.1f MiB, received %d of %d"
+          % (name, rss0, peak, len(got), COUNT))
+    return rss0, peak
+
+
+def rss_settled(pid):
+    """RSS once the broker has handled the departures (it stops changing)."""
+    last = rss_mib(pid)
+    for _ in range(20):
+        time.sleep(0.1)
+        now = rss_mib(pid)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+# Peak RSS growth while a subscriber holds back 200 x 256 KiB: the 1 MiB output bound plus
+# one packet (1.25 MiB of message blocks), the publisher's input (one 256 KiB packet), and
+# 8 MiB of allocator slack (measured: 1.0-5.6 MiB growth in all). Without the bound it would
+# be 50 MiB; the code of aba19c2 (old per-subscriber limit) grows by 71 MiB here.
+PEAK_BOUND_MIB = 1.25 + 0.25 + 8
+
+
+@pytest.mark.midge_only
+def test_slow_subscriber_memory_stays_bounded(broker, raw):
+    """A subscriber that reads nothing while 200 x 256 KiB QoS 0 messages (50 MiB) are
+    published to it: Midge queues at most max_pending_output (1 MiB) plus one packet for it
+    and drops the rest (README, slow consumers). The broker's RSS stays within the bound;
+    the subscriber then reads every packet it was sent, whole and in order, and leaves."""
+    b = broker()
+    rss0, peak = slow_round(b, raw, "slow")
+    assert SANITIZED or peak < PEAK_BOUND_MIB, "RSS grew by %.1f MiB" % peak
+    after = rss_settled(b.pid)
+    print("RSS: start %.1f MiB, after %.1f MiB" % (rss0, after))
+    # With glibc's default settings the first freed 256 KiB block raises its mmap threshold,
+    # and later ones are carved from the heap and kept there: measured 0.8-3.6 MiB above a
+    # 6.3 MiB start after one round, up to 5.3 MiB after several (a plateau, not a growth;
+    # test_slow_subscriber_memory_returns shows the broker frees it all). Hence 10 % + 4 MiB.
+    assert SANITIZED or after < rss0 * 1.10 + 4, (rss0, after)
+
+
+@pytest.mark.midge_only
+def test_slow_subscriber_memory_returns(broker, raw, monkeypatch):
+    """Three rounds of the slow subscriber, the broker started with glibc's mmap threshold
+    fixed at 128 KiB (MALLOC_MMAP_THRESHOLD_; a fixed value also stops the dynamic raise), so
+    every message block it frees goes back to the kernel at once. RSS must then come back
+    within 10 % of where it started after each round (issue 9's target): a block, a queue or
+    an output buffer kept after the subscriber has drained and left would show here."""
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", str(128 * KIB))
+    b = broker()
+    start = None
+    after = []
+    for n in range(3):
+        rss0, peak = slow_round(b, raw, "slow-%d" % n)
+        start = rss0 if start is None else start
+        assert SANITIZED or peak < PEAK_BOUND_MIB, "round %d: RSS grew by %.1f MiB" % (n, peak)
+        after.append(rss_settled(b.pid))
+    print("RSS: start %.1f MiB, after each round %s" % (start, after))
+    assert SANITIZED or max(after) < start * 1.10, (start, after)
+
+
+# ------------------------------------------------------------------ (d) resend after reconnect
+
+RESUME_COUNT, RESUME_SIZE, WINDOW = 30, 200 * KIB, 20
+
+
+def read_publishes_until_eof(c):
+    """Reads until the broker closes: (whole PUBLISH packets, whether bytes of a further
+    packet were left over)."""
+    got = []
+    while True:
+        try:
+            p = c.recv(10)
+        except mqttraw.Closed:
+            return got, bool(c.buf)
+        if p.type == PUBLISH:
+            got.append(p)
+
+
+@pytest.mark.parametrize("how", ["disconnect", "abort"])
+@pytest.mark.parametrize("proto", [4, 5])
+def test_qos1_large_inflight_resent_after_reconnect(broker, raw, proto, how):
+    """A QoS 1 subscriber with a persistent session leaves in the middle of 30 x 200 KiB
+    messages: "disconnect" acknowledges three, sends DISCONNECT and reads until the broker
+    closes (so it knows everything that went out); "abort" reads five, acknowledges none and
+    resets the connection. On reconnecting it receives the rest in order, the ones already
+    sent with DUP=1 and their packet identifiers [MQTT-4.4.0-1] [MQTT-3.3.1-1], the others
+    with DUP=0, every payload intact."""
+    b = broker(["max_inflight_messages %d" % WINDOW])
+    props = [(P_SESSION_EXPIRY, 60)] if proto == 5 else None
+    sub = raw(b.port, proto, timeout=10)
+    sub.connect("resume", clean=False, properties=props)
+    sub.subscribe([("q", 1)])
+    pub = raw(b.port)
+    pub.connect("resume-publisher")
+    payloads = [struct.pack("!I", i) + os.urandom(RESUME_SIZE - 4) for i in range(RESUME_COUNT)]
+    by_hash = {digest(p): i for i, p in enumerate(payloads)}
+    for i, p in enumerate(payloads):
+        pub.publish("q", p, qos=1, mid=i + 1)
+    for i in range(RESUME_COUNT):  # the broker has every message in the session
+        assert pub.recv_type(PUBACK, 10).mid == i + 1
+
+    first = [sub.recv_type(PUBLISH, 10) for _ in range(5)]
+    acked = 3 if how == "disconnect" else 0
+    for p in first[:acked]:
+        sub.send(mqttraw.puback(p.mid, proto))
+    partial = False
+    if how == "disconnect":
+        sub.send(mqttraw.disconnect(proto))
+        sub.sock.shutdown(socket.SHUT_WR)
+        more, partial = read_publishes_until_eof(sub)
+        first += more
+    else:
+        sub.abort()
+    assert not any(p.dup for p in first)
+    seen = [by_hash[digest(p.payload)] for p in first]
+    assert seen == list(range(len(first))), seen
+    mids = {i: p.mid for i, p in zip(seen, first)}
+
+    sub = raw(b.port, proto, timeout=10)
+    assert sub.connect("resume", clean=False, properties=props).session_present
+    again = []
+    while len(again) < RESUME_COUNT - acked:
+        p = sub.recv_type(PUBLISH, 10)
+        assert p.qos == 1
+        sub.send(mqttraw.puback(p.mid, proto))
+        again.append(p)
+    order = [by_hash.get(digest(p.payload)) for p in again]
+    assert order == list(range(acked, RESUME_COUNT)), order
+    dups = [p.dup for p in again]
+    for i, p in zip(order, again):
+        if i in mids:  # went out before and was not acknowledged
+            assert p.dup and p.mid == mids[i], (i, p.dup, p.mid, mids[i])
+    # Never sent before (beyond the in-flight window or, after a clean close, beyond what
+    # was read) means DUP=0; a packet cut short at the close may have either.
+    unsent_from = acked + WINDOW if how == "abort" else len(first) + (1 if partial else 0)
+    print("%s v%d: %d seen before, partial %s, DUP %s" % (how, proto, len(first), partial, dups))
+    assert not any(dups[unsent_from - acked:]), dups
+    assert dups == sorted(dups, reverse=True), dups  # resends first, then new ones
+    assert sub.try_recv(0.3) is None  # nothing twice
