@@ -5,12 +5,10 @@
 namespace midge::server {
 
 HeapTrimmer::HeapTrimmer() {
-  // Fixed values also stop glibc's dynamic thresholds from moving them.
-  mallopt(M_TRIM_THRESHOLD, static_cast<int>(kBusyRetention));
-  mallopt(M_TOP_PAD, 1 << 20);
-  // Output buffers of a few hundred KiB come from the heap too, not from
-  // an mmap and munmap (a TLB flush) each time a connection drains.
-  mallopt(M_MMAP_THRESHOLD, static_cast<int>(kBusyRetention));
+  // Each time a heap grows or shrinks, it keeps this much more: the churn of
+  // blocks of tens of KiB stays within it. A fixed value also keeps glibc's
+  // mmap threshold at 128 KiB (a larger block is mapped and unmapped).
+  mallopt(M_TOP_PAD, static_cast<int>(kBusyRetention));
 }
 
 void HeapTrimmer::tick(const broker::SharedState& shared) {

@@ -3,10 +3,13 @@
 // By default glibc returns the top of a heap to the system as soon as
 // 128 KiB of it are free. Messages of tens of KiB, allocated and freed at
 // every loop turn, then cost a page fault per 4 KiB each time they are made
-// again: a third of the broker's time in a 16 KB fan-in. So while the broker
-// is busy its heaps keep up to kBusyRetention free; once it has been quiet
-// for a second (less than kQuietBytes moved), everything free goes back
-// (malloc_trim), and RSS returns to where it was before a burst.
+// again: a third of the broker's time in a 16 KB fan-in. So each heap keeps
+// kBusyRetention beyond what it needs (M_TOP_PAD) whenever it grows or
+// shrinks; blocks of 128 KiB or more are mapped and unmapped as they come.
+// Once the broker has been quiet for a second (less than kQuietBytes
+// moved), every free page goes back (malloc_trim): RSS returns to where it
+// was before a burst, plus at most kBusyRetention per worker thread's arena
+// (malloc_trim does not shrink a thread arena's top).
 #pragma once
 
 #include <cstddef>
@@ -18,7 +21,7 @@ namespace midge::server {
 
 class HeapTrimmer {
  public:
-  static constexpr size_t kBusyRetention = 8u << 20;
+  static constexpr size_t kBusyRetention = 1u << 20;
   static constexpr uint64_t kQuietBytes = 64u << 10;
   static constexpr int kTicksPerCheck = 10;  // ticks of the main loop (100 ms)
 

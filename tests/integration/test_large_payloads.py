@@ -250,14 +250,31 @@ def test_slow_subscriber_memory_stays_bounded(broker, raw):
     assert SANITIZED or after < rss0 * 1.10 + 4, (rss0, after)
 
 
+# What the workers' heaps may keep after a burst: 1 MiB each (the broker runs one worker per
+# core by default).
+ARENA_PAD_MIB = 1.0 * (os.cpu_count() or 1)
+
+
+def rss_after_trim(pid, target, wait=5.0):
+    """RSS once it is below `target` MiB, or after `wait` seconds. The broker gives free heap
+    memory back after a second with (almost) no traffic (server/heap.h), checked once a second:
+    up to 2 s after the last byte."""
+    end = time.monotonic() + wait
+    now = rss_mib(pid)
+    while now >= target and time.monotonic() < end:
+        time.sleep(0.1)
+        now = rss_mib(pid)
+    return now
+
+
 @pytest.mark.midge_only
-def test_slow_subscriber_memory_returns(broker, raw, monkeypatch):
-    """Three rounds of the slow subscriber, the broker started with glibc's mmap threshold
-    fixed at 128 KiB (MALLOC_MMAP_THRESHOLD_; a fixed value also stops the dynamic raise), so
-    every message block it frees goes back to the kernel at once. RSS must then come back
-    within 10 % of where it started after each round (issue 9's target): a block, a queue or
-    an output buffer kept after the subscriber has drained and left would show here."""
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", str(128 * KIB))
+def test_slow_subscriber_memory_returns(broker, raw):
+    """Three rounds of the slow subscriber. After each, once the broker has been quiet for a
+    second, its RSS must come back within 10 % of where it started (issue 9's target), plus
+    the 1 MiB of free heap each worker thread's arena keeps at its top (M_TOP_PAD,
+    server/heap.h; glibc's malloc_trim does not shrink a thread arena's top). A block, a queue
+    or an output buffer kept after the subscriber has drained and left would show here: one
+    round holds 50 MiB of messages."""
     b = broker()
     start = None
     after = []
@@ -265,9 +282,9 @@ def test_slow_subscriber_memory_returns(broker, raw, monkeypatch):
         rss0, peak = slow_round(b, raw, "slow-%d" % n)
         start = rss0 if start is None else start
         assert SANITIZED or peak < PEAK_BOUND_MIB, "round %d: RSS grew by %.1f MiB" % (n, peak)
-        after.append(rss_settled(b.pid))
+        after.append(rss_after_trim(b.pid, start * 1.10 + ARENA_PAD_MIB))
     print("RSS: start %.1f MiB, after each round %s" % (start, after))
-    assert SANITIZED or max(after) < start * 1.10, (start, after)
+    assert SANITIZED or max(after) < start * 1.10 + ARENA_PAD_MIB, (start, after)
 
 
 # ------------------------------------------------------------------ (d) resend after reconnect
