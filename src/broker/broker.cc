@@ -378,8 +378,8 @@ void Broker::disconnect(Session& session, ReasonCode reason, TimePoint now, cons
   if (session.version == Version::kV5) {
     protocol::DisconnectPacket d;
     d.reason = reason;
-    // A reason string is always allowed on DISCONNECT [MQTT-3.1.2-29].
-    if (why && *why) d.properties.reason_string = why;
+    // No Reason String: Mosquitto sends none, and `why` is in the log
+    // already (Link::close_for).
     send(*link, d);
   }
   const std::string client_id = session.client_id;  // detach may end the session

@@ -36,7 +36,8 @@ class Router {
   virtual ~Router() = default;
   // Hands a message published on this worker to every other worker, which
   // matches it against its own subscriptions (`Broker::on_remote_publish`).
-  virtual void broadcast(const MessagePtr& message) = 0;
+  // False when no other worker can have a matching subscription.
+  virtual bool broadcast(const MessagePtr& message) = 0;
   // Delivers a message to a $share group member that lives on `member.worker`.
   virtual void deliver_shared(const SharedMember& member, const MessagePtr& message) = 0;
 };
@@ -157,7 +158,10 @@ class Broker {
                             const protocol::Properties& properties, TimePoint now);
   bool resolve_topic_alias(Session& session, protocol::PublishView& p, TimePoint now);
   void handle_ack(Session& session, const protocol::AckPacket& ack, TimePoint now);
-  void route(const MessagePtr& message, TimePoint now, bool from_remote);
+  // False when the message certainly matched no subscription (v5 PUBACK
+  // 0x10); a subscription skipped by No Local counts as a match, as in
+  // Mosquitto.
+  bool route(const MessagePtr& message, TimePoint now, bool from_remote);
   // `message` and `ids` are borrowed: a Delivery owning a reference is
   // only made when the message is kept (queued or in flight).
   void deliver(Session& session, const MessagePtr& message, const Grant& grant,

@@ -98,10 +98,20 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
   if (outcome == ReasonCode::kSuccess) {
     MessagePtr shared = client_message(session, p.topic, p.payload, p.qos, p.retain, p.properties, now);
     if (shared->retain) shared_.retained.put(shared);
-    route(shared, now, /*from_remote=*/false);
+    if (p.qos == 2) {
+      // PUBREC before the message goes anywhere, as Mosquitto does: a client
+      // subscribed to its own topic reads the PUBREC first (issue 14).
+      session.incoming_qos2.insert(p.packet_id);
+      send_ack(link, ack_type, p.packet_id, ReasonCode::kSuccess);
+    }
+    const bool matched = route(shared, now, /*from_remote=*/false);
+    if (p.qos != 1) return;
+    // "No matching subscribers" MAY be said (3.4.2.1); Mosquitto says it.
+    outcome = matched || session.version != Version::kV5 ? ReasonCode::kSuccess : ReasonCode::kNoMatchingSubscribers;
+    send_ack(link, ack_type, p.packet_id, outcome);
+    return;
   }
   if (p.qos == 0) return;
-  if (p.qos == 2 && outcome == ReasonCode::kSuccess) session.incoming_qos2.insert(p.packet_id);
   // v3 has no way to say no: the message is dropped but acknowledged.
   send_ack(link, ack_type, p.packet_id, session.version == Version::kV5 ? outcome : ReasonCode::kSuccess);
 }
@@ -109,9 +119,11 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
 void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePoint now) {
   Link& link = *session.link;
   if (ack.type == PacketType::kPubrel) {
-    const bool known = session.incoming_qos2.erase(ack.packet_id) != 0;
-    const ReasonCode reason = known ? ReasonCode::kSuccess : ReasonCode::kPacketIdentifierNotFound;
-    send_ack(link, PacketType::kPubcomp, ack.packet_id, reason);
+    // An unknown id is most likely a PUBREL resent after a reconnection
+    // whose PUBCOMP was lost: Success, as Mosquitto answers (0x92 is also
+    // allowed, 3.7.2.1).
+    session.incoming_qos2.erase(ack.packet_id);
+    send_ack(link, PacketType::kPubcomp, ack.packet_id, ReasonCode::kSuccess);
     return;
   }
   auto it = std::find_if(session.inflight.begin(), session.inflight.end(),
@@ -184,10 +196,12 @@ void Broker::publish_internal(std::string topic, std::string payload, bool retai
 // Matches the topic against this worker's subscriptions; overlapping
 // subscriptions of one session give one delivery at the highest QoS with
 // every subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3].
-void Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
+bool Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
   const uint64_t stamp = ++match_stamp_;
   matches_.clear();
+  bool matched = false;
   tree_.match(message->topic, [&](const SubscriptionEntry& e) {
+    matched = true;
     Session* s = e.session;
     if (e.options.no_local && s->client_id == message->origin_client_id) return;  // [MQTT-3.8.3-3]
     const uint8_t qos = std::min(message->qos, e.options.max_qos);
@@ -215,9 +229,10 @@ void Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
   }
   publish_cache_.message = outer;
   publish_cache_.filled = 0;
-  if (from_remote) return;
+  if (from_remote) return matched;
   if (!shared_.shared_subscriptions.empty()) {
     shared_.shared_subscriptions.pick(message->topic, [&](const SharedMember& member) {
+      matched = true;
       if (member.worker == worker_) {
         on_shared_delivery(member, message, now);
       } else {
@@ -225,7 +240,7 @@ void Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
       }
     });
   }
-  router_.broadcast(message);
+  return router_.broadcast(message) || matched;
 }
 
 namespace {

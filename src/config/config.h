@@ -53,7 +53,7 @@ struct Config {
   uint32_t message_size_limit = 0;  // 0 = no limit (bytes of payload)
   // Whole packets, in bytes. Mosquitto has no limit by default (256 MB, the protocol's); Midge is
   // stricter by default so that a small machine survives hostile clients (like EMQX's 1 MiB).
-  uint32_t max_packet_size = 1048576;
+  uint32_t max_packet_size = 0;  // 0 = the protocol's limit (268435455), as Mosquitto
   uint32_t max_subscriptions_per_client = 10000;  // 0 = no limit (Midge extension)
   uint32_t max_shared_groups = 65536;             // 0 = no limit (Midge extension)
   uint32_t max_pending_output = 1048576;  // bytes waiting to be written to one connection (Midge extension)

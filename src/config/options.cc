@@ -336,7 +336,7 @@ constexpr Option kOptions[] = {
   warn(opt<&Config::max_inflight_bytes>("max_inflight_bytes", U, R, "Per-client byte limit of outgoing QoS 1/2 messages in flight; 0 = no limit.", 0, kI64), "in-flight messages are bounded by max_inflight_messages only", "0"),
   opt<&Config::max_inflight_messages>("max_inflight_messages", U, R, "Per-client limit of outgoing QoS 1/2 messages in flight; 0 = no limit.", 0, 65535),
   opt<&Config::max_keepalive>("max_keepalive", U, R, "Largest keepalive accepted; MQTT 5 clients asking for more are told this value.", 10, 65535),
-  opt<&Config::max_packet_size>("max_packet_size", U, R, "Largest MQTT packet accepted, in bytes (>= 20); larger packets close the connection. Mosquitto's default is no limit.", 20, kU32),
+  opt<&Config::max_packet_size>("max_packet_size", U, R, "Largest MQTT packet accepted, in bytes (>= 20); larger packets close the connection. Default: no limit but the protocol's (268435455 bytes of remaining length), as in Mosquitto.", 20, kU32),
   opt<&Config::max_pending_output>("max_pending_output", U, kMidgeExtension, "Bytes waiting to be written to one connection beyond which it is sent nothing more but what it needs (see README, slow consumers).", 65536, kU32),
   opt<&Config::max_queued_bytes>("max_queued_bytes", U, R, "Per-client byte limit of queued QoS 1/2 messages; 0 = no limit.", 0, kI64),
   opt<&Config::max_queued_messages>("max_queued_messages", U, R, "Per-client limit of queued QoS 1/2 messages; 0 = no limit.", 0, kU32),

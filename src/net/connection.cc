@@ -245,18 +245,19 @@ size_t Connection::direct_read_room() const {
   const size_t need = protocol::frame_size(in_);
   if (need <= in_.size() || need > limits_.max_packet_size) return 0;
   const size_t missing = need - in_.size();
-  return missing >= kDirectReadMin ? missing : 0;
+  // At most one read budget at a time: in_ grows with the bytes that come,
+  // not with what a header announces.
+  return missing >= kDirectReadMin ? std::min(missing, kReadBudget) : 0;
 }
 
 // After a read of `n` bytes of which up to `room` went into in_ and the rest
 // into the scratch buffer.
 void Connection::take_direct_read(size_t n, size_t room, TimePoint now) {
-  if (n < room) return;  // the packet is still incomplete
-  const std::string_view extra(t_scratch, n - room);
-  if (!extra.empty()) {
-    take_input(extra, now);  // in_'s whole packet first, then extra
+  if (n > room) {  // in_'s packet (whole, or still split when room was capped), then the rest
+    take_input(std::string_view(t_scratch, n - room), now);
     return;
   }
+  if (in_.size() < protocol::frame_size(in_)) return;  // still incomplete
   process_input(now);
   if (handover_) complete_handover({});
 }

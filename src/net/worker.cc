@@ -188,8 +188,8 @@ void Worker::pause_reading(Connection& connection) {
   });
 }
 
-void Worker::broadcast(const broker::MessagePtr& message) {
-  if (all_.size() <= 1) return;
+bool Worker::broadcast(const broker::MessagePtr& message) {
+  if (all_.size() <= 1) return false;
   bool any = false;
   for (size_t w = 0; w < all_.size(); ++w) {
     if (w == index_ || !all_[w]->broker().interest().may_match(message->topic)) continue;
@@ -197,6 +197,7 @@ void Worker::broadcast(const broker::MessagePtr& message) {
     any = true;
   }
   if (any) schedule_flush();
+  return any;
 }
 
 void Worker::deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message) {

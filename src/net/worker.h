@@ -64,7 +64,7 @@ class Worker final : public broker::Router {
   void remove(uint64_t id);
 
   // broker::Router
-  void broadcast(const broker::MessagePtr& message) override;
+  bool broadcast(const broker::MessagePtr& message) override;
   void deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message) override;
 
   size_t connection_count() const { return connections_.size(); }

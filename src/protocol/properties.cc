@@ -282,6 +282,18 @@ void encode_properties(const Properties& p, size_t size, std::string& out) {
   assert(size == properties_size(p));
   append_varint(static_cast<uint32_t>(size), out);
   if (size == 0) return;
+  // Any order is valid (2.2.2.2). These first, in the order Mosquitto 2.0
+  // writes its CONNACK, so that clients and tests comparing bytes see the
+  // same packet (issue 14).
+  put_u16_prop(out, kServerKeepAlive, p.server_keep_alive);
+  put_u16_prop(out, kTopicAliasMaximum, p.topic_alias_maximum);
+  put_string_prop(out, kAssignedClientIdentifier, p.assigned_client_identifier);
+  put_string_prop(out, kAuthenticationMethod, p.authentication_method);
+  put_string_prop(out, kAuthenticationData, p.authentication_data);
+  put_byte_prop(out, kRetainAvailable, p.retain_available);
+  put_u32_prop(out, kMaximumPacketSize, p.maximum_packet_size);
+  put_u16_prop(out, kReceiveMaximum, p.receive_maximum);
+  put_byte_prop(out, kMaximumQos, p.maximum_qos);
   put_byte_prop(out, kPayloadFormatIndicator, p.payload_format_indicator);
   put_u32_prop(out, kMessageExpiryInterval, p.message_expiry_interval);
   put_string_prop(out, kContentType, p.content_type);
@@ -292,27 +304,18 @@ void encode_properties(const Properties& p, size_t size, std::string& out) {
     append_varint(id, out);
   }
   put_u32_prop(out, kSessionExpiryInterval, p.session_expiry_interval);
-  put_string_prop(out, kAssignedClientIdentifier, p.assigned_client_identifier);
-  put_u16_prop(out, kServerKeepAlive, p.server_keep_alive);
-  put_string_prop(out, kAuthenticationMethod, p.authentication_method);
-  put_string_prop(out, kAuthenticationData, p.authentication_data);
   put_byte_prop(out, kRequestProblemInformation, p.request_problem_information);
   put_u32_prop(out, kWillDelayInterval, p.will_delay_interval);
   put_byte_prop(out, kRequestResponseInformation, p.request_response_information);
   put_string_prop(out, kResponseInformation, p.response_information);
   put_string_prop(out, kServerReference, p.server_reference);
   put_string_prop(out, kReasonString, p.reason_string);
-  put_u16_prop(out, kReceiveMaximum, p.receive_maximum);
-  put_u16_prop(out, kTopicAliasMaximum, p.topic_alias_maximum);
   put_u16_prop(out, kTopicAlias, p.topic_alias);
-  put_byte_prop(out, kMaximumQos, p.maximum_qos);
-  put_byte_prop(out, kRetainAvailable, p.retain_available);
   for (const auto& [key, value] : p.user_properties) {
     put_u8(out, kUserProperty);
     put_binary(out, key);
     put_binary(out, value);
   }
-  put_u32_prop(out, kMaximumPacketSize, p.maximum_packet_size);
   put_byte_prop(out, kWildcardSubscriptionAvailable, p.wildcard_subscription_available);
   put_byte_prop(out, kSubscriptionIdentifierAvailable, p.subscription_identifier_available);
   put_byte_prop(out, kSharedSubscriptionAvailable, p.shared_subscription_available);

@@ -48,7 +48,10 @@ class FakeLink : public Link {
 
 class FakeRouter : public Router {
  public:
-  void broadcast(const MessagePtr& message) override { broadcasts.push_back(message); }
+  bool broadcast(const MessagePtr& message) override {
+    broadcasts.push_back(message);
+    return false;  // no other worker has subscribers
+  }
   void deliver_shared(const SharedMember& member, const MessagePtr& message) override {
     shared.push_back({member, message});
   }

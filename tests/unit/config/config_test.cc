@@ -76,7 +76,7 @@ TEST(ConfigDefaults, EmptyFileIsLocalOnly) {
   EXPECT_EQ(c.autosave_interval, 1800u);
   EXPECT_EQ(c.auto_id_prefix, "auto-");
   EXPECT_FALSE(c.user.has_value());  // no privilege drop unless asked
-  EXPECT_EQ(c.max_packet_size, 1048576u);
+  EXPECT_EQ(c.max_packet_size, 0u);  // Mosquitto's default: the protocol's limit
   EXPECT_EQ(c.max_pending_output, 1048576u);
   EXPECT_EQ(c.max_topic_alias, 10u);
   EXPECT_FALSE(c.persistent_client_expiration.has_value());

@@ -135,7 +135,7 @@ std::vector<Golden> V5Goldens() {
   const Version v = Version::kV5;
   g.push_back(
       {"5.0 CONNECT properties (3.1)", v,
-       Hex("10 17 00 04 4D 51 54 54 05 02 00 3C 08 11 00 00 00 78 21 00 0A 00 02 63 31"),
+       Hex("10 17 00 04 4D 51 54 54 05 02 00 3C 08 21 00 0A 11 00 00 00 78 00 02 63 31"),
        ConnectPacket{.version = v,
                      .keep_alive = 60,
                      .client_id = "c1",
@@ -152,7 +152,7 @@ std::vector<Golden> V5Goldens() {
                                           .properties = {.payload_format_indicator = 1,
                                                          .will_delay_interval = 5}},
                              .password = std::string("\x01\x02")}});
-  g.push_back({"5.0 CONNACK properties (3.2)", v, Hex("20 0B 00 00 08 12 00 02 69 64 22 00 0A"),
+  g.push_back({"5.0 CONNACK properties (3.2), in Mosquitto's order", v, Hex("20 0B 00 00 08 22 00 0A 12 00 02 69 64"),
                ConnackPacket{
                    .properties = {.assigned_client_identifier = "id", .topic_alias_maximum = 10}}});
   g.push_back({"5.0 CONNACK not authorized", v, Hex("20 03 00 87 00"),
@@ -263,7 +263,7 @@ TEST(CodecGolden, ConnectVersionComesFromPacket) {
   for (Version caller : {Version::kV31, Version::kV311, Version::kV5}) {
     Packet packet;
     auto r =
-        decode(Hex("10 17 00 04 4D 51 54 54 05 02 00 3C 08 11 00 00 00 78 21 00 0A 00 02 63 31"),
+        decode(Hex("10 17 00 04 4D 51 54 54 05 02 00 3C 08 21 00 0A 11 00 00 00 78 00 02 63 31"),
                caller, packet);
     ASSERT_EQ(r.status, DecodeStatus::kPacket);
     EXPECT_EQ(std::get<ConnectPacket>(packet).version, Version::kV5);

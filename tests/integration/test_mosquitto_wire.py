@@ -1,0 +1,78 @@
+"""Byte for byte what Mosquitto 2.0 sends, where the MQTT specification leaves the choice to the
+server (issue 14; docs/compatibility.md names the Mosquitto test behind each case). Each test
+compares the exact bytes, so `MIDGE_TEST_BROKER=mosquitto` checks the expectation itself."""
+import pytest
+
+import mqttraw as m
+
+
+def connected(raw, port, cid, proto=5):
+    c = raw(port, proto)
+    ack = c.connect(cid)
+    assert ack.rc == 0
+    return c
+
+
+def test_v5_connack_properties_in_mosquittos_order(broker, raw):
+    """Cause A: Topic Alias Maximum (10), then Receive Maximum (20); no Maximum Packet Size,
+    which is announced only when max_packet_size is set (2.2.2.2: any order is valid)."""
+    b = broker()
+    c = raw(b.port, 5)
+    c.send(m.connect("order", proto=5))
+    assert c.recv_raw() == bytes.fromhex("20 09 00 00 06 22 00 0a 21 00 14")
+
+
+def test_v5_connack_with_max_packet_size(broker, raw):
+    b = broker(["max_packet_size 1000"])
+    c = raw(b.port, 5)
+    c.send(m.connect("order", proto=5))
+    assert c.recv_raw() == bytes.fromhex("20 0e 00 00 0b 22 00 0a 27 00 00 03 e8 21 00 14")
+
+
+@pytest.mark.parametrize("subscribed", [False, True])
+def test_v5_puback_says_no_matching_subscribers(broker, raw, subscribed):
+    """Cause B: PUBACK 0x10 when no subscription matches (3.4.2.1 MAY); plain PUBACK else."""
+    b = broker()
+    c = connected(raw, b.port, "nomatch")
+    if subscribed:
+        other = connected(raw, b.port, "listener")
+        other.subscribe([("nomatch/t", 0)])
+    c.send(m.publish("nomatch/t", b"x", qos=1, mid=19, proto=5))
+    expected = "40 02 00 13" if subscribed else "40 03 00 13 10"
+    assert c.recv_raw() == bytes.fromhex(expected)
+
+
+def test_v311_puback_without_subscribers_is_plain(broker, raw):
+    b = broker()
+    c = connected(raw, b.port, "nomatch3", proto=4)
+    c.send(m.publish("nomatch/t", b"x", qos=1, mid=19))
+    assert c.recv_raw() == bytes.fromhex("40 02 00 13")
+
+
+def test_qos2_pubrec_comes_before_the_delivery_to_the_publisher_itself(broker, raw):
+    """Cause J: a client subscribed to its own topic reads the PUBREC first."""
+    b = broker()
+    c = connected(raw, b.port, "self", proto=4)
+    c.subscribe([("self/t", 2)])
+    c.send(m.publish("self/t", b"x", qos=2, mid=11))
+    assert c.recv_raw() == bytes.fromhex("50 02 00 0b")
+
+
+@pytest.mark.parametrize("proto", [4, 5])
+def test_pubrel_for_an_unknown_id_gets_a_plain_pubcomp(broker, raw, proto):
+    """Cause K: a PUBREL resent after its PUBCOMP was lost is answered with Success."""
+    b = broker()
+    c = connected(raw, b.port, "rel", proto=proto)
+    c.send(m.pubrel(1, proto=proto))
+    assert c.recv_raw() == bytes.fromhex("70 02 00 01")
+
+
+@pytest.mark.midge_only
+def test_server_disconnect_carries_no_reason_string(broker, raw):
+    """Cause C: Mosquitto's DISCONNECT is the reason code alone (e0 01 XX); Midge's reason goes
+    to its log. (Midge only: what Mosquitto 2.0.11 does on a second CONNECT is not this test's
+    subject.)"""
+    b = broker()
+    c = connected(raw, b.port, "twice")
+    c.send(m.connect("twice", proto=5))
+    assert c.recv_raw() == bytes.fromhex("e0 01 82")
