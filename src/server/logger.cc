@@ -27,6 +27,9 @@ FILE* open_log_file(const std::string& path) {
 
 }  // namespace
 
+// Longest part of a line that is logged (before escaping).
+constexpr size_t kMaxLogLine = 1000;
+
 std::string escape_log_line(std::string_view line) {
   std::string out;
   out.reserve(line.size());
@@ -88,8 +91,9 @@ std::string Logger::timestamp() const {
 
 void Logger::log(const std::string& line) {
   // Client ids and user names reach log lines: control characters are escaped so that no client
-  // can start a line of its own (security review M7).
-  const std::string clean = escape_log_line(line);
+  // can start a line of its own (security review M7), and a line is cut at kMaxLogLine bytes, as
+  // Mosquitto cuts its own, so that a 64 KiB client id does not become 64 KiB of log per event.
+  const std::string clean = escape_log_line(std::string_view(line).substr(0, kMaxLogLine));
   std::string text;
   if (timestamps_) text = timestamp();
   text += clean;

@@ -196,6 +196,20 @@ def test_client_id_with_newline_cannot_forge_a_log_line(broker, raw):
     assert "u'u\\x0aForged: u'" in log, log
 
 
+def test_log_lines_are_cut_at_1000_bytes(broker, raw):
+    """A client id of 65,000 bytes (MQTT allows 65,535) is not logged whole at every event: the
+    line stops at 1000 bytes as in Mosquitto (issue 14, Mosquitto's 01-connect-575314)."""
+    b = broker()
+    c = raw(b.port, proto=5)
+    cid = "L" * 65000
+    assert c.connect(cid).rc == 0
+    c.send(m.disconnect(5))
+    def long_lines():
+        return [line for line in b.log_text().splitlines() if "LLLL" in line]
+    wait_until(lambda: len(long_lines()) >= 2, what="the connect and disconnect lines")
+    assert max(len(line) for line in long_lines()) <= 1000 + 40, [len(x) for x in long_lines()]
+
+
 def test_pid_file_is_not_written_through_a_symlink(run, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
