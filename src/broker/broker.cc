@@ -82,6 +82,10 @@ ReasonCode Broker::check_connect(const protocol::ConnectPacket& c, bool id_assig
   if (c.will) {
     if (c.will->qos > settings_.max_qos) return ReasonCode::kQosNotSupported;      // [MQTT-3.2.2-12]
     if (c.will->retain && !settings_.retain_available) return ReasonCode::kRetainNotSupported;
+    // The will is a message like any other: refused at CONNECT, as Mosquitto does.
+    if (settings_.message_size_limit != 0 && c.will->payload.size() > settings_.message_size_limit) {
+      return ReasonCode::kPacketTooLarge;
+    }
   }
   return ReasonCode::kSuccess;
 }

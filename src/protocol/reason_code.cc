@@ -10,7 +10,8 @@ uint8_t to_v3_connack_code(ReasonCode code) {
     case ReasonCode::kBadUserNameOrPassword: return 4;
     case ReasonCode::kNotAuthorized:
     case ReasonCode::kBanned:
-    case ReasonCode::kBadAuthenticationMethod: return 5;
+    case ReasonCode::kBadAuthenticationMethod:
+    case ReasonCode::kPacketTooLarge: return 5;  // a will over message_size_limit: as Mosquitto
     default: break;
   }
   // Server unavailable, busy, moved, rate limits and every other failure:

@@ -76,3 +76,16 @@ def test_server_disconnect_carries_no_reason_string(broker, raw):
     c = connected(raw, b.port, "twice")
     c.send(m.connect("twice", proto=5))
     assert c.recv_raw() == bytes.fromhex("e0 01 82")
+
+
+@pytest.mark.parametrize("proto,expected", [(4, "20 02 00 05"), (5, "20 03 00 95 00")])
+def test_will_over_message_size_limit_is_refused(broker, raw, proto, expected):
+    """Cause M: the will is a message like any other; one over message_size_limit is refused at
+    CONNECT (v5: 0x95 Packet too large; 3.1.1: return code 5, as Mosquitto)."""
+    b = broker(["message_size_limit 1"])
+    c = raw(b.port, proto)
+    c.send(m.connect("will", proto=proto, will={"topic": "w", "payload": b"12"}))
+    assert c.recv_raw() == bytes.fromhex(expected)
+    ok = raw(b.port, proto)
+    ok.send(m.connect("will1", proto=proto, will={"topic": "w", "payload": b"1"}))
+    assert ok.recv_raw()[:4] == bytes.fromhex("20 02 00 00" if proto == 4 else "20 09 00 00")
