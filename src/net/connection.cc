@@ -574,10 +574,13 @@ void Connection::fail(ReasonCode reason, TimePoint now, const char* why) {
     if (!closed_ && !closing_) close();
     return;
   }
-  // Errors in or before CONNECT: a CONNACK refusal where the spec has one.
+  // Errors in or before CONNECT: a CONNACK refusal for an unknown protocol
+  // level [MQTT-3.1.2-2] and for a CONNECT over the pre-CONNECT bound. A
+  // CONNECT that does not decode (malformed, a bad will) is closed without
+  // one, as Mosquitto does: the CONNACK is a MAY there (4.13.1).
   if (reason == ReasonCode::kUnsupportedProtocolVersion) {
     out_.bytes().append("\x20\x02\x00\x01", 4);  // 3.1.1 return code 1 [MQTT-3.1.2-2]
-  } else if (version == protocol::Version::kV5) {
+  } else if (version == protocol::Version::kV5 && reason == ReasonCode::kPacketTooLarge) {
     protocol::ConnackPacket ack;
     ack.reason = reason;
     protocol::encode(ack, protocol::Version::kV5, out_.bytes());

@@ -90,14 +90,14 @@ def test_v5_bad_connect_closes(healthy, raw, name):
     healthy.check()
 
 
-@pytest.mark.midge_only
 @pytest.mark.parametrize("name", sorted(V5_CONNECT_ERRORS))
-def test_v5_bad_connect_reason_code(healthy, raw, name):
-    """Midge sends CONNACK with the reason code before closing (Mosquitto just closes)."""
-    data, code = V5_CONNECT_ERRORS[name]
+def test_v5_bad_connect_closed_without_connack_as_mosquitto(healthy, raw, name):
+    """Both Mosquitto and Midge just close (issue 14: a client cannot tell them apart); the
+    reason is in the broker's log."""
+    data, _ = V5_CONNECT_ERRORS[name]
     c = raw(healthy.port, 5)
     c.send(data)
-    assert closed_after(c) == [(m.CONNACK, code)]
+    assert closed_after(c) == []
 
 
 # --- after CONNECT ----------------------------------------------------------------------

@@ -89,3 +89,13 @@ def test_will_over_message_size_limit_is_refused(broker, raw, proto, expected):
     ok = raw(b.port, proto)
     ok.send(m.connect("will1", proto=proto, will={"topic": "w", "payload": b"1"}))
     assert ok.recv_raw()[:4] == bytes.fromhex("20 02 00 00" if proto == 4 else "20 09 00 00")
+
+
+@pytest.mark.parametrize("will_topic", ["", "a/+"])
+def test_v5_connect_with_a_bad_will_is_closed_without_connack(broker, raw, will_topic):
+    """Cause D: a CONNECT whose will topic is empty or a filter is closed at once, with no
+    CONNACK (4.13.1: it MAY send one), as Mosquitto does."""
+    b = broker()
+    c = raw(b.port, 5)
+    c.send(m.connect("badwill", proto=5, will={"topic": will_topic, "payload": b"x"}))
+    assert c.wait_closed(5) == []
