@@ -28,11 +28,18 @@ bool Broker::assign_client_id(protocol::ConnectPacket& connect, const Settings& 
   if (connect.version == Version::kV31) return false;
   if (connect.version == Version::kV311 && !connect.clean_start) return false;
   if (!settings.allow_zero_length_clientid) return false;
+  // A UUID's form in upper-case hex, as Mosquitto's (clients and tests
+  // compare its length): 64 random bits, then a process-wide counter under
+  // a random mask, so that no two ids are ever the same.
   static std::atomic<uint64_t> counter{0};
+  static const uint64_t mask = std::random_device{}() * 0x9E3779B97F4A7C15ull ^ std::random_device{}();
   thread_local std::mt19937_64 rng(std::random_device{}());
-  char buf[48];
-  std::snprintf(buf, sizeof(buf), "%016llx-%llu", static_cast<unsigned long long>(rng()),
-                static_cast<unsigned long long>(counter.fetch_add(1)));
+  const uint64_t hi = rng();
+  const uint64_t lo = counter.fetch_add(1) ^ mask;
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%08llX-%04llX-%04llX-%04llX-%012llX", static_cast<unsigned long long>(hi >> 32),
+                static_cast<unsigned long long>((hi >> 16) & 0xFFFF), static_cast<unsigned long long>(hi & 0xFFFF),
+                static_cast<unsigned long long>(lo >> 48), static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFull));
   connect.client_id = settings.auto_id_prefix + buf;
   return true;
 }

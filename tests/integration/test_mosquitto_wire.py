@@ -1,6 +1,8 @@
 """Byte for byte what Mosquitto 2.0 sends, where the MQTT specification leaves the choice to the
 server (issue 14; docs/compatibility.md names the Mosquitto test behind each case). Each test
 compares the exact bytes, so `MIDGE_TEST_BROKER=mosquitto` checks the expectation itself."""
+import re
+
 import pytest
 
 import mqttraw as m
@@ -99,3 +101,17 @@ def test_v5_connect_with_a_bad_will_is_closed_without_connack(broker, raw, will_
     c = raw(b.port, 5)
     c.send(m.connect("badwill", proto=5, will={"topic": will_topic, "payload": b"x"}))
     assert c.wait_closed(5) == []
+
+
+def test_assigned_client_identifier_has_mosquittos_form(broker, raw):
+    """Cause E: `auto-` and a UUID's form in upper-case hex (41 bytes), distinct each time."""
+    b = broker()
+    ids = set()
+    for _ in range(3):
+        c = raw(b.port, 5)
+        ack = c.connect("")
+        assert ack.rc == 0
+        ids.add(ack.prop(0x12))
+    assert len(ids) == 3, ids
+    for cid in ids:
+        assert re.fullmatch(r"auto-[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}", cid), cid
