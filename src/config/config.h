@@ -20,14 +20,13 @@ struct Listener {
   std::string mount_point;
   uint8_t max_qos = 2;           // mosquitto 2.0 applies max_qos per listener
   uint16_t max_topic_alias = 10;  // likewise
-  // TLS, acl_file and mount_point: the rows are refused (option_table.h, Applied::kRefuse), so these
-  // stay empty/false until the features exist; a listener with them set must never open.
-  std::string cafile, capath, certfile, keyfile, ciphers, tls_version, crlfile;
+  // TLS: on when certfile and keyfile are set, or psk_hint (server.cc checks the combination).
+  std::string cafile, capath, certfile, keyfile, ciphers, ciphers_tls13, tls_version, crlfile, dhparamfile, psk_hint;
   bool require_certificate = false, use_identity_as_username = false, use_subject_as_username = false;
   // Per-listener security: only set when per_listener_settings is true. Unset/empty means "use the
   // Config-level value", i.e. effective = listener.x.value_or(config.x).
   std::optional<bool> allow_anonymous;
-  std::string password_file, acl_file;
+  std::string password_file, acl_file, psk_file;
   std::optional<bool> allow_zero_length_clientid;
   std::optional<std::string> auto_id_prefix;
   std::string file;  // where it was declared (`listener`, `port`, or the first default-listener option)
@@ -43,7 +42,7 @@ struct Config {
   // anonymous client with "not authorised"; `mosquitto -p 18830` accepts it on localhost).
   std::optional<bool> allow_anonymous;
   bool per_listener_settings = false;
-  std::string password_file, acl_file;
+  std::string password_file, acl_file, psk_file;
   uint32_t sys_interval = 10;          // seconds, 0 disables $SYS
   uint32_t max_queued_messages = 1000;  // 0 = unlimited
   uint64_t max_queued_bytes = 0;        // 0 = unlimited

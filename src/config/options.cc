@@ -185,7 +185,7 @@ constexpr Option refuse(Option o, std::string_view why, std::string_view inert =
 }
 
 // What the user loses, shared by the rows of one missing feature.
-constexpr std::string_view kTls = "TLS is not implemented; the listener would accept plaintext connections";
+constexpr std::string_view kEngine = "OpenSSL engines are not supported; the key must be a PEM file (keyfile)";
 constexpr std::string_view kAcl = "ACL files are not implemented; every client could read and write every topic";
 constexpr std::string_view kMount = "mount points are not implemented; the listener's clients would share one topic space with every other listener";
 constexpr std::string_view kPlugin = "plugins are not implemented; their authentication and access checks would not run";
@@ -353,7 +353,7 @@ constexpr Option kOptions[] = {
   opt<&Config::pid_file>("pid_file", P, kNoFlags, "Write the process id to this file (not through a symbolic link)."),
   refuse(unsupported("plugin", Scope::kSecurity, "Plugin shared object (mosquitto 2.0 name of auth_plugin)."), kPlugin),
   warn(unsupported("plugin_opt_*", Scope::kSecurity, "Option passed to the plugin."), kPluginOpt),
-  refuse(unsupported("psk_file", Scope::kSecurity, "Pre-shared-key file (identity:key lines)."), kTls),
+  security<&Config::psk_file, &Listener::psk_file>("psk_file", P, "TLS-PSK keys, identity:hexkey lines (used by listeners with psk_hint)."),
   opt<&Config::queue_qos0_messages>("queue_qos0_messages", B, R, "Queue QoS 0 messages for disconnected persistent clients."),
   opt<&Config::refuse_cross_user_takeover>("refuse_cross_user_takeover", B, kMidgeExtension, "Refuse (not authorised) a CONNECT whose client id has a session of another user name, instead of taking it over."),
   opt<&Config::retain_available>("retain_available", B, R, "Support retained messages; false disconnects clients that publish them."),
@@ -378,23 +378,23 @@ constexpr Option kOptions[] = {
   refuse(unsupported("use_username_as_clientid", Scope::kListener, "Replace the client id with the username.", D), "client ids are not replaced by user names, so one user could take over another user's session", "false"),
   warn(opt<&Config::websockets_log_level>("websockets_log_level", U, kNoFlags, "libwebsockets log level bit mask.", 0, 65535), kWebsocketsLib),
   warn(unsupported("websockets_headers_size", Scope::kGlobal, "Websockets HTTP header buffer size."), "the WebSocket upgrade request may be up to 8 KB"),
-  // ---- listener TLS: refused until TLS exists, so that no listener meant for TLS opens in plaintext ----
-  refuse(opt<&Listener::cafile>("cafile", P, D, "PEM CA certificates trusted for client certificates."), kTls),
-  refuse(opt<&Listener::capath>("capath", P, D, "Directory of PEM CA certificates."), kTls),
-  refuse(opt<&Listener::certfile>("certfile", P, D, "PEM server certificate (with keyfile enables TLS)."), kTls),
-  refuse(opt<&Listener::ciphers>("ciphers", S, D, "TLS 1.2 cipher list."), kTls),
-  refuse(unsupported("ciphers_tls1.3", Scope::kListener, "TLS 1.3 cipher suites.", D), kTls),
-  refuse(opt<&Listener::crlfile>("crlfile", P, D, "PEM certificate revocation list."), kTls),
-  refuse(unsupported("dhparamfile", Scope::kListener, "DH parameters for ephemeral DH key exchange.", D), kTls),
-  refuse(opt<&Listener::keyfile>("keyfile", P, D, "PEM server private key."), kTls),
-  refuse(unsupported("psk_hint", Scope::kListener, "Enable TLS-PSK with this hint.", D), kTls),
-  refuse(opt<&Listener::require_certificate>("require_certificate", B, D, "Require a valid client certificate."), kTls, "false"),
-  refuse(unsupported("tls_engine", Scope::kListener, "OpenSSL engine id.", D), kTls),
-  refuse(unsupported("tls_engine_kpass_sha1", Scope::kListener, "SHA1 of the engine key password."), kTls),
-  refuse(unsupported("tls_keyform", Scope::kListener, "pem or engine."), kTls),
-  refuse(opt<&Listener::tls_version>("tls_version", E, kNoFlags, "Minimum TLS version.", 0, 0, "tlsv1.3|tlsv1.2|tlsv1.1"), kTls),
-  refuse(opt<&Listener::use_identity_as_username>("use_identity_as_username", B, D, "Use the certificate CN (or PSK identity) as username."), kTls, "false"),
-  refuse(opt<&Listener::use_subject_as_username>("use_subject_as_username", B, D, "Use the full certificate subject as username."), kTls, "false"),
+  // ---- listener TLS (a listener with certfile and keyfile, or psk_hint, speaks TLS) ----
+  opt<&Listener::cafile>("cafile", P, D, "PEM CA certificates trusted for client certificates."),
+  opt<&Listener::capath>("capath", P, D, "Directory of PEM CA certificates (c_rehash names)."),
+  opt<&Listener::certfile>("certfile", P, D, "PEM server certificate chain (with keyfile enables TLS)."),
+  opt<&Listener::ciphers>("ciphers", S, D, "OpenSSL cipher list for TLS 1.2 and older."),
+  opt<&Listener::ciphers_tls13>("ciphers_tls1.3", S, D, "OpenSSL cipher suites for TLS 1.3."),
+  opt<&Listener::crlfile>("crlfile", P, D, "PEM certificate revocation list checked for client certificates."),
+  opt<&Listener::dhparamfile>("dhparamfile", P, D, "PEM DH parameters for DHE ciphers; unset = built-in groups."),
+  opt<&Listener::keyfile>("keyfile", P, D, "PEM server private key (unencrypted)."),
+  opt<&Listener::psk_hint>("psk_hint", S, D, "Enable TLS-PSK on this listener with this hint (keys in psk_file)."),
+  opt<&Listener::require_certificate>("require_certificate", B, D, "Require a client certificate signed by cafile/capath."),
+  refuse(unsupported("tls_engine", Scope::kListener, "OpenSSL engine id.", D), kEngine),
+  refuse(unsupported("tls_engine_kpass_sha1", Scope::kListener, "SHA1 of the engine key password."), kEngine),
+  refuse(unsupported("tls_keyform", Scope::kListener, "pem or engine."), kEngine, "pem"),
+  opt<&Listener::tls_version>("tls_version", E, kNoFlags, "Oldest TLS version accepted (default tlsv1.2).", 0, 0, "tlsv1.3|tlsv1.2|tlsv1.1"),
+  opt<&Listener::use_identity_as_username>("use_identity_as_username", B, D, "The client certificate's CN (or PSK identity) is the user name; no password is checked."),
+  opt<&Listener::use_subject_as_username>("use_subject_as_username", B, D, "The client certificate's whole subject (RFC 2253) is the user name; no password is checked."),
   // ---- bridges (a `connection` block) ----
   warn(unsupported("address", Scope::kBridge, "Remote broker address[:port] list."), kBridge),
   warn(unsupported("addresses", Scope::kBridge, "Same as address."), kBridge),

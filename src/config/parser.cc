@@ -317,6 +317,35 @@ void lowest_on_every_listener(Config& c, T Listener::*field, const char* name, T
   }
 }
 
+bool any_tls_option(const Listener& l) {
+  return !l.certfile.empty() || !l.keyfile.empty() || !l.psk_hint.empty() || !l.cafile.empty() ||
+         !l.capath.empty() || !l.crlfile.empty() || !l.ciphers.empty() || !l.ciphers_tls13.empty() ||
+         !l.dhparamfile.empty() || !l.tls_version.empty() || l.require_certificate || l.use_identity_as_username ||
+         l.use_subject_as_username;
+}
+
+// TLS options that make no working TLS listener stop the start: a client
+// configured for TLS must never meet a plaintext listener. (The files
+// themselves are read when the listener opens.)
+std::optional<Error> check_tls(const Config& c) {
+  for (const Listener& l : c.listeners) {
+    if (!any_tls_option(l)) continue;
+    const char* problem = nullptr;
+    if (l.certfile.empty() != l.keyfile.empty()) {
+      problem = "certfile and keyfile must be given together";
+    } else if (l.certfile.empty() && l.psk_hint.empty()) {
+      problem = "TLS options need certfile and keyfile (or psk_hint); without them this listener would accept "
+                "plaintext connections";
+    } else if (l.require_certificate && l.cafile.empty() && l.capath.empty()) {
+      problem = "require_certificate needs cafile or capath to verify client certificates";
+    } else if (l.use_identity_as_username && l.use_subject_as_username) {
+      problem = "use_identity_as_username and use_subject_as_username cannot both be true";
+    }
+    if (problem) return Error{l.file, l.line, std::string("listener ") + std::to_string(l.port) + ": " + problem};
+  }
+  return std::nullopt;
+}
+
 std::optional<Error> finish(ParseState& st) {
   Config& c = st.config;
   const Listener& d = st.default_listener;
@@ -339,6 +368,7 @@ std::optional<Error> finish(ParseState& st) {
   std::optional<Error> err;
   check_duplicates(c, &err);
   if (!err) err = check_per_listener_security(c);
+  if (!err) err = check_tls(c);
   lowest_on_every_listener(c, &Listener::max_qos, "max_qos", &Config::max_qos);
   lowest_on_every_listener(c, &Listener::max_topic_alias, "max_topic_alias", &Config::max_topic_alias);
   return err;

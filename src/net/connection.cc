@@ -14,8 +14,6 @@
 
 #include "broker/broker.h"
 #include "broker/session.h"
-#include "net/websocket.h"
-#include "util/websocket_frame.h"
 #include "net/worker.h"
 
 namespace midge::net {
@@ -51,8 +49,8 @@ constexpr auto kDrainTime = seconds(2);
 constexpr auto kOutputStallTime = seconds(60);
 
 thread_local char t_scratch[64 * 1024];
-// MQTT bytes un-framed from one read of a WebSocket connection.
-thread_local std::string t_ws_payload;
+// MQTT bytes un-wrapped from one read of a TLS or WebSocket connection.
+thread_local std::string t_plain;
 
 // Protocol level of a (possibly malformed) CONNECT, to answer it in its own
 // version: 5 when the bytes say "MQTT" level 5.
@@ -152,15 +150,9 @@ void Connection::adopt(protocol::ConnectPacket&& connect, bool id_assigned, std:
   version = connect.version;
   in_ = std::move(pending);  // decoded once the CONNECT is accepted
   // Output queued by the previous owner (the 101 answer, a pong).
-  if (ws_ && ws_pending() > 0) commit();
+  if (transport_ && !transport_->wire().empty()) commit();
   if (check_credentials(std::move(connect), id_assigned, now) && connected_) resume_input(now);
 }
-
-void Connection::set_websocket(std::unique_ptr<WebSocket> ws) { ws_ = std::move(ws); }
-
-std::unique_ptr<WebSocket> Connection::take_websocket() { return std::move(ws_); }
-
-size_t Connection::ws_pending() const { return ws_->wire.size(); }
 
 void Connection::on_io(uint32_t events) {
   if (closed_) return;
@@ -221,8 +213,8 @@ void Connection::on_readable() {
     }
     total += static_cast<size_t>(n);
     broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
-    if (ws_) [[unlikely]] {
-      take_ws_input(std::string_view(t_scratch, static_cast<size_t>(n)), Clock::now());
+    if (transport_) [[unlikely]] {
+      take_transport_input(std::string_view(t_scratch, static_cast<size_t>(n)), Clock::now());
     } else if (room > 0) {
       take_direct_read(static_cast<size_t>(n), room, Clock::now());
     } else {
@@ -238,10 +230,10 @@ void Connection::on_readable() {
 }
 
 // How much of the packet split at the end of in_ is missing, when it is
-// worth reading straight into in_ (TCP only: WebSocket input is un-framed
+// worth reading straight into in_ (plain TCP only: other input is un-wrapped
 // first); 0 otherwise.
 size_t Connection::direct_read_room() const {
-  if (ws_ || in_.empty()) return 0;
+  if (transport_ || in_.empty()) return 0;
   const size_t need = protocol::frame_size(in_);
   if (need <= in_.size() || need > limits_.max_packet_size) return 0;
   const size_t missing = need - in_.size();
@@ -344,26 +336,30 @@ size_t Connection::take_input_until_stop(std::string_view data, TimePoint now) {
   return 0;
 }
 
-// Bytes read from a WebSocket connection: the handshake, then frames whose
-// payload is the MQTT byte stream fed to take_input.
-void Connection::take_ws_input(std::string_view data, TimePoint now) {
-  std::string& payload = t_ws_payload;
+// Bytes read from a TLS or WebSocket connection: handshakes, then records
+// or frames whose payload is the MQTT byte stream fed to take_input.
+void Connection::take_transport_input(std::string_view data, TimePoint now) {
+  std::string& payload = t_plain;
   payload.clear();
-  const WebSocket::Result r = ws_->feed(data, payload);
-  if (ws_pending() > 0) commit();  // 101, pong or close answer
+  const Transport::Result r = transport_->feed(data, payload);
+  if (!transport_->wire().empty()) commit();  // handshake answers, pongs, alerts, close replies
   if (!payload.empty()) {
     take_input(payload, now);
     if (payload.capacity() > 1024 * 1024) std::string().swap(payload);
-    if (closed_ || closing_ || r == WebSocket::Result::kOk) return;
-  } else if (r == WebSocket::Result::kOk) {
+    if (closed_ || closing_ || r == Transport::Result::kOk) return;
+  } else if (r == Transport::Result::kOk) {
     return;
   }
   if (closed_ || closing_) return;
-  if (r == WebSocket::Result::kClose) {
+  if (r == Transport::Result::kClose) {
     if (connected_) worker_.log_connection("Client " + client_name() + " closed its connection.");
+  } else if (!transport_->established()) {
+    // Failed handshakes are logged whatever connection_messages says: a
+    // client with a wrong certificate, or a scan, shows in the log.
+    worker_.log("Client " + peer() + " disconnected: " + transport_->error() + ".");
   } else {
-    worker_.log_connection("Client " + (connected_ ? client_name() : peer()) + " disconnected: WebSocket " +
-                           "protocol error (" + (ws_->error() ? ws_->error() : "?") + ").");
+    worker_.log_connection("Client " + (connected_ ? client_name() : peer()) + " disconnected: " +
+                           transport_->error() + ".");
   }
   close();
 }
@@ -423,6 +419,12 @@ void Connection::handle_connect(protocol::ConnectPacket&& connect, TimePoint now
 }
 
 bool Connection::check_credentials(protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now) {
+  if (const Listener* listener = slot_.listener(); listener && listener->options().identity_as_username) {
+    certificate_login(connect, *listener->options().identity_as_username);
+    const ReasonCode verdict = connect.username ? ReasonCode::kSuccess : ReasonCode::kBadUserNameOrPassword;
+    finish_connect(std::move(connect), id_assigned, verdict, peer(), now);
+    return true;
+  }
   const std::weak_ptr<Connection> weak = weak_from_this();
   EventLoop* loop = &worker_.loop();
   broker::Authenticator::Reply reply;
@@ -443,6 +445,17 @@ bool Connection::check_credentials(protocol::ConnectPacket&& connect, bool id_as
   pending_connect_ = std::make_unique<PendingConnect>(PendingConnect{std::move(connect), id_assigned, peer()});
   read_scheduled_ = true;  // no reads until the verdict; the CONNECT timeout still runs
   return false;
+}
+
+// use_identity_as_username / use_subject_as_username, as Mosquitto: the
+// name the TLS handshake proved replaces the CONNECT's user name and
+// password, which are not checked; no proof, no user name (refused).
+void Connection::certificate_login(protocol::ConnectPacket& connect, PeerIdentity kind) const {
+  connect.password.reset();
+  connect.username.reset();
+  if (transport_) {
+    if (std::optional<std::string> name = transport_->peer_identity(kind)) connect.username = std::move(*name);
+  }
 }
 
 void Connection::on_credentials(ReasonCode verdict) {
@@ -593,7 +606,7 @@ void Connection::commit() {
   // Output is written once per loop turn, but one turn can route megabytes
   // to one subscriber (a fan-in of large messages): past half the bound it
   // is written at once, so the bound only ever holds what the socket refused.
-  if (!ws_ && !waiting_write_ && out_.size() > output_limit() / 2) [[unlikely]] {
+  if (!transport_ && !waiting_write_ && out_.size() > output_limit() / 2) [[unlikely]] {
     write_early();
   }
   if (dirty_) return;
@@ -638,9 +651,9 @@ void Connection::flush() {
 
 void Connection::write_now() {
   OutQueue* q = &out_;
-  if (ws_) [[unlikely]] {
-    frame_ws();
-    q = &ws_->wire;
+  if (transport_) [[unlikely]] {
+    transport_->push(out_, closing_);
+    q = &transport_->wire();
   }
   while (!q->empty()) {
     const ssize_t n = send_some(*q);
@@ -660,21 +673,6 @@ void Connection::write_now() {
     return;
   }
   output_progress(Clock::now());
-}
-
-// WebSocket output: the MQTT bytes and slices in out_ become one binary
-// frame after what is already queued. Only the frame header and the inline
-// bytes are copied; shared payloads move as slices.
-void Connection::frame_ws() {
-  if (!out_.empty()) {
-    if (ws_->is_open() && !ws_->close_sent()) {
-      util::append_ws_frame_header(ws_->wire.bytes(), kWsBinary, out_.size(), /*masked=*/false);
-      out_.move_to(ws_->wire);
-    } else {
-      out_.release();
-    }
-  }
-  if (closing_) ws_->send_close(1000);  // after the last MQTT bytes
 }
 
 void Connection::close() {

@@ -14,42 +14,45 @@
 
 #include "broker/link.h"
 #include "net/event_loop.h"
+#include "net/listener.h"
 #include "net/out_queue.h"
+#include "net/transport.h"
 #include "protocol/codec.h"
 #include "util/time.h"
 
 namespace midge::net {
 
 class Worker;
-class WebSocket;
 
 // One place in a listener's `max_connections`; given back when the socket
-// closes, wherever the connection lives by then. The counter belongs to the
-// listener (`Acceptor`, server.cc), which is destroyed after the workers:
-// slots still held by then (in a mailbox, a paused list) are released into
-// live memory. A raw pointer: every idle connection carries one.
+// closes, wherever the connection lives by then. Also how a connection
+// knows its listener's settings. The listener (listener.h) is destroyed
+// after the workers: slots still held by then (in a mailbox, a paused list)
+// are released into live memory. A raw pointer: every idle connection
+// carries one.
 class ListenerSlot {
  public:
   ListenerSlot() = default;
-  explicit ListenerSlot(std::atomic<int>* open) : open_(open) {}
-  ListenerSlot(ListenerSlot&& o) noexcept : open_(std::exchange(o.open_, nullptr)) {}
+  explicit ListenerSlot(Listener* listener) : listener_(listener) {}
+  ListenerSlot(ListenerSlot&& o) noexcept : listener_(std::exchange(o.listener_, nullptr)) {}
   ListenerSlot& operator=(ListenerSlot&& o) noexcept {
     if (this != &o) {
       release();
-      open_ = std::exchange(o.open_, nullptr);
+      listener_ = std::exchange(o.listener_, nullptr);
     }
     return *this;
   }
   ListenerSlot(const ListenerSlot&) = delete;
   ListenerSlot& operator=(const ListenerSlot&) = delete;
   ~ListenerSlot() { release(); }
+  const Listener* listener() const { return listener_; }
 
  private:
   void release() {
-    if (open_) open_->fetch_sub(1, std::memory_order_relaxed);
-    open_ = nullptr;
+    if (listener_) listener_->open_connections.fetch_sub(1, std::memory_order_relaxed);
+    listener_ = nullptr;
   }
-  std::atomic<int>* open_ = nullptr;
+  Listener* listener_ = nullptr;
 };
 
 class Connection final : public broker::Link,
@@ -77,7 +80,7 @@ class Connection final : public broker::Link,
   void commit() override;
   size_t pending_bytes() const override {
     const size_t own = out_.size();
-    return ws_ ? own + ws_pending() : own;
+    return transport_ ? own + transport_->wire().size() : own;
   }
   void close() override;
   void close_for(protocol::ReasonCode reason, const char* why, std::string_view client_id) override;
@@ -88,11 +91,11 @@ class Connection final : public broker::Link,
   std::string peer() const;
   std::string client_name() const;
   ListenerSlot take_slot() { return std::move(slot_); }
-  // A WebSocket connection (set before start() or adopt()): input is
-  // un-framed before decoding, output framed at flush time. Moves with a
-  // hand-over.
-  void set_websocket(std::unique_ptr<WebSocket> ws);
-  std::unique_ptr<WebSocket> take_websocket();
+  // A TLS or WebSocket connection (set before start() or adopt()): input
+  // is un-wrapped before decoding, output wrapped at flush time. Moves with
+  // a hand-over.
+  void set_transport(std::unique_ptr<Transport> transport) { transport_ = std::move(transport); }
+  std::unique_ptr<Transport> take_transport() { return std::move(transport_); }
   bool closed() const { return closed_; }
   TimePoint deadline() const { return deadline_; }
   // Time of this connection's live entry in the worker's deadline heap.
@@ -109,12 +112,10 @@ class Connection final : public broker::Link,
   void take_input(std::string_view data, TimePoint now);
   size_t take_input_until_stop(std::string_view data, TimePoint now);
   void complete_handover(std::string_view rest);
-  void take_ws_input(std::string_view data, TimePoint now);
+  void take_transport_input(std::string_view data, TimePoint now);
   size_t direct_read_room() const;
   void take_direct_read(size_t n, size_t room, TimePoint now);
-  void frame_ws();
   ssize_t send_some(OutQueue& q);
-  size_t ws_pending() const;
   bool handle_packet(protocol::Packet&& packet, TimePoint now);
   void handle_connect(protocol::ConnectPacket&& connect, TimePoint now);
   // A CONNECT on the worker that owns its client id, in two steps: the
@@ -123,6 +124,7 @@ class Connection final : public broker::Link,
   // and undecoded, until on_credentials().
   bool check_credentials(protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now);
   void on_credentials(protocol::ReasonCode verdict);
+  void certificate_login(protocol::ConnectPacket& connect, PeerIdentity kind) const;
   bool finish_connect(protocol::ConnectPacket&& connect, bool id_assigned, protocol::ReasonCode verdict,
                       const std::string& from, TimePoint now);
   // After a CONNECT accepted outside decoding: what followed it, then the socket.
@@ -158,7 +160,7 @@ class Connection final : public broker::Link,
   OutQueue out_;            // bytes and slices to write
   // Null for plain TCP. Next to out_: pending_bytes() reads both for every
   // delivery (the output bound).
-  std::unique_ptr<WebSocket> ws_;
+  std::unique_ptr<Transport> transport_;
   // One bit each: every idle connection carries them.
   bool dirty_ : 1 = false;           // queued in the worker's flush list
   bool waiting_write_ : 1 = false;   // socket full: waiting for EPOLLOUT

@@ -117,14 +117,26 @@ void append_ws_frame(std::string& out, uint8_t opcode, std::string_view payload)
 void WebSocket::send_close(uint16_t code) {
   if (close_sent_ || state_ == State::kHandshake) return;
   const char body[2] = {static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)};
-  append_ws_frame(wire.bytes(), kWsClose, std::string_view(body, 2));
+  append_ws_frame(wire_.bytes(), kWsClose, std::string_view(body, 2));
   close_sent_ = true;
+}
+
+void WebSocket::push(OutQueue& out, bool closing) {
+  if (!out.empty()) {
+    if (is_open() && !close_sent_) {
+      util::append_ws_frame_header(wire_.bytes(), kWsBinary, out.size(), /*masked=*/false);
+      out.move_to(wire_);
+    } else {
+      out.release();
+    }
+  }
+  if (closing) send_close(1000);  // after the last MQTT bytes
 }
 
 WebSocket::Result WebSocket::fail(const char* why, uint16_t code) {
   error_ = why;
   if (state_ == State::kHandshake) {
-    wire.bytes().append(kBadRequest);
+    wire_.bytes().append(kBadRequest);
     close_sent_ = true;  // no frames on a refused upgrade
   } else {
     send_close(code);
@@ -148,7 +160,7 @@ WebSocket::Result WebSocket::feed(std::string_view data, std::string& payload) {
   const size_t head_size = end + 4;
   const WsHandshake h = websocket_handshake(std::string_view(request_).substr(0, head_size));
   if (!h.ok) return fail("bad WebSocket handshake", 0);
-  wire.bytes().append(h.response);
+  wire_.bytes().append(h.response);
   state_ = State::kOpen;
   // Frames may follow the request in the same read.
   const size_t used = head_size - had;  // of `data`
@@ -231,11 +243,11 @@ WebSocket::Result WebSocket::feed_frames(std::string_view data, std::string& pay
 
 WebSocket::Result WebSocket::end_control() {
   if (opcode_ == kWsPing) {
-    append_ws_frame(wire.bytes(), kWsPong, control_);
+    append_ws_frame(wire_.bytes(), kWsPong, control_);
   } else if (opcode_ == kWsClose) {
     // Echo the status code [RFC 6455 5.5.1].
     if (!close_sent_) {
-      append_ws_frame(wire.bytes(), kWsClose, std::string_view(control_).substr(0, control_.size() >= 2 ? 2 : 0));
+      append_ws_frame(wire_.bytes(), kWsClose, std::string_view(control_).substr(0, control_.size() >= 2 ? 2 : 0));
       close_sent_ = true;
     }
     state_ = State::kClosed;

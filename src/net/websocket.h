@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "net/out_queue.h"
+#include "net/transport.h"
 
 namespace midge::net {
 
@@ -32,31 +33,28 @@ WsHandshake websocket_handshake(std::string_view head);
 // Appends one unmasked server frame (FIN set) holding `payload`.
 void append_ws_frame(std::string& out, uint8_t opcode, std::string_view payload);
 
-class WebSocket {
+class WebSocket final : public Transport {
  public:
   // Requests larger than this (without their blank line) are refused.
   static constexpr size_t kMaxRequest = 8 * 1024;
 
-  enum class Result {
-    kOk,     // everything used; go on
-    kClose,  // the peer closed (our close reply is queued in wire)
-    kError,  // bad request or frame (a 400 or a close frame is queued)
-  };
-
-  // Bytes read from the socket. The MQTT bytes they carry are appended to
-  // `payload`; handshake answers, pongs and close replies go to `wire`.
-  // After kClose/kError nothing more is taken.
-  Result feed(std::string_view data, std::string& payload);
+  // Transport. feed: a bad request gets a 400, a bad frame a close frame
+  // (kError); handshake answers, pongs and close replies go to wire().
+  // push: the MQTT output becomes one binary frame; only its header and the
+  // inline bytes are copied, shared payloads move as slices.
+  Result feed(std::string_view data, std::string& payload) override;
+  void push(OutQueue& out, bool closing) override;
+  // Framed bytes to send: control frames and handshake answers inline, MQTT
+  // data frames as their header plus the connection's slices.
+  OutQueue& wire() override { return wire_; }
+  const OutQueue& wire() const override { return wire_; }
+  std::string error() const override { return error_ ? error_ : ""; }
+  bool established() const override { return state_ == State::kOpen; }
 
   bool is_open() const { return state_ == State::kOpen; }
   bool close_sent() const { return close_sent_; }
   // Queues our close frame (once), e.g. when the broker ends the connection.
   void send_close(uint16_t code);
-  const char* error() const { return error_; }
-
-  // Framed bytes to send: control frames and handshake answers inline, MQTT
-  // data frames as their header plus the connection's slices.
-  OutQueue wire;
 
  private:
   enum class State { kHandshake, kOpen, kClosed };
@@ -64,6 +62,7 @@ class WebSocket {
   Result feed_frames(std::string_view data, std::string& payload);
   Result end_control();
 
+  OutQueue wire_;
   State state_ = State::kHandshake;
   std::string request_;       // the handshake so far
   unsigned char head_[14];    // a frame header so far

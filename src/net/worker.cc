@@ -3,7 +3,7 @@
 #include <unistd.h>
 
 #include "net/connection.h"
-#include "net/websocket.h"
+#include "net/listener.h"
 
 namespace midge::net {
 
@@ -61,21 +61,23 @@ void Worker::finish_stop() {
   loop_.stop();
 }
 
-void Worker::adopt_socket(int fd, ListenerSlot slot, bool websocket) {
+void Worker::adopt_socket(int fd, ListenerSlot slot) {
   broker::Stats::add(stats().sockets_total);
-  if (stopping_) {
+  const Listener* listener = slot.listener();
+  std::unique_ptr<Transport> transport = listener ? listener->make_transport() : nullptr;
+  if (stopping_ || (listener && listener->tls() && !transport)) {
     ::close(fd);
     return;
   }
   const uint64_t id = next_id_++;
   auto c = std::make_shared<Connection>(*this, fd, id, std::move(slot));
   connections_.emplace(id, c);
-  if (websocket) c->set_websocket(std::make_unique<WebSocket>());
+  if (transport) c->set_transport(std::move(transport));
   c->start();
 }
 
 void Worker::adopt_connected(int fd, protocol::ConnectPacket connect, bool id_assigned,
-                             std::string pending, ListenerSlot slot, std::unique_ptr<WebSocket> ws) {
+                             std::string pending, ListenerSlot slot, std::unique_ptr<Transport> transport) {
   if (stopping_) {
     ::close(fd);
     return;
@@ -83,7 +85,7 @@ void Worker::adopt_connected(int fd, protocol::ConnectPacket connect, bool id_as
   const uint64_t id = next_id_++;
   auto c = std::make_shared<Connection>(*this, fd, id, std::move(slot));
   connections_.emplace(id, c);
-  if (ws) c->set_websocket(std::move(ws));
+  if (transport) c->set_transport(std::move(transport));
   c->adopt(std::move(connect), id_assigned, std::move(pending));
 }
 
@@ -96,13 +98,13 @@ void Worker::hand_over(Connection& connection, int fd, unsigned target, protocol
     protocol::ConnectPacket connect;
     std::string pending;
     ListenerSlot slot;
-    std::unique_ptr<WebSocket> ws;
+    std::unique_ptr<Transport> transport;
   };
   auto box = std::make_shared<Box>(
-      Box{std::move(connect), std::move(pending), connection.take_slot(), connection.take_websocket()});
+      Box{std::move(connect), std::move(pending), connection.take_slot(), connection.take_transport()});
   to->loop().post([to, fd, id_assigned, box] {
     to->adopt_connected(fd, std::move(box->connect), id_assigned, std::move(box->pending), std::move(box->slot),
-                        std::move(box->ws));
+                        std::move(box->transport));
   });
 }
 

@@ -46,14 +46,14 @@ class Worker final : public broker::Router {
     if (shared_.settings.connection_messages) log_(line);
   }
 
-  // A freshly accepted socket for this worker (called on this thread).
-  // `websocket`: the listener speaks MQTT over WebSockets.
-  void adopt_socket(int fd, ListenerSlot slot, bool websocket = false);
+  // A freshly accepted socket for this worker (called on this thread); its
+  // listener (in `slot`) gives it its transport.
+  void adopt_socket(int fd, ListenerSlot slot);
   // A connection whose CONNECT belongs to a session on this worker.
-  // `ws`: the connection's WebSocket state (null for plain TCP); `pending`
+  // `transport`: its TLS/WebSocket state (null for plain TCP); `pending`
   // is always plain MQTT bytes.
   void adopt_connected(int fd, protocol::ConnectPacket connect, bool id_assigned,
-                       std::string pending, ListenerSlot slot, std::unique_ptr<WebSocket> ws);
+                       std::string pending, ListenerSlot slot, std::unique_ptr<Transport> transport);
   // Moves a connection to `target` after its CONNECT (sessions live on the
   // worker that owns their client id).
   void hand_over(Connection& connection, int fd, unsigned target,

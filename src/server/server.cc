@@ -27,6 +27,8 @@
 #include "auth/password_file.h"
 #include "broker/shared_state.h"
 #include "config/config.h"
+#include "net/listener.h"
+#include "net/tls.h"
 #include "net/worker.h"
 #include "server/heap.h"
 #include "server/logger.h"
@@ -143,155 +145,97 @@ broker::Settings make_settings(const config::Config& c) {
   return s;
 }
 
-// One address a listener binds.
-struct Endpoint {
-  sockaddr_storage addr{};
-  socklen_t len = 0;
-  bool v6 = false;
-};
-
-Endpoint any_address(bool v6, uint16_t port) {
-  Endpoint e;
-  e.v6 = v6;
-  if (v6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&e.addr);
-    a->sin6_family = AF_INET6;
-    a->sin6_addr = in6addr_any;
-    a->sin6_port = htons(port);
-    e.len = sizeof(sockaddr_in6);
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in*>(&e.addr);
-    a->sin_family = AF_INET;
-    a->sin_addr.s_addr = htonl(INADDR_ANY);
-    a->sin_port = htons(port);
-    e.len = sizeof(sockaddr_in);
-  }
-  return e;
+// A listener's TLS context, or null without TLS (certfile and keyfile, or
+// psk_hint; config/parser.cc refuses any other TLS option alone). Null with
+// `error` when a file cannot be used.
+std::shared_ptr<net::TlsContext> listener_tls(const config::Config& cfg, const config::Listener& l,
+                                              std::string& error) {
+  if (l.certfile.empty() && l.psk_hint.empty()) return nullptr;
+  net::TlsOptions o;
+  o.cafile = l.cafile;
+  o.capath = l.capath;
+  o.certfile = l.certfile;
+  o.keyfile = l.keyfile;
+  o.crlfile = l.crlfile;
+  o.dhparamfile = l.dhparamfile;
+  o.ciphers = l.ciphers;
+  o.ciphers_tls13 = l.ciphers_tls13;
+  o.tls_version = l.tls_version;
+  o.require_certificate = l.require_certificate;
+  o.psk_hint = l.psk_hint;
+  o.psk_file = cfg.per_listener_settings ? l.psk_file : cfg.psk_file;
+  o.alpn = l.protocol == "websockets" ? "http/1.1" : "mqtt";
+  return net::TlsContext::create(o, error);
 }
 
-// Addresses one `listener` binds: all interfaces (IPv4 and IPv6) or what
-// ADDRESS resolves to.
-std::vector<Endpoint> resolve(const config::Listener& l, std::string& error) {
-  std::vector<Endpoint> out;
-  if (l.address.empty()) {
-    if (l.socket_domain != "ipv6") out.push_back(any_address(false, l.port));
-    if (l.socket_domain != "ipv4") out.push_back(any_address(true, l.port));
-    return out;
-  }
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  hints.ai_family = l.socket_domain == "ipv4" ? AF_INET : l.socket_domain == "ipv6" ? AF_INET6 : AF_UNSPEC;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(l.port);
-  if (int rc = getaddrinfo(l.address.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    error = "cannot resolve listener address '" + l.address + "': " + gai_strerror(rc);
-    return out;
-  }
-  for (addrinfo* r = res; r; r = r->ai_next) {
-    Endpoint e;
-    std::memcpy(&e.addr, r->ai_addr, r->ai_addrlen);
-    e.len = r->ai_addrlen;
-    e.v6 = r->ai_family == AF_INET6;
-    const bool dup = std::any_of(out.begin(), out.end(), [&](const Endpoint& o) {
-      return o.len == e.len && std::memcmp(&o.addr, &e.addr, e.len) == 0;
-    });
-    if (!dup) out.push_back(e);
-  }
-  freeaddrinfo(res);
-  return out;
+// The listeners Midge opens: the configured ones, or localhost 1883 in
+// local-only mode.
+std::vector<config::Listener> listeners_to_open(const config::Config& cfg) {
+  if (!cfg.local_only) return cfg.listeners;
+  config::Listener l;
+  l.port = cfg.listeners.empty() ? 1883 : cfg.listeners.front().port;
+  l.address = "127.0.0.1";
+  config::Listener l6 = l;
+  l6.address = "::1";
+  return {l, l6};
 }
 
-// A listening socket, served by worker 0's loop; accepted sockets go to the
-// workers in turn.
-class Acceptor final : public net::EventLoop::Handler {
- public:
-  Acceptor(std::vector<std::unique_ptr<net::Worker>>& workers, int max_connections,
-           std::shared_ptr<std::atomic<int>> open, bool websocket)
-      : workers_(workers), max_connections_(max_connections), open_(std::move(open)), websocket_(websocket) {}
-  ~Acceptor() override {
-    if (fd_ >= 0) ::close(fd_);
-  }
-
-  std::string open(const Endpoint& e) {
-    fd_ = ::socket(e.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return std::strerror(errno);
-    const int one = 1;
-    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (e.v6) setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (::bind(fd_, reinterpret_cast<const sockaddr*>(&e.addr), e.len) != 0 || ::listen(fd_, SOMAXCONN) != 0) {
-      std::string err = std::strerror(errno);
-      ::close(fd_);
-      fd_ = -1;
-      return err;
+// Opens every listener; false (after logging why) when one cannot open.
+bool open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::Worker>>& workers,
+                    std::vector<std::unique_ptr<net::Listener>>& out, const net::Listener::Say& say) {
+  for (const config::Listener& l : listeners_to_open(cfg)) {
+    const std::string where = l.file + ":" + std::to_string(l.line);
+    const bool websocket = l.protocol == "websockets";
+    if (l.protocol != "mqtt" && !websocket) {
+      say("Warning: " + where + ": protocol " + l.protocol + " is not supported by this build yet; listener on port " +
+          std::to_string(l.port) + " skipped.");
+      continue;
     }
-    workers_[0]->loop().add(fd_, this, EPOLLIN);
-    return "";
-  }
-
-  void on_io(uint32_t /*events*/) override {
-    if (retrying_) return;  // the retry timer takes over
-    if (!accept_all()) out_of_descriptors();
-  }
-
-  // Accepts every queued client; false when no descriptor was left.
-  bool accept_all() {
-    while (fd_ >= 0) {
-      const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        return !(errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM);
-      }
-      // max_connections counts this listener's open sockets (-1: no limit).
-      if (max_connections_ >= 0 && open_->load(std::memory_order_relaxed) >= max_connections_) {
-        ::close(fd);
-        continue;
-      }
-      open_->fetch_add(1, std::memory_order_relaxed);
-      net::Worker* target = workers_[next_++ % workers_.size()].get();
-      auto slot = std::make_shared<net::ListenerSlot>(open_.get());
-      target->loop().post([target, fd, slot, ws = websocket_] { target->adopt_socket(fd, std::move(*slot), ws); });
+    if (l.port == 0) {
+      say("Warning: " + where + ": unix socket listeners are not supported yet; " + l.address + " skipped.");
+      continue;
     }
-    return true;
-  }
-
-  void close() {
-    if (fd_ < 0) return;
-    workers_[0]->loop().remove(fd_);
-    ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  // The queue still holds clients but no descriptor is free: no new edge
-  // would come for them, so accepting is retried on a timer (logged once
-  // per episode) until descriptors are free again.
-  void out_of_descriptors() {
-    if (!retrying_) {
-      workers_[0]->log(std::string("Warning: cannot accept connections: ") + std::strerror(errno) +
-                       " (raise the open files limit, e.g. LimitNOFILE in the service, or lower max_connections);" +
-                       " retrying.");
+    net::ListenerOptions o;
+    o.port = l.port;
+    o.address = l.address;
+    o.socket_domain = l.socket_domain;
+    o.websocket = websocket;
+    o.max_connections = l.max_connections;
+    o.where = where;
+    std::string error;
+    o.tls = listener_tls(cfg, l, error);
+    if (!error.empty()) {
+      say("Error: " + where + ": listener on port " + std::to_string(l.port) + ": " + error + ".");
+      return false;
     }
-    retrying_ = true;
-    workers_[0]->loop().after(std::chrono::milliseconds(100), [this] {
-      if (fd_ < 0) return;
-      if (!accept_all()) {
-        out_of_descriptors();
-        return;
-      }
-      retrying_ = false;
-      workers_[0]->log("Accepting connections again.");
-    });
+    if (l.use_identity_as_username) o.identity_as_username = net::PeerIdentity::kIdentity;
+    if (l.use_subject_as_username) o.identity_as_username = net::PeerIdentity::kSubject;
+    auto listener = std::make_unique<net::Listener>(std::move(o), workers);
+    if (std::string e = listener->open(cfg.local_only, say); !e.empty()) {
+      say("Error: " + e);
+      return false;
+    }
+    out.push_back(std::move(listener));
   }
+  if (std::none_of(out.begin(), out.end(), [](const auto& l) { return l->listening(); })) {
+    say("Error: Unable to open any listening socket.");
+    return false;
+  }
+  return true;
+}
 
-  std::vector<std::unique_ptr<net::Worker>>& workers_;
-  int max_connections_;
-  std::shared_ptr<std::atomic<int>> open_;
-  bool websocket_;  // MQTT over WebSockets (RFC 6455)
-  int fd_ = -1;
-  size_t next_ = 0;
-  bool retrying_ = false;
-};
+// SIGHUP: every TLS listener re-reads its certificates, key, CA, CRL and PSK
+// keys; connected clients keep their sessions. A file that cannot be read
+// keeps the listener's previous context.
+void reload_tls(const std::vector<std::unique_ptr<net::Listener>>& listeners, const net::Listener::Say& say) {
+  for (const auto& l : listeners) {
+    if (!l->tls()) continue;
+    std::string error;
+    if (l->options().tls->reload(error)) continue;
+    say("Error: " + l->options().where + ": TLS files of the listener on port " + std::to_string(l->options().port) +
+        " not reloaded, keeping the previous ones: " + error + ".");
+  }
+}
 
 // Reads the password file; null (after logging why) when it cannot be read.
 std::shared_ptr<const auth::PasswordFile> read_password_file(const std::string& path,
@@ -414,65 +358,11 @@ int run(int argc, char** argv) {
   // Declared before the workers so that they are destroyed after them: a
   // listener's connection counter must outlive every ListenerSlot, some of
   // which may still wait in a worker's mailbox at shutdown (review L2).
-  std::vector<std::unique_ptr<Acceptor>> acceptors;
+  std::vector<std::unique_ptr<net::Listener>> listeners;
   std::vector<std::unique_ptr<net::Worker>> workers;
   for (unsigned i = 0; i < threads; ++i) workers.push_back(std::make_unique<net::Worker>(i, shared, workers, say));
   for (auto& w : workers) shared.worker_stats.push_back(&w->stats());
-
-  std::vector<config::Listener> listeners = cfg.listeners;
-  if (cfg.local_only) {
-    config::Listener l;
-    l.port = listeners.empty() ? 1883 : listeners.front().port;
-    l.address = "127.0.0.1";
-    config::Listener l6 = l;
-    l6.address = "::1";
-    listeners = {l, l6};
-  }
-  for (const config::Listener& l : listeners) {
-    // TLS options never reach here: the configuration is refused (config/options.cc, kTls).
-    const bool websocket = l.protocol == "websockets";
-    if (l.protocol != "mqtt" && !websocket) {
-      say("Warning: " + l.file + ":" + std::to_string(l.line) + ": protocol " + l.protocol +
-          " is not supported by this build yet; listener on port " + std::to_string(l.port) + " skipped.");
-      continue;
-    }
-    if (l.port == 0) {
-      say("Warning: " + l.file + ":" + std::to_string(l.line) + ": unix socket listeners are not supported yet; " +
-          l.address + " skipped.");
-      continue;
-    }
-    std::string err;
-    auto endpoints = resolve(l, err);
-    auto open = std::make_shared<std::atomic<int>>(0);  // shared by the listener's sockets
-    if (!err.empty()) {
-      say("Error: " + err);
-      return 1;
-    }
-    for (const auto& ep : endpoints) {
-      auto a = std::make_unique<Acceptor>(workers, l.max_connections, open, websocket);
-      const bool v6 = ep.v6;
-      // Mosquitto logs a websockets listener once, whatever it binds.
-      if (!websocket || &ep == &endpoints.front()) {
-        say(std::string("Opening ") + (websocket ? "websockets" : v6 ? "ipv6" : "ipv4") + " listen socket on port " +
-            std::to_string(l.port) + ".");
-      }
-      if (std::string e = a->open(ep); !e.empty()) {
-        // A missing IPv6 stack is not fatal when IPv4 works.
-        if (v6 && (l.address.empty() || cfg.local_only)) {
-          say("Warning: cannot open ipv6 listen socket: " + e);
-          continue;
-        }
-        say("Error: Unable to open listen socket on " + (l.address.empty() ? std::string("*") : l.address) +
-            " port " + std::to_string(l.port) + ": " + e + ".");
-        return 1;
-      }
-      acceptors.push_back(std::move(a));
-    }
-  }
-  if (acceptors.empty()) {
-    say("Error: Unable to open any listening socket.");
-    return 1;
-  }
+  if (!open_listeners(cfg, workers, listeners, say)) return 1;
 
   if (opt.daemon && daemon(1, 0) != 0) {
     say("Error: cannot daemonize.");
@@ -503,8 +393,9 @@ int run(int argc, char** argv) {
     if (sig == SIGHUP) {
       say("Received SIGHUP: log files re-opened" +
           std::string(password_file.empty() ? "" : ", password file re-read") +
-          " (other configuration changes need a restart).");
+          ", TLS certificates re-read (other configuration changes need a restart).");
       log.reopen();
+      reload_tls(listeners, say);
       // Mosquitto re-reads the password file on SIGHUP; so do we (from the
       // path given at start). A file that cannot be read keeps the old users.
       if (!password_file.empty()) {
@@ -520,8 +411,8 @@ int run(int argc, char** argv) {
     say(std::string("midge received signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping.");
     break;
   }
-  workers[0]->loop().post([&acceptors] {
-    for (auto& a : acceptors) a->close();
+  workers[0]->loop().post([&listeners] {
+    for (auto& l : listeners) l->close();
   });
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->join();

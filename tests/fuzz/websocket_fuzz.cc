@@ -32,8 +32,8 @@ Outcome run(std::string_view input, size_t step) {
   }
   // The WebSocket layer queues only its own bytes (answers, pongs, closes):
   // no shared slices, nothing written yet.
-  FUZZ_CHECK(ws.wire.shared_slices() == 0 && ws.wire.size() == ws.wire.bytes().size());
-  out.wire = ws.wire.bytes();
+  FUZZ_CHECK(ws.wire().shared_slices() == 0 && ws.wire().size() == ws.wire().bytes().size());
+  out.wire = ws.wire().bytes();
   return out;
 }
 

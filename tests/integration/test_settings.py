@@ -85,17 +85,28 @@ def refused(r, port, what):
 # ------------------------------------------------------------------ refused options
 
 @pytest.mark.parametrize("protocol", ["mqtt", "websockets"])
-def test_listener_with_certificate_refuses_to_start(run, tmp_path, protocol):
+def test_listener_with_unusable_certificate_refuses_to_start(run, tmp_path, protocol):
     # Review H1: such a listener used to open in plaintext (mqtt) and serve anonymous clients.
     port = free_port()
     r = run("listener %d 127.0.0.1\nprotocol %s\nallow_anonymous true\ncertfile %s/server.crt\n"
-            "keyfile %s/server.key\nrequire_certificate true\n" % (port, protocol, tmp_path, tmp_path))
-    out = refused(r, port, "certfile/keyfile")
-    assert re.search(r"Error: %s:4: option 'certfile' is not supported by Midge yet" % re.escape(str(r.conf)), out), out
+            "keyfile %s/server.key\n" % (port, protocol, tmp_path, tmp_path))
+    out = refused(r, port, "certfile/keyfile that do not exist")
+    assert re.search(r"Error: %s:1: listener on port %d: certfile %s/server.crt cannot be used"
+                     % (re.escape(str(r.conf)), port, re.escape(str(tmp_path))), out), out
+
+
+@pytest.mark.parametrize("line", ["cafile /etc/ssl/ca.pem", "require_certificate true",
+                                  "use_identity_as_username true", "keyfile /etc/ssl/k.pem"])
+def test_tls_option_without_certificate_refuses_to_start(run, line):
+    # Without certfile and keyfile the listener would serve plaintext to clients set up for TLS.
+    port = free_port()
+    r = run("listener %d 127.0.0.1\nallow_anonymous true\n%s\n" % (port, line))
+    out = refused(r, port, line)
+    assert "Error: %s:1: listener %d: " % (r.conf, port) in out, out
 
 
 @pytest.mark.parametrize("line", ["acl_file /etc/mosquitto/acl", "mount_point tenant1/",
-                                  "use_identity_as_username true", "plugin /usr/lib/auth.so"])
+                                  "tls_engine pkcs11", "plugin /usr/lib/auth.so"])
 def test_security_option_refuses_to_start(run, line):
     port = free_port()
     r = run("listener %d 127.0.0.1\nallow_anonymous true\n%s\n" % (port, line))
@@ -178,7 +189,7 @@ def test_readme_option_list_is_the_table():
     table = subprocess.run([BROKER_BIN, "--help-config"], capture_output=True, text=True, timeout=10).stdout
     rows = {line.split()[0]: line.split()[2] for line in table.splitlines()[1:] if line.strip()}
     assert {n for n in names_in(block) if n in rows} == set(rows)
-    assert rows["certfile"] == "refused" and rows["persistence"] == "warning" and rows["user"] == "applied"
+    assert rows["tls_engine"] == "refused" and rows["certfile"] == "applied" and rows["persistence"] == "warning" and rows["user"] == "applied"
 
 
 # ------------------------------------------------------------------ log and pid files (M7)

@@ -257,18 +257,13 @@ TEST(ConfigWarnings, ExpirationLongerThan200YearsIsCut) {
 
 // ---- refused: ignoring these would weaken security ---------------------------------------------
 
-TEST(ConfigRefused, TlsAclMountPointPluginsAndUserMappingStopTheStart) {
+TEST(ConfigRefused, AclMountPointPluginsEnginesAndUserMappingStopTheStart) {
   const std::pair<const char*, const char*> lines[] = {
-      {"certfile /etc/ssl/cert.pem", "certfile"},      {"keyfile /k", "keyfile"},
-      {"cafile /ca", "cafile"},                       {"capath /ca", "capath"},
-      {"require_certificate true", "require_certificate"}, {"use_identity_as_username true", "use_identity_as_username"},
-      {"use_subject_as_username 1", "use_subject_as_username"}, {"crlfile /crl", "crlfile"},
-      {"psk_hint hint", "psk_hint"},                  {"psk_file /psk", "psk_file"},
-      {"ciphers HIGH", "ciphers"},                    {"tls_version tlsv1.2", "tls_version"},
       {"acl_file /etc/mosquitto/acl", "acl_file"},    {"mount_point tenant/", "mount_point"},
       {"plugin /usr/lib/p.so", "plugin"},             {"auth_plugin /usr/lib/p.so", "auth_plugin"},
       {"bind_interface eth0", "bind_interface"},      {"clientid_prefixes sensor-", "clientid_prefixes"},
       {"use_username_as_clientid true", "use_username_as_clientid"},
+      {"tls_engine pkcs11", "tls_engine"},            {"tls_keyform engine", "tls_keyform"},
   };
   for (auto [line, name] : lines) {
     for (const char* before : {"listener 1883\n", "listener 9001\nprotocol websockets\n"}) {
@@ -280,9 +275,56 @@ TEST(ConfigRefused, TlsAclMountPointPluginsAndUserMappingStopTheStart) {
           << e.message;
     }
   }
-  EXPECT_EQ(parse_err("certfile /c\n").to_string(),
-            "test.conf:1: option 'certfile' is not supported by Midge yet and ignoring it would weaken security "
-            "(TLS is not implemented; the listener would accept plaintext connections); remove it to start Midge");
+  EXPECT_EQ(parse_err("tls_engine pkcs11\n").to_string(),
+            "test.conf:1: option 'tls_engine' is not supported by Midge yet and ignoring it would weaken security "
+            "(OpenSSL engines are not supported; the key must be a PEM file (keyfile)); remove it to start Midge");
+}
+
+// A TLS option that makes no working TLS listener: the listener would serve plaintext.
+TEST(ConfigTls, IncompleteTlsListenersStopTheStart) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"certfile /c", "certfile and keyfile must be given together"},
+      {"keyfile /k", "certfile and keyfile must be given together"},
+      {"cafile /ca", "TLS options need certfile and keyfile (or psk_hint)"},
+      {"capath /ca", "TLS options need certfile and keyfile (or psk_hint)"},
+      {"require_certificate true", "TLS options need certfile and keyfile"},
+      {"use_identity_as_username true", "TLS options need certfile and keyfile"},
+      {"use_subject_as_username 1", "TLS options need certfile and keyfile"},
+      {"crlfile /crl", "TLS options need certfile and keyfile"},
+      {"ciphers HIGH", "TLS options need certfile and keyfile"},
+      {"ciphers_tls1.3 TLS_AES_128_GCM_SHA256", "TLS options need certfile and keyfile"},
+      {"dhparamfile /dh", "TLS options need certfile and keyfile"},
+      {"tls_version tlsv1.2", "TLS options need certfile and keyfile"},
+      {"certfile /c\nkeyfile /k\nrequire_certificate true", "require_certificate needs cafile or capath"},
+      {"certfile /c\nkeyfile /k\nuse_identity_as_username true\nuse_subject_as_username true",
+       "use_identity_as_username and use_subject_as_username cannot both be true"},
+  };
+  for (auto [lines, problem] : cases) {
+    const std::string text = std::string("listener 1883\n") + lines + "\n";
+    Error e = parse_err(text);
+    EXPECT_EQ(e.file, "test.conf");
+    EXPECT_EQ(e.line, 1) << text;  // the listener's line
+    EXPECT_TRUE(e.message.starts_with(std::string("listener 1883: ") + problem)) << text << e.message;
+  }
+}
+
+TEST(ConfigTls, ListenersTakeTheirTlsOptions) {
+  Config c = parse_ok(
+      "psk_file /etc/psk\nlistener 8883\ncertfile /c\nkeyfile /k\ncafile /ca\nrequire_certificate true\n"
+      "use_identity_as_username true\ncrlfile /crl\ntls_version tlsv1.3\nciphers_tls1.3 TLS_AES_256_GCM_SHA384\n"
+      "tls_keyform pem\nlistener 8884\npsk_hint hint\n");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  const Listener& a = c.listeners[0];
+  EXPECT_EQ(a.certfile, "/c");
+  EXPECT_EQ(a.keyfile, "/k");
+  EXPECT_EQ(a.cafile, "/ca");
+  EXPECT_TRUE(a.require_certificate);
+  EXPECT_TRUE(a.use_identity_as_username);
+  EXPECT_EQ(a.crlfile, "/crl");
+  EXPECT_EQ(a.tls_version, "tlsv1.3");
+  EXPECT_EQ(a.ciphers_tls13, "TLS_AES_256_GCM_SHA384");
+  EXPECT_EQ(c.listeners[1].psk_hint, "hint");
+  EXPECT_EQ(c.psk_file, "/etc/psk");
 }
 
 TEST(ConfigRefused, ValuesThatAskForNothingAreAccepted) {
@@ -318,10 +360,8 @@ TEST(ConfigRefused, EveryRefusedOrWarnedRowSaysSoWhenUsed) {
 }
 
 TEST(ConfigRefused, SecurityOptionsAreNeverMerelyWarned) {
-  for (const char* name : {"acl_file", "mount_point", "certfile", "keyfile", "cafile", "capath", "crlfile", "ciphers",
-                           "ciphers_tls1.3", "dhparamfile", "psk_hint", "psk_file", "require_certificate",
-                           "tls_version", "tls_engine", "tls_keyform", "tls_engine_kpass_sha1",
-                           "use_identity_as_username", "use_subject_as_username", "plugin", "auth_plugin",
+  for (const char* name : {"acl_file", "mount_point", "tls_engine", "tls_keyform", "tls_engine_kpass_sha1",
+                           "plugin", "auth_plugin",
                            "bind_interface", "clientid_prefixes", "use_username_as_clientid"}) {
     ASSERT_NE(find_option(name), nullptr) << name;
     EXPECT_EQ(find_option(name)->applied, Applied::kRefuse) << name;
@@ -685,7 +725,8 @@ TEST(ConfigTable, EveryStoredRowAcceptsASampleValue) {
       case Kind::kSpecial: value = "stderr"; break;
       default: value = "/some/value"; break;
     }
-    std::string text = "listener 1998\n" + std::string(o.name) + " " + value + "\n";
+    // A TLS listener, so that TLS rows make a complete one (config/parser.cc, check_tls).
+    std::string text = "listener 1998\ncertfile /c\nkeyfile /k\ncafile /ca\n" + std::string(o.name) + " " + value + "\n";
     auto r = parse_string(text, "sample.conf");
     EXPECT_TRUE(std::holds_alternative<Config>(r)) << o.name << ": " << std::get<Error>(r).to_string();
   }
