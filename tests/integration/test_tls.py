@@ -454,6 +454,7 @@ def test_stalled_handshake_is_closed(tls_broker, certs, client):
     b = tls_broker()
     idle, partial = _stalled(b)
     watcher = Watcher(client, b, certs)
+    watcher.check()
     for s in (idle, partial):
         data, how = mqttraw.read_to_end(s, timeout=30)
         assert how in ("eof", "reset"), "still open after 30 s"
