@@ -47,10 +47,11 @@ def pytest_collection_modifyitems(config, items):
     # MIDGE_TEST_NO_SKIP=1 runs midge_only tests against mosquitto too (to see them fail).
     if not IS_MOSQUITTO or os.environ.get("MIDGE_TEST_NO_SKIP"):
         return
-    skip = pytest.mark.skip(reason="midge_only: not Mosquitto 2.0.11 behaviour")
     for item in items:
-        if "midge_only" in item.keywords:
-            item.add_marker(skip)
+        mark = item.get_closest_marker("midge_only")
+        if mark:  # @pytest.mark.midge_only(reason="...") says why in the skip line
+            why = mark.kwargs.get("reason", "not Mosquitto 2.0.11 behaviour")
+            item.add_marker(pytest.mark.skip(reason="midge_only: " + why))
 
 
 # ------------------------------------------------------------------ waiting
