@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -37,6 +38,14 @@ class Authenticator {
   // (kSuccess, kNotAuthorized, kServerBusy when too many checks wait...);
   // otherwise returns nullopt and gives the verdict to `reply` later.
   virtual std::optional<protocol::ReasonCode> authenticate(Credentials who, Reply reply) = 0;
+};
+
+// Who may connect through one listener, with per_listener_settings (without
+// it, every listener uses the broker's: SharedState::authenticator and
+// Settings::allow_anonymous).
+struct AccessPolicy {
+  std::shared_ptr<Authenticator> authenticator;  // null: no password file
+  bool allow_anonymous = false;
 };
 
 }  // namespace midge::broker

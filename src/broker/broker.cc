@@ -108,13 +108,15 @@ ReasonCode Broker::check_connect(const protocol::ConnectPacket& c, bool id_assig
 //   allow_anonymous true.
 // - Without a password file nothing can vouch for a user name, so a named
 //   client is then treated like an anonymous one.
-std::optional<ReasonCode> Broker::check_credentials(const protocol::ConnectPacket& c,
-                                                    Authenticator::Reply reply) const {
+std::optional<ReasonCode> Broker::check_credentials(const protocol::ConnectPacket& c, Authenticator::Reply reply,
+                                                    const AccessPolicy* policy) const {
+  Authenticator* authenticator = policy ? policy->authenticator.get() : shared_.authenticator.get();
+  const bool allow_anonymous = policy ? policy->allow_anonymous : settings_.allow_anonymous;
   const bool anonymous = !c.username || c.username->empty();
-  if (!anonymous && shared_.authenticator) {
-    return shared_.authenticator->authenticate(Credentials{c.client_id, *c.username, c.password}, std::move(reply));
+  if (!anonymous && authenticator) {
+    return authenticator->authenticate(Credentials{c.client_id, *c.username, c.password}, std::move(reply));
   }
-  return settings_.allow_anonymous ? ReasonCode::kSuccess : ReasonCode::kNotAuthorized;
+  return allow_anonymous ? ReasonCode::kSuccess : ReasonCode::kNotAuthorized;
 }
 
 ReasonCode Broker::refuse(Link& link, const protocol::ConnectPacket& c, ReasonCode reason) {

@@ -58,9 +58,11 @@ class Broker {
   // CONNECT, step 1: the credentials (3.1.4: the server authenticates the
   // client). Returns the verdict when it is known at once; otherwise
   // nullopt, and the Authenticator gives it to `reply` later, from another
-  // thread: the caller then goes on with connect().
+  // thread: the caller then goes on with connect(). `policy`: the
+  // listener's own (per_listener_settings); null for the broker's.
   std::optional<protocol::ReasonCode> check_credentials(const protocol::ConnectPacket& connect,
-                                                        Authenticator::Reply reply) const;
+                                                        Authenticator::Reply reply,
+                                                        const AccessPolicy* policy = nullptr) const;
   // CONNECT, step 2, with step 1's verdict: checks the rest, creates or
   // resumes the session, answers CONNACK. Returns kSuccess, or the reason
   // the refusing CONNACK carried (the link is then closing).

@@ -345,7 +345,7 @@ constexpr Option kOptions[] = {
   warn(unsupported("memory_limit", Scope::kGlobal, "Heap limit in bytes."), "the heap is not limited; each connection's memory is bounded by max_packet_size, max_pending_output and the queue limits"),
   opt<&Config::message_size_limit>("message_size_limit", U, R, "Largest PUBLISH payload accepted, in bytes; 0 = no limit.", 0, kMaxPayload),
   security<&Config::password_file, &Listener::password_file>("password_file", P, "Password file made with mosquitto_passwd."),
-  special("per_listener_settings", B, Scope::kGlobal, R, "Security options in a listener block apply to it; Midge needs every listener to have the same ones.", &set_per_listener_settings, &show<&Config::per_listener_settings>),
+  special("per_listener_settings", B, Scope::kGlobal, R, "Security options in a listener block apply to it (password_file, allow_anonymous, psk_file); the others must be the same on every listener.", &set_per_listener_settings, &show<&Config::per_listener_settings>),
   warn(opt<&Config::persistence>("persistence", B, R, "Save sessions, subscriptions and retained messages to disk."), kPersist, "false"),
   warn(opt<&Config::persistence_file>("persistence_file", S, R, "File name of the persistent database."), kPersist),
   warn(opt<&Config::persistence_location>("persistence_location", P, R, "Directory of the persistent database; unset = current directory."), kPersist),

@@ -265,17 +265,11 @@ template <class T>
 void hoist(T& global, const std::optional<T>& v) {
   if (v) global = *v;
 }
-template <class T>
-void hoist(std::optional<T>& global, const std::optional<T>& v) {
-  if (v) global = v;
-}
-void hoist(std::string& global, const std::string& v) {
-  if (!v.empty()) global = v;
-}
 
-// per_listener_settings: Midge has one set of security settings. A configuration whose listeners
-// all have the same ones is accepted (they become the global ones); any other is refused, so that
-// a password file or allow_anonymous meant for one listener never applies to another (review L11).
+// per_listener_settings: allow_anonymous and password_file apply per listener; the other security
+// settings Midge has once. A configuration whose listeners all have the same ones is accepted (they
+// become the global ones); any other is refused, so that a setting meant for one listener never
+// applies to another (review L11).
 template <class G, class L>
 std::optional<Error> same_on_every_listener(Config& c, L Listener::*field, const char* name, G Config::*global) {
   const Listener& first = c.listeners.front();
@@ -292,8 +286,7 @@ std::optional<Error> same_on_every_listener(Config& c, L Listener::*field, const
 
 std::optional<Error> check_per_listener_security(Config& c) {
   if (!c.per_listener_settings || c.listeners.empty()) return std::nullopt;
-  if (auto e = same_on_every_listener(c, &Listener::allow_anonymous, "allow_anonymous", &Config::allow_anonymous)) return e;
-  if (auto e = same_on_every_listener(c, &Listener::password_file, "password_file", &Config::password_file)) return e;
+  // allow_anonymous and password_file are applied per listener (server.cc, listener_access).
   if (auto e = same_on_every_listener(c, &Listener::allow_zero_length_clientid, "allow_zero_length_clientid",
                                       &Config::allow_zero_length_clientid)) {
     return e;

@@ -436,7 +436,9 @@ bool Connection::check_credentials(protocol::ConnectPacket&& connect, bool id_as
     });
   };
   reply.wanted = [weak] { return !weak.expired(); };
-  const std::optional<ReasonCode> verdict = worker_.broker().check_credentials(connect, std::move(reply));
+  const Listener* listener = slot_.listener();
+  const broker::AccessPolicy* policy = listener ? listener->options().access.get() : nullptr;
+  const std::optional<ReasonCode> verdict = worker_.broker().check_credentials(connect, std::move(reply), policy);
   if (verdict) {
     finish_connect(std::move(connect), id_assigned, *verdict, peer(), now);
     return true;

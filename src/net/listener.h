@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/authenticator.h"
 #include "net/transport.h"
 
 namespace midge::net {
@@ -32,6 +33,9 @@ struct ListenerOptions {
   // use_identity_as_username / use_subject_as_username: the client's
   // certificate (or PSK identity) names the user, instead of a password.
   std::optional<PeerIdentity> identity_as_username;
+  // per_listener_settings: this listener's password file and
+  // allow_anonymous; null: the broker's.
+  std::shared_ptr<const broker::AccessPolicy> access;
   std::string where;          // "file:line" of its declaration, for messages
 };
 

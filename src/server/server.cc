@@ -23,14 +23,13 @@
 #include <thread>
 #include <vector>
 
-#include "auth/password_authenticator.h"
-#include "auth/password_file.h"
 #include "broker/shared_state.h"
 #include "config/config.h"
 #include "net/listener.h"
 #include "net/tls.h"
 #include "net/worker.h"
 #include "server/heap.h"
+#include "server/password_files.h"
 #include "server/logger.h"
 
 namespace midge::server {
@@ -180,9 +179,27 @@ std::vector<config::Listener> listeners_to_open(const config::Config& cfg) {
   return {l, l6};
 }
 
-// Opens every listener; false (after logging why) when one cannot open.
-bool open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::Worker>>& workers,
-                    std::vector<std::unique_ptr<net::Listener>>& out, const net::Listener::Say& say) {
+// per_listener_settings: the listener's own password file and
+// allow_anonymous (unset: false, as Mosquitto 2.0 with a listener
+// configured). Null without per_listener_settings, or when the password file
+// cannot be read (`unreadable` is then set).
+std::shared_ptr<const broker::AccessPolicy> listener_access(const config::Config& cfg, const config::Listener& l,
+                                                            PasswordFiles& passwords, bool& unreadable) {
+  if (!cfg.per_listener_settings || cfg.local_only) return nullptr;
+  auto policy = std::make_shared<broker::AccessPolicy>();
+  policy->allow_anonymous = l.allow_anonymous.value_or(false);
+  if (!l.password_file.empty()) {
+    policy->authenticator = passwords.get(l.password_file);
+    unreadable = !policy->authenticator;
+  }
+  return policy;
+}
+
+// Opens every listener. Returns 0, or the exit code after logging why one
+// cannot open (13: a password file that cannot be read, as Mosquitto).
+int open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::Worker>>& workers,
+                   PasswordFiles& passwords, std::vector<std::unique_ptr<net::Listener>>& out,
+                   const net::Listener::Say& say) {
   for (const config::Listener& l : listeners_to_open(cfg)) {
     const std::string where = l.file + ":" + std::to_string(l.line);
     const bool websocket = l.protocol == "websockets";
@@ -206,22 +223,25 @@ bool open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::
     o.tls = listener_tls(cfg, l, error);
     if (!error.empty()) {
       say("Error: " + where + ": listener on port " + std::to_string(l.port) + ": " + error + ".");
-      return false;
+      return 1;
     }
+    bool unreadable = false;
+    o.access = listener_access(cfg, l, passwords, unreadable);
+    if (unreadable) return 13;
     if (l.use_identity_as_username) o.identity_as_username = net::PeerIdentity::kIdentity;
     if (l.use_subject_as_username) o.identity_as_username = net::PeerIdentity::kSubject;
     auto listener = std::make_unique<net::Listener>(std::move(o), workers);
     if (std::string e = listener->open(cfg.local_only, say); !e.empty()) {
       say("Error: " + e);
-      return false;
+      return 1;
     }
     out.push_back(std::move(listener));
   }
   if (std::none_of(out.begin(), out.end(), [](const auto& l) { return l->listening(); })) {
     say("Error: Unable to open any listening socket.");
-    return false;
+    return 1;
   }
-  return true;
+  return 0;
 }
 
 // SIGHUP: every TLS listener re-reads its certificates, key, CA, CRL and PSK
@@ -235,25 +255,6 @@ void reload_tls(const std::vector<std::unique_ptr<net::Listener>>& listeners, co
     say("Error: " + l->options().where + ": TLS files of the listener on port " + std::to_string(l->options().port) +
         " not reloaded, keeping the previous ones: " + error + ".");
   }
-}
-
-// Reads the password file; null (after logging why) when it cannot be read.
-std::shared_ptr<const auth::PasswordFile> read_password_file(const std::string& path,
-                                                             const std::function<void(const std::string&)>& say) {
-  std::vector<std::string> problems;
-  std::string error;
-  std::shared_ptr<const auth::PasswordFile> users = auth::PasswordFile::load(path, problems, error);
-  for (const std::string& p : problems) say(p);
-  if (!users) say("Error: " + error);
-  return users;
-}
-
-// Password hashing threads: one on small machines, so that a flood of
-// CONNECTs never takes more than one core from the workers.
-auth::PasswordAuthenticator::Limits hashing_limits() {
-  auth::PasswordAuthenticator::Limits limits;
-  limits.threads = std::thread::hardware_concurrency() >= 4 ? 2 : 1;
-  return limits;
 }
 
 // O_NOFOLLOW: started as root, Midge must not write through a symbolic link that the owner of the
@@ -343,16 +344,10 @@ int run(int argc, char** argv) {
   shared.start_time = Clock::now();
   // Like Mosquitto, a password file that cannot be read stops the start-up
   // (with its exit code 13); bad lines in it only drop those users.
-  const std::string password_file = cfg.password_file;  // one for every listener (config/parser.cc)
-  std::shared_ptr<auth::PasswordAuthenticator> passwords;
-  if (!password_file.empty()) {
-    auto users = read_password_file(password_file, say);
-    if (!users) {
-      say("Error opening password file \"" + password_file + "\".");
-      return 13;
-    }
-    passwords = std::make_shared<auth::PasswordAuthenticator>(std::move(users), hashing_limits());
-    shared.authenticator = passwords;
+  PasswordFiles passwords(say);
+  if (!cfg.password_file.empty()) {
+    shared.authenticator = passwords.get(cfg.password_file);
+    if (!shared.authenticator) return 13;
   }
   const unsigned threads = cfg.thread_count != 0 ? cfg.thread_count : std::max(1u, std::thread::hardware_concurrency());
   // Declared before the workers so that they are destroyed after them: a
@@ -362,7 +357,7 @@ int run(int argc, char** argv) {
   std::vector<std::unique_ptr<net::Worker>> workers;
   for (unsigned i = 0; i < threads; ++i) workers.push_back(std::make_unique<net::Worker>(i, shared, workers, say));
   for (auto& w : workers) shared.worker_stats.push_back(&w->stats());
-  if (!open_listeners(cfg, workers, listeners, say)) return 1;
+  if (int code = open_listeners(cfg, workers, passwords, listeners, say); code != 0) return code;
 
   if (opt.daemon && daemon(1, 0) != 0) {
     say("Error: cannot daemonize.");
@@ -391,21 +386,11 @@ int run(int argc, char** argv) {
     heap.tick(shared);
     if (sig < 0) continue;  // timeout (or EINTR): just the periodic log flush
     if (sig == SIGHUP) {
-      say("Received SIGHUP: log files re-opened" +
-          std::string(password_file.empty() ? "" : ", password file re-read") +
+      say(std::string("Received SIGHUP: log files re-opened") + (passwords.empty() ? "" : ", password files re-read") +
           ", TLS certificates re-read (other configuration changes need a restart).");
       log.reopen();
+      passwords.reload();
       reload_tls(listeners, say);
-      // Mosquitto re-reads the password file on SIGHUP; so do we (from the
-      // path given at start). A file that cannot be read keeps the old users.
-      if (!password_file.empty()) {
-        if (auto users = read_password_file(password_file, say)) {
-          passwords->replace(std::move(users));
-          say("Reloaded password file " + password_file + ".");
-        } else {
-          say("Error: password file " + password_file + " not reloaded; keeping the previous users.");
-        }
-      }
       continue;
     }
     say(std::string("midge received signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping.");
@@ -416,7 +401,7 @@ int run(int argc, char** argv) {
   });
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->join();
-  if (passwords) passwords->stop();  // no answer may reach a destroyed worker
+  passwords.stop();  // no answer may reach a destroyed worker
   if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
   say(std::string("midge version ") + kVersion + " terminating");
   return 0;

@@ -154,6 +154,26 @@ def test_allow_anonymous_false_without_password_file(broker, proto):
     assert connack(b.port, proto, username="sondes") == no
 
 
+@pytest.mark.parametrize("proto", [4, 5])
+def test_per_listener_settings_keep_each_listener_its_own(broker, pwfile, proto):
+    # One listener open to anonymous clients, the other only to the password file's users:
+    # neither setting leaks to the other listener (per_listener_settings true).
+    open_port, closed_port = free_port(), free_port()
+    b = broker(auth_conf("per_listener_settings true",
+                         "listener %d 127.0.0.1" % open_port, "allow_anonymous true",
+                         "listener %d 127.0.0.1" % closed_port, "password_file " + pwfile),
+               port=closed_port, listener=False)
+    wait_until(lambda: port_open(open_port), what="the second listener")
+    no = REFUSED[proto]
+    assert connack(open_port, proto) == 0
+    assert connack(open_port, proto, username="intrus", password="x") == 0  # no file to check it
+    assert connack(closed_port, proto) == no  # allow_anonymous unset there: false
+    assert connack(closed_port, proto, username="sondes", password="mot2passe") == 0
+    assert connack(closed_port, proto, username="sondes", password="faux") == no
+    assert connack(closed_port, proto, username="intrus", password="x") == no
+    assert b.alive()
+
+
 def test_no_password_file_allow_anonymous_true_accepts_any_name(broker):
     b = broker([])
     assert connack(b.port, 4, username="sondes", password="whatever") == 0

@@ -116,13 +116,13 @@ def test_security_option_refuses_to_start(run, line):
 
 
 def test_per_listener_settings_that_differ_refuse_to_start(run):
-    # Review L11: listener 2's password file used to apply to listener 1 as well.
+    # Review L11: a setting Midge applies once must not leak from one listener to another.
     p1, p2 = free_port(), free_port()
-    r = run("per_listener_settings true\nlistener %d 127.0.0.1\nallow_anonymous true\n"
-            "listener %d 127.0.0.1\nallow_anonymous false\npassword_file /nonexistent\n" % (p1, p2))
+    r = run("per_listener_settings true\nlistener %d 127.0.0.1\nauto_id_prefix a-\n"
+            "listener %d 127.0.0.1\nauto_id_prefix b-\n" % (p1, p2))
     out = refused(r, p1, "per-listener settings that differ")
     assert not port_open(p2)
-    assert "Error: %s:4: per_listener_settings: this listener's allow_anonymous differs" % r.conf in out, out
+    assert "Error: %s:4: per_listener_settings: this listener's auto_id_prefix differs" % r.conf in out, out
 
 
 def test_max_pending_output_below_its_minimum_is_an_error(run):

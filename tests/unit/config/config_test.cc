@@ -471,20 +471,16 @@ TEST(ConfigSecurity, PerListenerWithTheSameSettingsOnEveryListenerBecomesGlobal)
   ASSERT_EQ(c.listeners.size(), 2u);
   EXPECT_TRUE(c.per_listener_settings);
   EXPECT_EQ(c.listeners[1].password_file, "/pw");
-  EXPECT_EQ(c.allow_anonymous, false);
-  EXPECT_EQ(c.password_file, "/pw");
+  EXPECT_EQ(c.listeners[1].allow_anonymous, false);
   EXPECT_EQ(c.auto_id_prefix, "x-");
   EXPECT_FALSE(c.allow_zero_length_clientid);
 }
 
-TEST(ConfigSecurity, PerListenerSettingsThatDifferAreRefused) {
-  // Review L11: a password file given for one listener must not open another one to its users,
-  // and allow_anonymous true on one listener must not open the others to anonymous clients.
+TEST(ConfigSecurity, PerListenerSettingsMidgeHasOnceThatDifferAreRefused) {
+  // Review L11: a setting given for one listener must not apply to another.
   const char* cases[] = {
-      "per_listener_settings true\nlistener 1883\nallow_anonymous true\nlistener 1884\nallow_anonymous false\n",
-      "per_listener_settings true\nlistener 1883\nallow_anonymous true\nlistener 1884\n",
-      "per_listener_settings true\nlistener 1883\npassword_file /pw\nlistener 1884\n",
       "per_listener_settings true\nlistener 1883\nauto_id_prefix a-\nlistener 1884\nauto_id_prefix b-\n",
+      "per_listener_settings true\nlistener 1883\nallow_zero_length_clientid false\nlistener 1884\n",
   };
   for (const char* text : cases) {
     Error e = parse_err(text);
@@ -492,6 +488,18 @@ TEST(ConfigSecurity, PerListenerSettingsThatDifferAreRefused) {
     EXPECT_TRUE(e.message.starts_with("per_listener_settings: this listener's ")) << e.message;
     EXPECT_NE(e.message.find("differs from the listener's at test.conf:2"), std::string::npos) << e.message;
   }
+}
+
+TEST(ConfigSecurity, PerListenerPasswordFileAndAllowAnonymousStayWithTheirListener) {
+  Config c = parse_ok(
+      "per_listener_settings true\nlistener 1883\nallow_anonymous true\nlistener 1884\npassword_file /pw\n");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_EQ(c.listeners[0].allow_anonymous, true);
+  EXPECT_TRUE(c.listeners[0].password_file.empty());
+  EXPECT_FALSE(c.listeners[1].allow_anonymous.has_value());  // the server takes it as false
+  EXPECT_EQ(c.listeners[1].password_file, "/pw");
+  EXPECT_FALSE(c.allow_anonymous.has_value());
+  EXPECT_TRUE(c.password_file.empty());
 }
 
 TEST(ConfigSecurity, PerListenerInLocalOnlyModeFallsBackToGlobal) {
