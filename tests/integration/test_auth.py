@@ -146,6 +146,18 @@ def test_allow_anonymous_true_with_password_file(broker, pwfile, proto):
 
 
 @pytest.mark.parametrize("proto", [4, 5])
+def test_empty_password_never_matches(broker, tmp_path, proto):
+    # Mosquitto reads a zero-length password as none: even a user whose hash is that of the empty
+    # password cannot log in with it (Mosquitto's 09-pwfile-parse-invalid.py).
+    path = make_file(tmp_path / "passwd", [("vide", ""), ("sondes", "mot2passe")])
+    b = broker(auth_conf("allow_anonymous false", "password_file " + path))
+    no = REFUSED[proto]
+    assert connack(b.port, proto, username="vide", password="") == no
+    assert connack(b.port, proto, username="vide") == no
+    assert connack(b.port, proto, username="sondes", password="mot2passe") == 0
+
+
+@pytest.mark.parametrize("proto", [4, 5])
 def test_allow_anonymous_false_without_password_file(broker, proto):
     b = broker(auth_conf("allow_anonymous false"))
     no = REFUSED[proto]
