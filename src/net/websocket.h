@@ -1,6 +1,7 @@
 // Server side of RFC 6455 for MQTT over WebSockets (MQTT 5.0 / 3.1.1
 // section 6): the HTTP Upgrade handshake, un-framing of client frames into a
-// plain MQTT byte stream, and framing of output. Pure (no sockets): the
+// plain MQTT byte stream, and framing of output. Pure (no sockets; but with
+// http_dir, a plain HTTP GET reads a file, see http_request.h): the
 // Connection feeds it bytes read and sends what it queues in `wire`.
 #pragma once
 
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "net/out_queue.h"
 
@@ -21,7 +23,8 @@ enum WsOpcode : uint8_t {
 std::string websocket_accept_key(std::string_view key);
 
 // The server's answer to one HTTP request head (up to and including the
-// blank line): a 101 Switching Protocols, or a 400 Bad Request.
+// blank line; parsed by http_request.h): a 101 Switching Protocols, or a 400
+// Bad Request.
 struct WsHandshake {
   bool ok = false;
   std::string response;
@@ -32,15 +35,23 @@ WsHandshake websocket_handshake(std::string_view head);
 // Appends one unmasked server frame (FIN set) holding `payload`.
 void append_ws_frame(std::string& out, uint8_t opcode, std::string_view payload);
 
+struct HttpRequest;
+
 class WebSocket {
  public:
+  // `http_dir`: the listener's http_dir after realpath, or empty. With it, a
+  // request that is not an upgrade is answered with a file (one request,
+  // then the connection closes); without it, with 400.
+  explicit WebSocket(std::string http_dir = {}) : http_dir_(std::move(http_dir)) {}
+
   // Requests larger than this (without their blank line) are refused.
   static constexpr size_t kMaxRequest = 8 * 1024;
 
   enum class Result {
     kOk,     // everything used; go on
-    kClose,  // the peer closed (our close reply is queued in wire)
-    kError,  // bad request or frame (a 400 or a close frame is queued)
+    kClose,  // the peer closed (our close reply is queued in wire), or an
+             // HTTP request was answered (2xx/3xx queued in wire)
+    kError,  // bad request or frame (an HTTP 4xx/5xx or a close frame is queued)
   };
 
   // Bytes read from the socket. The MQTT bytes they carry are appended to
@@ -63,6 +74,7 @@ class WebSocket {
   Result fail(const char* why, uint16_t code);
   Result feed_frames(std::string_view data, std::string& payload);
   Result end_control();
+  Result answer_http(const HttpRequest& request);
 
   State state_ = State::kHandshake;
   std::string request_;       // the handshake so far
@@ -77,6 +89,8 @@ class WebSocket {
   std::string control_;       // a control frame's payload
   bool close_sent_ = false;
   const char* error_ = nullptr;
+  std::string error_text_;  // error_ of a refused HTTP request
+  std::string http_dir_;
 };
 
 }  // namespace midge::net
