@@ -61,7 +61,7 @@ void Worker::finish_stop() {
   loop_.stop();
 }
 
-void Worker::adopt_socket(int fd, ListenerSlot slot, bool websocket) {
+void Worker::adopt_socket(int fd, ListenerSlot slot, bool websocket, std::string http_dir) {
   broker::Stats::add(stats().sockets_total);
   if (stopping_) {
     ::close(fd);
@@ -70,7 +70,7 @@ void Worker::adopt_socket(int fd, ListenerSlot slot, bool websocket) {
   const uint64_t id = next_id_++;
   auto c = std::make_shared<Connection>(*this, fd, id, std::move(slot));
   connections_.emplace(id, c);
-  if (websocket) c->set_websocket(std::make_unique<WebSocket>());
+  if (websocket) c->set_websocket(std::make_unique<WebSocket>(std::move(http_dir)));
   c->start();
 }
 

@@ -47,8 +47,9 @@ class Worker final : public broker::Router {
   }
 
   // A freshly accepted socket for this worker (called on this thread).
-  // `websocket`: the listener speaks MQTT over WebSockets.
-  void adopt_socket(int fd, ListenerSlot slot, bool websocket = false);
+  // `websocket`: the listener speaks MQTT over WebSockets; `http_dir`: its
+  // http_dir after realpath, or empty.
+  void adopt_socket(int fd, ListenerSlot slot, bool websocket = false, std::string http_dir = {});
   // A connection whose CONNECT belongs to a session on this worker.
   // `ws`: the connection's WebSocket state (null for plain TCP); `pending`
   // is always plain MQTT bytes.

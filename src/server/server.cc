@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <cerrno>
 #include <functional>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -207,8 +209,9 @@ std::vector<Endpoint> resolve(const config::Listener& l, std::string& error) {
 class Acceptor final : public net::EventLoop::Handler {
  public:
   Acceptor(std::vector<std::unique_ptr<net::Worker>>& workers, int max_connections,
-           std::shared_ptr<std::atomic<int>> open, bool websocket)
-      : workers_(workers), max_connections_(max_connections), open_(std::move(open)), websocket_(websocket) {}
+           std::shared_ptr<std::atomic<int>> open, bool websocket, std::string http_dir)
+      : workers_(workers), max_connections_(max_connections), open_(std::move(open)), websocket_(websocket),
+        http_dir_(std::move(http_dir)) {}
   ~Acceptor() override {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -250,7 +253,9 @@ class Acceptor final : public net::EventLoop::Handler {
       open_->fetch_add(1, std::memory_order_relaxed);
       net::Worker* target = workers_[next_++ % workers_.size()].get();
       auto slot = std::make_shared<net::ListenerSlot>(open_.get());
-      target->loop().post([target, fd, slot, ws = websocket_] { target->adopt_socket(fd, std::move(*slot), ws); });
+      target->loop().post([target, fd, slot, ws = websocket_, dir = http_dir_] {
+        target->adopt_socket(fd, std::move(*slot), ws, dir);
+      });
     }
     return true;
   }
@@ -288,10 +293,21 @@ class Acceptor final : public net::EventLoop::Handler {
   int max_connections_;
   std::shared_ptr<std::atomic<int>> open_;
   bool websocket_;  // MQTT over WebSockets (RFC 6455)
+  std::string http_dir_;  // its http_dir after realpath, or empty
   int fd_ = -1;
   size_t next_ = 0;
   bool retrying_ = false;
 };
+
+// realpath of a listener's http_dir, which must be a directory.
+bool resolve_http_dir(const std::string& dir, std::string& out) {
+  char* real = ::realpath(dir.c_str(), nullptr);
+  if (!real) return false;
+  out = real;
+  std::free(real);
+  struct stat st {};
+  return ::stat(out.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
 
 // Reads the password file; null (after logging why) when it cannot be read.
 std::shared_ptr<const auth::PasswordFile> read_password_file(const std::string& path,
@@ -441,6 +457,12 @@ int run(int argc, char** argv) {
           l.address + " skipped.");
       continue;
     }
+    std::string http_dir;  // as Mosquitto: a missing directory stops the broker
+    if (websocket && !l.http_dir.empty() && !resolve_http_dir(l.http_dir, http_dir)) {
+      say("Error: Unable to open http dir \"" + l.http_dir + "\".");
+      say("Error: Unable to create websockets listener on port " + std::to_string(l.port) + ".");
+      return 1;
+    }
     std::string err;
     auto endpoints = resolve(l, err);
     auto open = std::make_shared<std::atomic<int>>(0);  // shared by the listener's sockets
@@ -449,7 +471,7 @@ int run(int argc, char** argv) {
       return 1;
     }
     for (const auto& ep : endpoints) {
-      auto a = std::make_unique<Acceptor>(workers, l.max_connections, open, websocket);
+      auto a = std::make_unique<Acceptor>(workers, l.max_connections, open, websocket, http_dir);
       const bool v6 = ep.v6;
       // Mosquitto logs a websockets listener once, whatever it binds.
       if (!websocket || &ep == &endpoints.front()) {
