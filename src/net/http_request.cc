@@ -121,8 +121,11 @@ HttpAnswer send_file(const std::string& real, std::string_view target, const std
     return refuse(status, status == 404 ? "not found" : "cannot open");
   }
   if (S_ISDIR(st.st_mode)) {  // as Mosquitto: "/dir" goes to "/dir/" (its index.html)
-    const std::string_view raw = target.substr(0, target.find_first_of("?#"));
-    return refuse(302, "directory", "Location: " + std::string(raw) + "/\r\n");
+    // One leading "/": "//host/dir" (or "/\host/dir", to browsers) would send
+    // the browser to another host.
+    std::string_view raw = target.substr(0, target.find_first_of("?#"));
+    while (raw.starts_with('/') || raw.starts_with('\\')) raw.remove_prefix(1);
+    return refuse(302, "directory", "Location: /" + std::string(raw) + "/\r\n");
   }
   if (!S_ISREG(st.st_mode)) return refuse(403, "not a regular file");
   const auto size = static_cast<uint64_t>(st.st_size);

@@ -183,6 +183,8 @@ TEST_F(HttpDir, DirectoryWithoutSlashIsRedirected) {
   const HttpAnswer a = get("/sub/deeper?x=1");
   EXPECT_EQ(a.status, 302);
   EXPECT_NE(a.response.find("\r\nLocation: /sub/deeper/\r\n"), std::string::npos);
+  // Never to another host ("//host/" is protocol-relative).
+  EXPECT_NE(get("//sub").response.find("\r\nLocation: /sub/\r\n"), std::string::npos);
 }
 
 TEST_F(HttpDir, OtherMethodsGet405AndBodiesAreRefused) {
