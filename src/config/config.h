@@ -20,6 +20,7 @@ struct Listener {
   std::string mount_point;
   uint8_t max_qos = 2;           // mosquitto 2.0 applies max_qos per listener
   uint16_t max_topic_alias = 10;  // likewise
+  std::string http_dir;           // websockets listeners: files served over HTTP; empty = none
   // TLS: on when certfile and keyfile are set, or psk_hint (server.cc checks the combination).
   std::string cafile, capath, certfile, keyfile, ciphers, ciphers_tls13, tls_version, crlfile, dhparamfile, psk_hint;
   bool require_certificate = false, use_identity_as_username = false, use_subject_as_username = false;
@@ -82,7 +83,6 @@ struct Config {
   std::string log_timestamp_format;
   std::optional<std::string> user;  // unset: no privilege drop (mosquitto's default is "mosquitto")
   uint16_t websockets_log_level = 0;
-  std::string http_dir;
   // "file:line: ..." for options Midge accepts but does not apply, and ignored extra arguments.
   std::vector<std::string> warnings;
 };

@@ -206,7 +206,7 @@ std::unique_ptr<Transport> Listener::make_transport() const {
   std::unique_ptr<Transport> tls = options_.tls ? options_.tls->new_transport() : nullptr;
   if (options_.tls && !tls) return nullptr;
   if (!options_.websocket) return tls;
-  auto ws = std::make_unique<WebSocket>();
+  auto ws = std::make_unique<WebSocket>(options_.http_dir);
   if (!tls) return ws;
   return stack_transports(std::move(ws), std::move(tls));
 }

@@ -3,8 +3,8 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <cctype>
 
+#include "net/http_request.h"
 #include "util/websocket_frame.h"
 
 namespace midge::net {
@@ -14,26 +14,31 @@ constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 constexpr std::string_view kBadRequest =
     "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
+// Whether the request asks for a WebSocket (else it is plain HTTP).
+bool wants_upgrade(const HttpRequest& r) { return r.has_token("Upgrade", "websocket"); }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-// Whether the comma-separated `list` holds `token` (case-insensitive).
-bool has_token(std::string_view list, std::string_view token) {
-  while (true) {
-    const size_t comma = list.find(',');
-    if (iequals(trim(list.substr(0, comma)), token)) return true;
-    if (comma == std::string_view::npos) return false;
-    list.remove_prefix(comma + 1);
+// The 101 answer to a parsed upgrade request [RFC 6455 4.2.1, 4.2.2].
+WsHandshake answer_upgrade(const HttpRequest& r) {
+  WsHandshake h;
+  h.response = std::string(kBadRequest);
+  const std::string* key = r.last("Sec-WebSocket-Key");
+  const std::string* version = r.last("Sec-WebSocket-Version");
+  if (r.method != "GET" || r.has_body || !r.has_token("Connection", "upgrade") || !wants_upgrade(r) ||
+      !version || *version != "13" || !key || key->empty()) {
+    return h;
   }
+  for (const char* p : {"mqtt", "mqttv3.1"}) {
+    if (r.has_token("Sec-WebSocket-Protocol", p)) {
+      h.protocol = p;
+      break;
+    }
+  }
+  h.ok = true;
+  h.response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Accept: " + websocket_accept_key(*key) + "\r\n";
+  if (!h.protocol.empty()) h.response += "Sec-WebSocket-Protocol: " + h.protocol + "\r\n";
+  h.response += "\r\n";
+  return h;
 }
 
 }  // namespace
@@ -51,61 +56,9 @@ std::string websocket_accept_key(std::string_view key) {
 }
 
 WsHandshake websocket_handshake(std::string_view head) {
-  WsHandshake h;
-  h.response = kBadRequest;
-  size_t eol = head.find("\r\n");
-  if (eol == std::string_view::npos) return h;
-  // Request line: GET <any path> HTTP/1.1
-  const std::string_view line = head.substr(0, eol);
-  const size_t sp1 = line.find(' ');
-  const size_t sp2 = line.rfind(' ');
-  if (sp1 == std::string_view::npos || sp2 == sp1 || line.substr(0, sp1) != "GET" ||
-      line.substr(sp2 + 1).substr(0, 7) != "HTTP/1.") {
-    return h;
-  }
-  std::string connection, upgrade, protocols;
-  std::string_view key, version;
-  bool has_key = false, has_version = false;
-  head.remove_prefix(eol + 2);
-  while ((eol = head.find("\r\n")) != std::string_view::npos && eol > 0) {
-    const std::string_view field = head.substr(0, eol);
-    head.remove_prefix(eol + 2);
-    const size_t colon = field.find(':');
-    if (colon == std::string_view::npos || colon == 0) return h;
-    const std::string_view name = field.substr(0, colon);
-    const std::string_view value = trim(field.substr(colon + 1));
-    // Repeated list headers combine as one comma-separated list.
-    auto add = [&](std::string& list) { list += list.empty() ? "" : ","; list += value; };
-    if (iequals(name, "Connection")) {
-      add(connection);
-    } else if (iequals(name, "Upgrade")) {
-      add(upgrade);
-    } else if (iequals(name, "Sec-WebSocket-Protocol")) {
-      add(protocols);
-    } else if (iequals(name, "Sec-WebSocket-Key")) {
-      key = value;
-      has_key = true;
-    } else if (iequals(name, "Sec-WebSocket-Version")) {
-      version = value;
-      has_version = true;
-    }
-  }
-  if (!has_token(connection, "upgrade") || !has_token(upgrade, "websocket") || !has_version ||
-      version != "13" || !has_key || key.empty()) {
-    return h;
-  }
-  for (const char* p : {"mqtt", "mqttv3.1"}) {
-    if (has_token(protocols, p)) {
-      h.protocol = p;
-      break;
-    }
-  }
-  h.ok = true;
-  h.response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Accept: " + websocket_accept_key(key) + "\r\n";
-  if (!h.protocol.empty()) h.response += "Sec-WebSocket-Protocol: " + h.protocol + "\r\n";
-  h.response += "\r\n";
-  return h;
+  const HttpParse p = parse_http_request(head, WebSocket::kMaxRequest + 4);
+  if (p.status != HttpParse::kDone) return WsHandshake{false, std::string(kBadRequest), {}};
+  return answer_upgrade(p.request);
 }
 
 void append_ws_frame(std::string& out, uint8_t opcode, std::string_view payload) {
@@ -158,7 +111,10 @@ WebSocket::Result WebSocket::feed(std::string_view data, std::string& payload) {
     return Result::kOk;
   }
   const size_t head_size = end + 4;
-  const WsHandshake h = websocket_handshake(std::string_view(request_).substr(0, head_size));
+  const HttpParse p = parse_http_request(std::string_view(request_).substr(0, head_size), kMaxRequest + 4);
+  if (p.status != HttpParse::kDone) return fail("bad HTTP request", 0);
+  if (!http_dir_.empty() && !wants_upgrade(p.request)) return answer_http(p.request);
+  const WsHandshake h = answer_upgrade(p.request);
   if (!h.ok) return fail("bad WebSocket handshake", 0);
   wire_.bytes().append(h.response);
   state_ = State::kOpen;
@@ -166,6 +122,26 @@ WebSocket::Result WebSocket::feed(std::string_view data, std::string& payload) {
   const size_t used = head_size - had;  // of `data`
   std::string().swap(request_);
   return feed_frames(data.substr(used), payload);
+}
+
+// A plain HTTP request on a listener with http_dir: one answer, then the
+// connection closes (no keep-alive: one request per connection).
+WebSocket::Result WebSocket::answer_http(const HttpRequest& request) {
+  HttpAnswer a = serve_http_file(http_dir_, request);
+  std::string().swap(request_);
+  state_ = State::kClosed;
+  close_sent_ = true;  // no frames after an HTTP answer
+  if (wire_.empty()) {
+    wire_.bytes() = std::move(a.response);
+  } else {
+    wire_.bytes().append(a.response);
+  }
+  if (a.status < 400) return Result::kClose;
+  // The log line (Connection) says what was refused; the target is printable (Beast checks it).
+  error_text_ = "HTTP " + std::to_string(a.status) + " for " + request.method + " " +
+                request.target.substr(0, 200) + ": " + a.why;
+  error_ = error_text_.c_str();
+  return Result::kError;
 }
 
 WebSocket::Result WebSocket::feed_frames(std::string_view data, std::string& payload) {

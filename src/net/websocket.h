@@ -1,6 +1,7 @@
 // Server side of RFC 6455 for MQTT over WebSockets (MQTT 5.0 / 3.1.1
 // section 6): the HTTP Upgrade handshake, un-framing of client frames into a
-// plain MQTT byte stream, and framing of output. Pure (no sockets): the
+// plain MQTT byte stream, and framing of output. Pure (no sockets; but with
+// http_dir, a plain HTTP GET reads a file, see http_request.h): the
 // Connection feeds it bytes read and sends what it queues in `wire`.
 #pragma once
 
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "net/out_queue.h"
 #include "net/transport.h"
@@ -22,7 +24,8 @@ enum WsOpcode : uint8_t {
 std::string websocket_accept_key(std::string_view key);
 
 // The server's answer to one HTTP request head (up to and including the
-// blank line): a 101 Switching Protocols, or a 400 Bad Request.
+// blank line; parsed by http_request.h): a 101 Switching Protocols, or a 400
+// Bad Request.
 struct WsHandshake {
   bool ok = false;
   std::string response;
@@ -33,13 +36,21 @@ WsHandshake websocket_handshake(std::string_view head);
 // Appends one unmasked server frame (FIN set) holding `payload`.
 void append_ws_frame(std::string& out, uint8_t opcode, std::string_view payload);
 
+struct HttpRequest;
+
 class WebSocket final : public Transport {
  public:
+  // `http_dir`: the listener's http_dir after realpath, or empty. With it, a
+  // request that is not an upgrade is answered with a file (one request,
+  // then the connection closes); without it, with 400.
+  explicit WebSocket(std::string http_dir = {}) : http_dir_(std::move(http_dir)) {}
+
   // Requests larger than this (without their blank line) are refused.
   static constexpr size_t kMaxRequest = 8 * 1024;
 
-  // Transport. feed: a bad request gets a 400, a bad frame a close frame
-  // (kError); handshake answers, pongs and close replies go to wire().
+  // Transport. feed: a bad request gets a 400 (an HTTP request for a file
+  // its answer, then kClose, or a 4xx/5xx and kError), a bad frame a close
+  // frame (kError); handshake answers, pongs and close replies go to wire().
   // push: the MQTT output becomes one binary frame; only its header and the
   // inline bytes are copied, shared payloads move as slices.
   Result feed(std::string_view data, std::string& payload) override;
@@ -61,6 +72,7 @@ class WebSocket final : public Transport {
   Result fail(const char* why, uint16_t code);
   Result feed_frames(std::string_view data, std::string& payload);
   Result end_control();
+  Result answer_http(const HttpRequest& request);
 
   OutQueue wire_;
   State state_ = State::kHandshake;
@@ -76,6 +88,8 @@ class WebSocket final : public Transport {
   std::string control_;       // a control frame's payload
   bool close_sent_ = false;
   const char* error_ = nullptr;
+  std::string error_text_;  // error_ of a refused HTTP request
+  std::string http_dir_;
 };
 
 }  // namespace midge::net

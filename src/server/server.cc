@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <cerrno>
 #include <functional>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -179,6 +181,16 @@ std::vector<config::Listener> listeners_to_open(const config::Config& cfg) {
   return {l, l6};
 }
 
+// realpath of a listener's http_dir, which must be a directory.
+bool resolve_http_dir(const std::string& dir, std::string& out) {
+  char* real = ::realpath(dir.c_str(), nullptr);
+  if (!real) return false;
+  out = real;
+  std::free(real);
+  struct stat st {};
+  return ::stat(out.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 // per_listener_settings: the listener's own password file and
 // allow_anonymous (unset: false, as Mosquitto 2.0 with a listener
 // configured). Null without per_listener_settings, or when the password file
@@ -219,6 +231,12 @@ int open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::W
     o.websocket = websocket;
     o.max_connections = l.max_connections;
     o.where = where;
+    // As Mosquitto: a missing directory stops the broker.
+    if (websocket && !l.http_dir.empty() && !resolve_http_dir(l.http_dir, o.http_dir)) {
+      say("Error: Unable to open http dir \"" + l.http_dir + "\".");
+      say("Error: Unable to create websockets listener on port " + std::to_string(l.port) + ".");
+      return 1;
+    }
     std::string error;
     o.tls = listener_tls(cfg, l, error);
     if (!error.empty()) {

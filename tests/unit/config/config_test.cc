@@ -439,6 +439,15 @@ TEST(ConfigListeners, SomeListenerOptionsDoNotOpenTheDefaultListener) {
   EXPECT_TRUE(c.listeners.empty());
 }
 
+TEST(ConfigListeners, HttpDirBelongsToItsListener) {
+  // As mosquitto 2.0.11: http_dir before any `listener` is the default listener's, not the next one's.
+  Config c = parse_ok("http_dir /a\nlistener 9001\nprotocol websockets\nhttp_dir /www\nlistener 9002\nprotocol websockets\n");
+  EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_EQ(c.listeners[0].http_dir, "/www");
+  EXPECT_EQ(c.listeners[1].http_dir, "");
+}
+
 TEST(ConfigListeners, BindAddressAndPortAlwaysGoToTheDefaultListener) {
   Config c = parse_ok("listener 9001\nbind_address 127.0.0.1\nport 1884\n");
   ASSERT_EQ(c.listeners.size(), 2u);
