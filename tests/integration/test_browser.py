@@ -164,29 +164,23 @@ def browser(_browser_available, certs, tmp_path_factory):
 
 # ------------------------------------------------------------------ broker
 
-class Ports:
-    pass
-
-
 @pytest.fixture
-def site(broker, certs, www):
-    """A broker with its MQTT listener, ws and wss listeners serving the page, and a wss
-    listener with a certificate the browser does not trust."""
-    p = Ports()
-    p.ws, p.wss, p.untrusted = free_port(), free_port(), free_port()
-    served = ["protocol websockets", "http_dir " + str(www)]
-    # As root, mosquitto drops to user 'mosquitto', which cannot read tmp_path.
-    stay_root = ["user root"] if IS_MOSQUITTO and os.geteuid() == 0 else []
-    p.broker = broker(
-        stay_root + ["listener %d 127.0.0.1" % p.ws] + served +
-        ["listener %d 127.0.0.1" % p.wss] + served +
-        ["certfile " + certs["server.crt"], "keyfile " + certs["server.key"]] +
-        ["listener %d 127.0.0.1" % p.untrusted] + served +
-        ["certfile " + certs["other.crt"], "keyfile " + certs["other.key"]])
-    for port in (p.ws, p.wss, p.untrusted):
-        wait_until(lambda port=port: port_open(port), 10, what="listener %d" % port)
-    p.mqtt = p.broker.port
-    return p
+def serve(broker, www):
+    """Factory: serve(cert=None, key=None) -> (broker, websockets port): a broker with its MQTT
+    listener and a websockets listener serving the page, with TLS when given a certificate.
+    One broker per scheme, so that ws:// needs http_dir only."""
+    def make(cert=None, key=None):
+        port = free_port()
+        lines = ["listener %d 127.0.0.1" % port, "protocol websockets", "http_dir " + str(www)]
+        if cert:
+            lines += ["certfile " + cert, "keyfile " + key]
+        # As root, mosquitto drops to user 'mosquitto', which cannot read tmp_path.
+        if IS_MOSQUITTO and os.geteuid() == 0:
+            lines.append("user root")
+        b = broker(lines)
+        wait_until(lambda: port_open(port), 10, what="websockets listener %d" % port)
+        return b, port
+    return make
 
 
 def _page_url(scheme, port, lib, sub, pub):
@@ -197,14 +191,17 @@ def _page_url(scheme, port, lib, sub, pub):
 
 @pytest.mark.parametrize("scheme", ["ws", "wss"])
 @pytest.mark.parametrize("lib", ["paho", "mqttjs"])
-def test_page_receives_and_publishes(lib, scheme, site, browser, connected):
+def test_page_receives_and_publishes(lib, scheme, serve, certs, browser, connected):
     """The served page subscribes over ws:// or wss://, shows a message a Python client
     publishes, and what is typed into it reaches the Python client."""
     tag = "%s-%s-%s" % (lib, scheme, uuid.uuid4().hex[:8])
     to_page, from_page = "maison/salon/%s" % tag, "maison/consigne/%s" % tag
-    python = connected(site.mqtt)
+    if scheme == "wss":
+        b, port = serve(certs["server.crt"], certs["server.key"])
+    else:
+        b, port = serve()
+    python = connected(b.port)
     python.subscribe(from_page)
-    port = site.wss if scheme == "wss" else site.ws
     opened = browser.call("open", url=_page_url("https" if scheme == "wss" else "http", port,
                                                 lib, to_page, from_page))
     assert opened["status"] == 200
@@ -219,9 +216,10 @@ def test_page_receives_and_publishes(lib, scheme, site, browser, connected):
     assert [m.payload for m in got] == ["chauffage 19 °C".encode()]
 
 
-def test_untrusted_certificate_is_refused(site, browser):
+def test_untrusted_certificate_is_refused(serve, certs, browser):
     """Chromium trusts only the test's server key: a wss listener with another certificate
     does not load, so the wss tests above ran over a verified TLS connection."""
-    url = _page_url("https", site.untrusted, "paho", "a", "b")
+    _, port = serve(certs["other.crt"], certs["other.key"])
+    url = _page_url("https", port, "paho", "a", "b")
     ans = browser.call("open", expect_ok=False, url=url)
     assert not ans["ok"] and "ERR_CERT" in ans["error"], ans
