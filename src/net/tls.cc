@@ -258,6 +258,7 @@ class TlsTransport final : public Transport {
   bool established_ = false;
   bool done_ = false;  // closed or failed: nothing more is read or written
   bool shutdown_sent_ = false;
+  bool trimmed_ = false;  // the handshake's output buffer is freed
 };
 
 BIO_METHOD* TlsTransport::bio_method() {
@@ -301,6 +302,12 @@ Transport::Result TlsTransport::feed(std::string_view data, std::string& payload
   if (done_) return error_.empty() ? Result::kClose : Result::kError;
   input_ = data;
   ERR_clear_error();
+  if (established_ && !trimmed_ && wire_.empty()) {
+    // The handshake's flight (certificates: kilobytes) is sent: an idle
+    // connection keeps no buffer for it.
+    wire_.release();
+    trimmed_ = true;
+  }
   if (!established_) {
     const int r = SSL_do_handshake(ssl_);
     if (r != 1) {
