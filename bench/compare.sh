@@ -11,7 +11,7 @@
 # --tls adds the TLS, WebSocket (ws) and wss scenarios (fan-in, fan-out,
 # pairs, and TLS handshakes per second of broker CPU), both brokers serving
 # the same EC P-256 certificate made here with the openssl command;
-# --tls-only runs just those (~3 minutes, --quick ~1 minute).
+# --tls-only runs just those (~4 minutes, --quick ~45 s).
 #
 # --repeat N runs every scenario N times (mosquitto and midge alternating)
 # and reports the median of each figure: this VM's speed drifts by 20 % or
