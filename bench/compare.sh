@@ -6,6 +6,12 @@
 # Each scenario gets a freshly started broker on a free loopback port.
 #
 #   bench/compare.sh [--quick] [--repeat N] [--build DIR] [--out FILE] [--no-two-workers]
+#                    [--tls | --tls-only]
+#
+# --tls adds the TLS, WebSocket (ws) and wss scenarios (fan-in, fan-out,
+# pairs, and TLS handshakes per second of broker CPU), both brokers serving
+# the same EC P-256 certificate made here with the openssl command;
+# --tls-only runs just those (~4 minutes, --quick ~45 s).
 #
 # --repeat N runs every scenario N times (mosquitto and midge alternating)
 # and reports the median of each figure: this VM's speed drifts by 20 % or
@@ -21,6 +27,8 @@ quick=0
 two_workers=1
 repeat=1
 out=""
+plain=1
+secure=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -28,7 +36,9 @@ while [ $# -gt 0 ]; do
     --repeat) repeat=$2; shift ;;
     --out) out=$2; shift ;;
     --no-two-workers) two_workers=0 ;;
-    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+    --tls) secure=1 ;;
+    --tls-only) secure=1; plain=0 ;;
+    -h|--help) sed -n 2,21p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -50,9 +60,9 @@ if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -x, true >/
 fi
 
 if [ $quick = 1 ]; then
-  dur=1; conns=2000; retained=20000; drain=3
+  dur=1; conns=2000; retained=20000; drain=3; handshakes=1000
 else
-  dur=5; conns=10000; retained=100000; drain=10
+  dur=5; conns=10000; retained=100000; drain=10; handshakes=4000
 fi
 
 # name|midge_bench arguments (without host/port)
@@ -80,6 +90,47 @@ if [ $quick = 0 ]; then
     "retained q1|--scenario retained --qos 1 --retained $retained"
   )
 fi
+[ $plain = 1 ] || scenarios=()
+
+# name|transport|midge_bench arguments: over TLS, WebSocket and both (wss).
+secure_scenarios=()
+if [ $secure = 1 ]; then
+  command -v openssl >/dev/null || { echo "compare.sh: --tls needs the openssl command" >&2; exit 2; }
+  for t in tls ws wss; do
+    secure_scenarios+=(
+      "$t fan-in q0|$t|--scenario fan-in --qos 0 --publishers 8 --window 100"
+      "$t fan-out q0 x100|$t|--scenario fan-out --qos 0 --subscribers 100 --window 100"
+    )
+    [ $t = wss ] && continue
+    secure_scenarios+=("$t pairs q0 x100|$t|--scenario pairs --qos 0 --publishers 100 --window 100")
+    [ $quick = 1 ] && continue
+    secure_scenarios+=(
+      "$t fan-in q0 16KB|$t|--scenario fan-in --qos 0 --publishers 8 --window 100 --payload 16384"
+      "$t fan-out q0 x100 16KB|$t|--scenario fan-out --qos 0 --subscribers 100 --window 100 --payload 16384"
+      "$t pairs q0 x100 16KB|$t|--scenario pairs --qos 0 --publishers 100 --window 100 --payload 16384"
+    )
+  done
+  secure_scenarios+=("tls handshakes|tls|--scenario handshakes --handshakes $handshakes --concurrency 64")
+fi
+
+# A CA and a server certificate (EC P-256, SAN 127.0.0.1 and localhost)
+# that both brokers serve and midge_bench checks.
+make_certs() {
+  local d="$work/certs"
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+      -subj /CN=compare-ca -keyout ca.key -out ca.crt
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+      -keyout server.key -out server.csr
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > ext.cnf
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile ext.cnf -out server.crt
+  ) > "$work/certs.log" 2>&1 || { echo "compare.sh: openssl failed; see $work/certs.log" >&2; exit 2; }
+  chmod -R a+rX "$d"
+}
+
 # The scenarios repeated for midge with 2 workers.
 two_worker_names=("fan-in q0" "fan-in q1" "fan-out q0 x100" "pairs q0 x100")
 
@@ -88,12 +139,21 @@ free_port() {
 }
 
 broker_pid=""
-start_broker() {  # kind threads pin -> sets broker_pid, port
-  local kind=$1 threads=$2 pin=$3
+start_broker() {  # kind threads pin [transport] -> sets broker_pid, port
+  local kind=$1 threads=$2 pin=$3 transport=${4:-tcp}
   port=$(free_port)
   local conf="$work/$kind-$port.conf"
   {
+    # Mosquitto started as root drops to user mosquitto, which cannot read $work.
+    [ "$kind" = mosquitto ] && [ "$(id -u)" = 0 ] && echo "user root"
+    # Mosquitto 2.0.11 refuses to start with websockets listeners only.
+    case $transport in ws|wss) echo "listener $(free_port) 127.0.0.1" ;; esac
     echo "listener $port 127.0.0.1"
+    case $transport in ws|wss) echo "protocol websockets" ;; esac
+    case $transport in tls|wss)
+      echo "certfile $work/certs/server.crt"
+      echo "keyfile $work/certs/server.key" ;;
+    esac
     echo "allow_anonymous true"
     echo "max_inflight_messages 1000"
     echo "max_queued_messages 1000000"
@@ -126,9 +186,9 @@ stop_broker() {
   wait "$broker_pid" 2>/dev/null || true
 }
 
-run_one() {  # label kind threads broker_pin bench_pin name args
-  local label=$1 kind=$2 threads=$3 bpin=$4 gpin=$5 name=$6 args=$7
-  start_broker "$kind" "$threads" "$bpin" || return 0
+run_one() {  # label kind threads broker_pin bench_pin name args [transport]
+  local label=$1 kind=$2 threads=$3 bpin=$4 gpin=$5 name=$6 args=$7 transport=${8:-tcp}
+  start_broker "$kind" "$threads" "$bpin" "$transport" || return 0
   local perf_pid="" perf_out="$work/perf-$port.txt"
   if [ $have_perf = 1 ]; then
     perf stat -e raw_syscalls:sys_enter -x, -o "$perf_out" -p "$broker_pid" > /dev/null 2>&1 &
@@ -138,6 +198,8 @@ run_one() {  # label kind threads broker_pin bench_pin name args
              --broker-pid "$broker_pid" --label "$label" --json --quiet)
   # shellcheck disable=SC2206
   cmd+=($args)
+  case $transport in tls|wss) cmd+=(--tls --cafile "$work/certs/ca.crt") ;; esac
+  case $transport in ws|wss) cmd+=(--ws) ;; esac
   local line
   if [ -n "$gpin" ]; then
     line=$(taskset -c "$gpin" "${cmd[@]}" | grep '^{' || true)
@@ -173,6 +235,17 @@ for entry in "${scenarios[@]}"; do
     fi
   done
 done
+[ ${#secure_scenarios[@]} = 0 ] || make_certs
+for entry in "${secure_scenarios[@]}"; do
+  name=${entry%%|*}
+  rest=${entry#*|}
+  transport=${rest%%|*}
+  args=${rest#*|}
+  for _ in $(seq "$repeat"); do
+    run_one mosquitto mosquitto 1 0 1 "$name" "$args" "$transport"
+    run_one midge midge 1 0 1 "$name" "$args" "$transport"
+  done
+done
 echo "compare.sh: $(( $(date +%s) - start )) s" >&2
 
 $py - "$out" <<'PY'
@@ -206,6 +279,8 @@ repeats = max(len(rs) for rs in runs.values()) if runs else 0
 
 def metrics(r):
     s = r.get("scenario")
+    if s == "handshakes":
+        return [("hs/s", "handshakes_per_s"), ("hs/cpu-s", "handshakes_per_broker_cpu_s")]
     if s == "connections":
         return [("connect/s", "connect_per_s"), ("conn/cpu-s", "connect_per_broker_cpu_s"),
                 ("B/conn", "bytes_per_conn")]
@@ -216,7 +291,7 @@ def metrics(r):
     if r.get("window") == 0:
         return [("msg/s", "delivered_per_s"), ("p50 us", "p50_us"), ("max gap ms", "max_gap_ms"),
                 ("rss kB", "broker_rss_kb")]
-    if r.get("payload", 0) >= 16384:  # the load generator may be the limit: say what it cost the broker
+    if r.get("payload", 0) >= 16384 or r.get("name", "").split(" ")[0] in ("tls", "ws", "wss"):  # the load generator may be the limit: say what it cost the broker
         return [("msg/s", "delivered_per_s"), ("msg/cpu-s", "delivered_per_cpu_s"), ("p50 us", "p50_us")]
     return [("msg/s", "delivered_per_s"), ("p50 us", "p50_us")]
 
@@ -226,7 +301,7 @@ def fmt(v):
     return "%d" % round(v)
 
 def sc_per_msg(r):
-    d = r.get("delivered") or r.get("received") or r.get("connected") or 0
+    d = r.get("delivered") or r.get("received") or r.get("connected") or r.get("completed") or 0
     sc = r.get("broker_syscalls", -1)
     return "%.3f" % (sc / d) if sc >= 0 and d else "-"
 

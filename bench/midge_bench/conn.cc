@@ -6,6 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
+#include <climits>
 #include <cstring>
 #include <ctime>
 #include <stdexcept>
@@ -21,8 +24,9 @@ int64_t now_ns() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-Conn::Conn(PacketHandler& handler, protocol::Version version, size_t read_buffer)
-    : handler_(handler), version_(version), min_read_(read_buffer) {}
+Conn::Conn(PacketHandler& handler, protocol::Version version, size_t read_buffer,
+           const Link* link)
+    : handler_(handler), version_(version), link_(link), min_read_(read_buffer) {}
 
 Conn::~Conn() { close_now(); }
 
@@ -48,10 +52,26 @@ bool Conn::start_connect(const sockaddr_in& to, const sockaddr_in* source) {
     errno = e;
     return false;
   }
+  if (link_ != nullptr && link_->ws()) {
+    state_ = State::kWsUpgrade;
+    wire_ = ws_upgrade_request(link_->host(), link_->ws_path(), ws_key_);
+    rng_ ^= static_cast<uint64_t>(now_ns()) * 0x2545f4914f6cdd1dull + static_cast<uint64_t>(fd_);
+  }
+  if (link_ != nullptr && link_->tls() != nullptr) {
+    ssl_ = link_->new_ssl(fd_);
+    if (ssl_ == nullptr) {
+      close_now();
+      errno = ENOMEM;
+      return false;
+    }
+    state_ = State::kTlsHandshake;
+  }
   return true;
 }
 
 void Conn::close_now() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
+  ssl_ = nullptr;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   connected = false;
@@ -107,16 +127,155 @@ void Conn::fail(const char* why) {
   handler_.on_closed(*this, why);
 }
 
+namespace {
+
+// The reason of the last TLS failure, kept for on_closed (single thread).
+const char* tls_failure(const char* what) {
+  static std::string text;
+  char buf[256];
+  const unsigned long e = ERR_get_error();
+  if (e != 0) {
+    ERR_error_string_n(e, buf, sizeof buf);
+    text = std::string(what) + ": " + buf;
+  } else {
+    text = std::string(what) + (errno != 0 ? std::string(": ") + std::strerror(errno) : "");
+  }
+  return text.c_str();
+}
+
+}  // namespace
+
+bool Conn::tls_handshake(bool& want_write) {
+  ERR_clear_error();
+  errno = 0;
+  const int r = SSL_do_handshake(ssl_);
+  if (r == 1) {
+    state_ = link_->ws() ? State::kWsUpgrade : State::kReady;
+    return true;
+  }
+  const int e = SSL_get_error(ssl_, r);
+  if (e == SSL_ERROR_WANT_WRITE) want_write = true;
+  if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) fail(tls_failure("TLS handshake"));
+  return false;
+}
+
+long Conn::read_some(std::vector<char>& buf, size_t& len) {
+  if (buf.size() - len < min_read_ / 2) buf.resize(std::max(buf.size() * 2, min_read_));
+  const size_t room = std::min<size_t>(buf.size() - len, INT_MAX);
+  if (ssl_ != nullptr) {
+    ERR_clear_error();
+    errno = 0;
+    const int r = SSL_read(ssl_, buf.data() + len, static_cast<int>(room));
+    if (r > 0) {
+      len += static_cast<size_t>(r);
+      return r;
+    }
+    const int e = SSL_get_error(ssl_, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) {
+      fail("closed by broker");
+    } else {
+      fail(tls_failure("TLS read"));
+    }
+    return -1;
+  }
+  const ssize_t n = ::read(fd_, buf.data() + len, room);
+  if (n > 0) {
+    len += static_cast<size_t>(n);
+    return n;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+  fail(n == 0 ? "closed by broker" : std::strerror(errno));
+  return -1;
+}
+
+long Conn::write_some(const char* data, size_t bytes, bool& want_write) {
+  if (ssl_ != nullptr) {
+    // A retry repeats the failed call's length [SSL_write(3)]; the bytes
+    // are the same, the buffer may have moved or grown behind them.
+    const size_t len = ssl_retry_ > 0 ? ssl_retry_ : std::min<size_t>(bytes, INT_MAX);
+    ERR_clear_error();
+    errno = 0;
+    const int r = SSL_write(ssl_, data, static_cast<int>(len));
+    if (r > 0) {
+      ssl_retry_ = 0;
+      return r;
+    }
+    ssl_retry_ = len;
+    const int e = SSL_get_error(ssl_, r);
+    if (e == SSL_ERROR_WANT_WRITE) want_write = true;
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) fail(tls_failure("TLS write"));
+    return -1;
+  }
+  const ssize_t n = ::send(fd_, data, bytes, MSG_NOSIGNAL);
+  if (n >= 0) return n;
+  if (errno == EINTR) return 0;
+  if (errno == EAGAIN || errno == ENOTCONN) {  // ENOTCONN: connect in progress
+    want_write = true;
+  } else {
+    fail(std::strerror(errno));
+  }
+  return -1;
+}
+
+bool Conn::ws_input() {
+  if (state_ == State::kWsUpgrade) {
+    const std::string_view v(raw_.data(), raw_len_);
+    const size_t end = v.find("\r\n\r\n");
+    if (end == std::string_view::npos) {
+      if (raw_len_ > 16384) fail("no end to the WebSocket upgrade response");
+      return false;
+    }
+    if (!ws_upgrade_ok(v.substr(0, end + 4), ws_key_)) {
+      fail("WebSocket upgrade refused");
+      return false;
+    }
+    raw_len_ -= end + 4;
+    std::memmove(raw_.data(), raw_.data() + end + 4, raw_len_);
+    state_ = State::kReady;
+  }
+  bool closed = false;
+  const long used = ws_unframe(std::string_view(raw_.data(), raw_len_), in_, in_len_, pings_,
+                               closed);
+  if (used < 0) {
+    fail("malformed WebSocket frame from the broker");
+    return false;
+  }
+  raw_len_ -= static_cast<size_t>(used);
+  std::memmove(raw_.data(), raw_.data() + used, raw_len_);
+  if (closed) {
+    fail("WebSocket close from the broker");
+    return false;
+  }
+  if (!pings_.empty()) {
+    ws_frame(pings_, rng_, wire_, 0xA);  // pong [RFC 6455 5.5.3]
+    pings_.clear();
+  }
+  return true;
+}
+
 void Conn::on_readable() {
   if (fd_ < 0) return;
-  if (in_.size() - in_len_ < min_read_ / 2) in_.resize(std::max(in_.size() * 2, min_read_));
-  const ssize_t n = ::read(fd_, in_.data() + in_len_, in_.size() - in_len_);
-  if (n == 0) return fail("closed by broker");
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EINTR) return;
-    return fail(std::strerror(errno));
+  if (state_ == State::kTlsHandshake) {
+    bool want_write = false;
+    if (!tls_handshake(want_write)) return;
   }
-  in_len_ += static_cast<size_t>(n);
+  const bool ws = link_ != nullptr && link_->ws();
+  for (;;) {
+    const long n = ws ? read_some(raw_, raw_len_) : read_some(in_, in_len_);
+    if (n <= 0) return;
+    if (ws && !ws_input()) {
+      if (fd_ < 0) return;
+      continue;  // upgrade response incomplete: read on
+    }
+    decode_input();
+    // Plain sockets are level-triggered; TLS may hold decrypted bytes
+    // that epoll cannot see, so read it until it wants more.
+    if (fd_ < 0 || ssl_ == nullptr) return;
+  }
+}
+
+void Conn::decode_input() {
   const int64_t now = now_ns();
   size_t off = 0;
   while (off < in_len_ && fd_ >= 0) {
@@ -152,21 +311,27 @@ void Conn::on_readable() {
 bool Conn::flush() {
   if (fd_ < 0) {
     out_.clear();
+    wire_.clear();
     return true;
   }
+  bool want_write = false;
+  if (state_ == State::kTlsHandshake && !tls_handshake(want_write)) return !want_write;
+  const bool ws = link_ != nullptr && link_->ws();
+  // Everything produced this turn becomes one frame once the upgrade is done.
+  if (ws && state_ == State::kReady && !out_.empty()) {
+    ws_frame(out_, rng_, wire_);
+    out_.clear();
+  }
+  std::string& bytes = ws ? wire_ : out_;
   size_t off = 0;
-  while (off < out_.size()) {
-    const ssize_t n = ::send(fd_, out_.data() + off, out_.size() - off, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == ENOTCONN) break;  // ENOTCONN: connect in progress
-      fail(std::strerror(errno));
-      return true;
-    }
+  while (off < bytes.size()) {
+    const long n = write_some(bytes.data() + off, bytes.size() - off, want_write);
+    if (n < 0) break;
     off += static_cast<size_t>(n);
   }
-  out_.erase(0, off);
-  return out_.empty();
+  if (fd_ < 0) return true;
+  bytes.erase(0, off);
+  return bytes.empty() || !want_write;
 }
 
 Loop::Loop() : epfd_(::epoll_create1(EPOLL_CLOEXEC)) {
@@ -202,7 +367,11 @@ int Loop::turn(int timeout_ms) {
   const int n = ::epoll_wait(epfd_, events, 256, timeout_ms);
   for (int i = 0; i < n; ++i) {
     auto* conn = static_cast<Conn*>(events[i].data.ptr);
-    if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) conn->on_readable();
+    if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+      conn->on_readable();
+      // A read that completed a handshake (or brought a ping) releases output.
+      if (conn->open() && conn->has_output()) mark(*conn);
+    }
     if ((events[i].events & EPOLLOUT) && conn->open()) {
       if (conn->flush()) set_epollout(*conn, false);
     }

@@ -3,7 +3,9 @@
 // many of them from one thread. Reads go into a large buffer and every whole
 // packet in it is decoded; writes are appended to an output buffer and
 // flushed once per loop turn (EPOLLOUT armed only while output is pending),
-// so the generator itself makes few syscalls per message.
+// so the generator itself makes few syscalls per message. Under TLS the whole
+// pending output goes to one SSL_write per turn (records up to 16 KB); under
+// WebSocket it becomes one masked frame per turn.
 // Single-threaded: a Loop and its Conns belong to the thread that runs it.
 #pragma once
 
@@ -14,6 +16,9 @@
 #include <string_view>
 #include <vector>
 
+#include <openssl/ssl.h>
+
+#include "midge_bench/link.h"
 #include "protocol/codec.h"
 #include "protocol/packets.h"
 
@@ -51,7 +56,9 @@ int64_t now_ns();
 
 class Conn {
  public:
-  Conn(PacketHandler& handler, protocol::Version version, size_t read_buffer);
+  // `link` (shared, may be null: plain TCP) says what lies under MQTT.
+  Conn(PacketHandler& handler, protocol::Version version, size_t read_buffer,
+       const Link* link = nullptr);
   ~Conn();
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
@@ -70,9 +77,14 @@ class Conn {
 
   // Loop callbacks.
   void on_readable();
-  // Writes as much of the output as the socket takes; returns false when
-  // bytes remain (EPOLLOUT needed).
+  // Advances the TLS/WebSocket handshake, then writes as much of the output
+  // as the socket takes; returns false when it must wait for EPOLLOUT.
   bool flush();
+  // Something to write once the transport allows it (the loop marks the
+  // connection after a read that completed a handshake).
+  bool has_output() const {
+    return !out_.empty() || !wire_.empty() || state_ == State::kTlsHandshake;
+  }
 
   protocol::Version version() const { return version_; }
   uint32_t tag = 0;        // owner's index
@@ -81,10 +93,32 @@ class Conn {
   bool dirty = false;      // in the loop's flush list
 
  private:
+  // Where a connection stands below MQTT.
+  enum class State : uint8_t { kTlsHandshake, kWsUpgrade, kReady };
+
   void fail(const char* why);
+  bool tls_handshake(bool& want_write);
+  // Reads what the socket (or TLS) has into `buf` at `len`; returns the
+  // byte count, 0 when nothing is there, -1 after fail().
+  long read_some(std::vector<char>& buf, size_t& len);
+  // Writes `bytes` from the front of `data`; returns the count taken, or -1
+  // when it must wait (`want_write`: for EPOLLOUT) or failed.
+  long write_some(const char* data, size_t bytes, bool& want_write);
+  bool ws_input();  // unframes raw_ into in_; false after fail()
+  void decode_input();
 
   PacketHandler& handler_;
   protocol::Version version_;
+  const Link* link_;
+  State state_ = State::kReady;
+  SSL* ssl_ = nullptr;
+  size_t ssl_retry_ = 0;  // length of an SSL_write to repeat (OpenSSL requires it)
+  std::string wire_;      // bytes for the socket when WS frames or an upgrade lie between
+  std::vector<char> raw_; // WebSocket: bytes read, not yet unframed
+  size_t raw_len_ = 0;
+  std::string ws_key_;
+  std::string pings_;
+  uint64_t rng_ = 0x9e3779b97f4a7c15ull;
   int fd_ = -1;
   std::vector<char> in_;
   size_t in_len_ = 0;

@@ -18,7 +18,7 @@ namespace {
 
 class Connections final : public PacketHandler {
  public:
-  explicit Connections(const Options& o) : o_(o) {}
+  Connections(const Options& o, const Link& link) : o_(o), link_(link) {}
   bool run(Report& report);
 
   void on_packet(Conn& conn, protocol::Packet& packet, int64_t now) override {
@@ -46,6 +46,7 @@ class Connections final : public PacketHandler {
   bool open_one(const sockaddr_in& to);
 
   const Options& o_;
+  const Link& link_;
   Loop loop_;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<sockaddr_in> sources_;
@@ -58,7 +59,7 @@ class Connections final : public PacketHandler {
 
 bool Connections::open_one(const sockaddr_in& to) {
   const size_t i = conns_.size();
-  auto conn = std::make_unique<Conn>(*this, o_.version, 256);
+  auto conn = std::make_unique<Conn>(*this, o_.version, 256, &link_);
   const sockaddr_in& src = sources_[i % sources_.size()];
   if (!conn->start_connect(to, &src)) {
     error_ = std::string("socket/connect: ") + std::strerror(errno);
@@ -133,8 +134,8 @@ bool Connections::run(Report& report) {
 
 }  // namespace
 
-bool run_connections(const Options& options, Report& report) {
-  Connections c(options);
+bool run_connections(const Options& options, const Link& link, Report& report) {
+  Connections c(options, link);
   return c.run(report);
 }
 

@@ -50,7 +50,7 @@ struct Receiver {
 
 class Flow final : public PacketHandler {
  public:
-  explicit Flow(const Options& o) : o_(o) {}
+  Flow(const Options& o, const Link& link) : o_(o), link_(link) {}
   bool run(Report& report);
 
   void on_packet(Conn& conn, Packet& packet, int64_t now) override;
@@ -73,6 +73,7 @@ class Flow final : public PacketHandler {
   void fill(Report& report, bool ok_check, const char* check) const;
 
   const Options& o_;
+  const Link& link_;
   std::string scenario_;
   int window_ = 100;
   double rate_ = 0;  // total messages/s, 0 = unpaced
@@ -127,7 +128,7 @@ void Flow::build() {
   pubs_.resize(static_cast<size_t>(npub));
   for (size_t i = 0; i < pubs_.size(); ++i) {
     Publisher& p = pubs_[i];
-    p.conn = std::make_unique<Conn>(*this, o_.version, kReadBuffer);
+    p.conn = std::make_unique<Conn>(*this, o_.version, kReadBuffer, &link_);
     p.conn->tag = static_cast<uint32_t>(i * 2);
     p.topic = base + (s == "fan-out" ? std::string("0") : std::to_string(i));
     p.inflight.assign(65536, 0);
@@ -145,7 +146,7 @@ void Flow::build() {
   subs_.resize(static_cast<size_t>(nsub));
   for (size_t i = 0; i < subs_.size(); ++i) {
     Subscriber& sub = subs_[i];
-    sub.conn = std::make_unique<Conn>(*this, o_.version, kReadBuffer);
+    sub.conn = std::make_unique<Conn>(*this, o_.version, kReadBuffer, &link_);
     sub.conn->tag = static_cast<uint32_t>(i * 2 + 1);
     sub.receiver = shared ? 0 : static_cast<uint32_t>(i);
     if (s == "fan-in") {
@@ -475,8 +476,8 @@ void Flow::fill(Report& report, bool /*ok_check*/, const char* check) const {
 
 }  // namespace
 
-bool run_flow(const Options& options, Report& report) {
-  Flow flow(options);
+bool run_flow(const Options& options, const Link& link, Report& report) {
+  Flow flow(options, link);
   return flow.run(report);
 }
 

@@ -54,14 +54,22 @@ int main(int argc, char** argv) {
   Options options;
   int code = 0;
   if (!parse_options(argc, argv, options, code)) return code;
+  Link link;
+  std::string error;
+  if (!link.init(options, error)) {
+    std::fprintf(stderr, "midge_bench: %s\n", error.c_str());
+    return 2;
+  }
   Report report;
   bool ok = false;
   if (options.scenario == "connections") {
-    ok = run_connections(options, report);
+    ok = run_connections(options, link, report);
+  } else if (options.scenario == "handshakes") {
+    ok = run_handshakes(options, link, report);
   } else if (options.scenario == "retained") {
-    ok = run_retained(options, report);
+    ok = run_retained(options, link, report);
   } else {
-    ok = run_flow(options, report);
+    ok = run_flow(options, link, report);
   }
   if (!options.quiet) std::fputs(report.table().c_str(), stdout);
   if (options.json) std::printf("%s\n", report.json().c_str());

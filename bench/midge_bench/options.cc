@@ -13,7 +13,8 @@ namespace {
 constexpr const char* kUsage = R"(usage: midge_bench [options]
   --host H              broker address (127.0.0.1)
   --port P              broker port (1883)
-  --scenario S          fan-in | fan-out | pairs | shared | latency | connections | retained
+  --scenario S          fan-in | fan-out | pairs | shared | latency | connections |
+                        handshakes | retained
   --publishers N        publishers (fan-in 8, fan-out 1, pairs 100, shared 8, latency 1)
   --subscribers N       subscribers (fan-in 1, fan-out 100, pairs = publishers, shared 4)
   --qos Q               0, 1 or 2 (0)
@@ -31,6 +32,16 @@ constexpr const char* kUsage = R"(usage: midge_bench [options]
   --sources K           connections scenario: 127.0.0.x source addresses (N/10000 + 1)
   --hold S              connections scenario: idle seconds before measuring (1)
   --retained N          retained scenario: retained topics (100000)
+  --handshakes N        handshakes scenario: connections opened (CONNECT, CONNACK,
+                        DISCONNECT, close) with at most --concurrency in flight (10000)
+  --concurrency N       connections and handshakes scenarios: connects in flight (256)
+  --tls                 MQTT over TLS (full handshakes, no session resumption)
+  --cafile F            CA certificates to check the broker's certificate with
+                        (default: the system's)
+  --cert F --key F      client certificate and key
+  --insecure            do not check the broker's certificate
+  --ws                  MQTT over WebSocket (subprotocol mqtt); with --tls: wss
+  --ws-path P           the upgrade request's path (/mqtt)
   --label TEXT          copied into the report (e.g. the broker's name)
   --json                also print one JSON line per scenario
   --check               exit 1 when a count check fails (QoS 0 with a window:
@@ -41,7 +52,8 @@ constexpr const char* kUsage = R"(usage: midge_bench [options]
 enum Opt : int {
   kHost = 1000, kPort, kScenario, kPublishers, kSubscribers, kQos, kPayload, kWindow,
   kDuration, kMessages, kRate, kDrain, kVersion, kBrokerPid, kConnections, kSources, kHold,
-  kRetained, kLabel, kJson, kCheck, kQuiet, kHelp,
+  kRetained, kLabel, kJson, kCheck, kQuiet, kHelp, kHandshakes, kConcurrency, kTls, kCafile,
+  kCert, kKey, kInsecure, kWs, kWsPath,
 };
 
 bool number(const char* text, double& out) {
@@ -77,6 +89,15 @@ bool parse_options(int argc, char** argv, Options& o, int& exit_code) {
       {"check", no_argument, nullptr, kCheck},
       {"quiet", no_argument, nullptr, kQuiet},
       {"help", no_argument, nullptr, kHelp},
+      {"handshakes", required_argument, nullptr, kHandshakes},
+      {"concurrency", required_argument, nullptr, kConcurrency},
+      {"tls", no_argument, nullptr, kTls},
+      {"cafile", required_argument, nullptr, kCafile},
+      {"cert", required_argument, nullptr, kCert},
+      {"key", required_argument, nullptr, kKey},
+      {"insecure", no_argument, nullptr, kInsecure},
+      {"ws", no_argument, nullptr, kWs},
+      {"ws-path", required_argument, nullptr, kWsPath},
       {nullptr, 0, nullptr, 0},
   };
   exit_code = 2;
@@ -95,6 +116,15 @@ bool parse_options(int argc, char** argv, Options& o, int& exit_code) {
       case kJson: o.json = true; break;
       case kCheck: o.check = true; break;
       case kQuiet: o.quiet = true; break;
+      case kTls: o.tls = true; break;
+      case kCafile: o.cafile = optarg; break;
+      case kCert: o.cert = optarg; break;
+      case kKey: o.key = optarg; break;
+      case kInsecure: o.insecure = true; break;
+      case kWs: o.ws = true; break;
+      case kWsPath: o.ws_path = optarg; break;
+      case kHandshakes: if (!need_number("handshakes")) return false; o.handshakes = static_cast<int>(v); break;
+      case kConcurrency: if (!need_number("concurrency") || v < 1) return false; o.connect_concurrency = static_cast<int>(v); break;
       case kHelp: std::fputs(kUsage, stdout); exit_code = 0; return false;
       case kPort: if (!need_number("port")) return false; o.port = static_cast<int>(v); break;
       case kPublishers: if (!need_number("publishers")) return false; o.publishers = static_cast<int>(v); break;
@@ -123,11 +153,16 @@ bool parse_options(int argc, char** argv, Options& o, int& exit_code) {
     return false;
   }
   static constexpr std::string_view kScenarios[] = {"fan-in", "fan-out", "pairs", "shared",
-                                                    "latency", "connections", "retained"};
+                                                    "latency", "connections", "handshakes",
+                                                    "retained"};
   bool known = false;
   for (std::string_view s : kScenarios) known = known || s == o.scenario;
   if (!known) {
     std::fprintf(stderr, "midge_bench: unknown scenario %s\n", o.scenario.c_str());
+    return false;
+  }
+  if ((!o.cafile.empty() || !o.cert.empty() || !o.key.empty() || o.insecure) && !o.tls) {
+    std::fprintf(stderr, "midge_bench: --cafile, --cert, --key and --insecure need --tls\n");
     return false;
   }
   return true;

@@ -11,7 +11,8 @@ namespace midge::bench {
 struct Options {
   std::string host = "127.0.0.1";
   int port = 1883;
-  std::string scenario = "fan-in";  // fan-in fan-out pairs shared latency connections retained
+  std::string scenario = "fan-in";  // fan-in fan-out pairs shared latency connections
+                                    // handshakes retained
   std::string label;                // free text copied into the report (e.g. broker name)
   int publishers = -1;              // -1: the scenario's default
   int subscribers = -1;
@@ -34,6 +35,15 @@ struct Options {
   int connect_concurrency = 256;
   double hold = 1;          // seconds idle connections are held before measuring memory
   int retained = 100000;    // retained scenario
+  int handshakes = 10000;   // handshakes scenario
+  // Under MQTT: TLS and/or WebSocket (both: wss).
+  bool tls = false;
+  std::string cafile;
+  std::string cert;
+  std::string key;
+  bool insecure = false;  // no certificate check
+  bool ws = false;
+  std::string ws_path = "/mqtt";
 };
 
 // Parses argv; on error or --help prints to stderr and returns false with

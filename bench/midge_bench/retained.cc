@@ -23,7 +23,7 @@ const std::string kPrefix = "midge-bench-retained/";
 
 class Retained final : public PacketHandler {
  public:
-  explicit Retained(const Options& o) : o_(o) {}
+  Retained(const Options& o, const Link& link) : o_(o), link_(link) {}
   bool run(Report& report);
 
   void on_packet(Conn& conn, Packet& packet, int64_t now) override;
@@ -46,9 +46,10 @@ class Retained final : public PacketHandler {
   }
 
   const Options& o_;
+  const Link& link_;
   Loop loop_;
-  Conn pub_{*this, o_.version, 64 * 1024};
-  Conn sub_{*this, o_.version, 256 * 1024};
+  Conn pub_{*this, o_.version, 64 * 1024, &link_};
+  Conn sub_{*this, o_.version, 256 * 1024, &link_};
   Packet ack_ = AckPacket{};
   uint64_t pings_ = 0;
   uint64_t pongs_ = 0;
@@ -196,8 +197,8 @@ bool Retained::run(Report& report) {
 
 }  // namespace
 
-bool run_retained(const Options& options, Report& report) {
-  Retained r(options);
+bool run_retained(const Options& options, const Link& link, Report& report) {
+  Retained r(options, link);
   return r.run(report);
 }
 

@@ -7,15 +7,17 @@
 
 #include <string>
 
+#include "midge_bench/link.h"
 #include "midge_bench/options.h"
 #include "midge_bench/stats.h"
 
 namespace midge::bench {
 
 // fan-in, fan-out, pairs, shared, latency.
-bool run_flow(const Options& options, Report& report);
-bool run_connections(const Options& options, Report& report);
-bool run_retained(const Options& options, Report& report);
+bool run_flow(const Options& options, const Link& link, Report& report);
+bool run_connections(const Options& options, const Link& link, Report& report);
+bool run_handshakes(const Options& options, const Link& link, Report& report);
+bool run_retained(const Options& options, const Link& link, Report& report);
 
 // Helpers shared by the scenarios.
 bool resolve(const Options& options, sockaddr_in& out);

@@ -6,11 +6,13 @@ midge_bench is found at $MIDGE_BENCH, else next to the broker's build
 """
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
 
-from conftest import BROKER_BIN, IS_MOSQUITTO, REPO
+import certs as certs_mod
+from conftest import BROKER_BIN, IS_MOSQUITTO, REPO, free_port, port_open, wait_until
 
 
 def bench_path():
@@ -28,11 +30,11 @@ def bench_path():
 BENCH_CONF = ["max_inflight_messages 1000", "max_queued_messages 100000"]
 
 
-def run_bench(b, *args, expect_rc=0):
+def run_bench(b, *args, expect_rc=0, port=None):
     exe = bench_path()
     if not os.access(exe, os.X_OK):
         pytest.fail("midge_bench not found at %s: build it or set MIDGE_BENCH" % exe)
-    argv = [exe, "--host", "127.0.0.1", "--port", str(b.port), "--json", "--check",
+    argv = [exe, "--host", "127.0.0.1", "--port", str(port or b.port), "--json", "--check",
             "--drain-timeout", "10", "--broker-pid", str(b.pid)] + [str(a) for a in args]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     lines = [l for l in res.stdout.splitlines() if l.startswith("{")]
@@ -41,7 +43,8 @@ def run_bench(b, *args, expect_rc=0):
     report = json.loads(lines[0])
     assert res.returncode == expect_rc, "midge_bench exit %d: %s\n%s" % (
         res.returncode, report, b.log_tail())
-    assert report["error"] == "", report
+    if expect_rc == 0:
+        assert report["error"] == "", report
     return report
 
 
@@ -106,3 +109,105 @@ def test_idle_connections_all_accepted(broker):
     r = run_bench(b, "--scenario", "connections", "--connections", 300, "--sources", 3,
                   "--hold", 0.2)
     assert r["connected"] == 300 and r["check"] == "pass", r
+
+
+# ------------------------------------------------------------ TLS and WebSocket (issue 10)
+
+# Mosquitto started as root drops to user 'mosquitto', which cannot read the tmp dirs.
+STAY_ROOT = ["user root"] if IS_MOSQUITTO and os.geteuid() == 0 else []
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
+                                   reason="needs the openssl command")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return certs_mod.make_all(tmp_path_factory.mktemp("bench-certs"))
+
+
+@pytest.fixture
+def secure_broker(broker, certs):
+    """A broker with listeners .tls (TLS), .ws (websockets) and .wss (websockets + TLS),
+    all serving server.crt; extra_tls lines go to the TLS listener."""
+    def make(*extra_tls):
+        ports = {name: free_port() for name in ("tls", "ws", "wss")}
+        cert = ["certfile " + certs["server.crt"], "keyfile " + certs["server.key"]]
+        lines = STAY_ROOT + BENCH_CONF + [
+            "listener %d 127.0.0.1" % ports["tls"]] + cert + list(extra_tls) + [
+            "listener %d 127.0.0.1" % ports["ws"], "protocol websockets",
+            "listener %d 127.0.0.1" % ports["wss"], "protocol websockets"] + cert
+        b = broker(lines)
+        for name, port in ports.items():
+            wait_until(lambda: port_open(port), 10, what="the %s listener" % name)
+            setattr(b, name, port)
+        return b
+    return make
+
+
+@needs_openssl
+def test_tls_fan_in_qos1_exactly_once(secure_broker, certs):
+    b = secure_broker()
+    r = run_bench(b, "--tls", "--cafile", certs["ca.crt"], "--scenario", "fan-in", "--qos", 1,
+                  "--publishers", 4, "--window", 50, "--messages", 4000, port=b.tls)
+    assert r["expected"] == 4000
+    assert_exactly_once(r)
+
+
+@needs_openssl
+def test_tls_large_payloads_lose_nothing(secure_broker, certs):
+    # 40 KB payloads span several TLS records each.
+    b = secure_broker()
+    r = run_bench(b, "--tls", "--cafile", certs["ca.crt"], "--scenario", "pairs", "--qos", 0,
+                  "--publishers", 4, "--window", 10, "--messages", 400, "--payload", 40000,
+                  port=b.tls)
+    assert r["delivered"] == 400 and r["lost"] == 0 and r["out_of_order"] == 0, r
+
+
+@needs_openssl
+def test_ws_fan_out_qos0_window_loses_nothing(secure_broker):
+    b = secure_broker()
+    r = run_bench(b, "--ws", "--scenario", "fan-out", "--qos", 0, "--subscribers", 10,
+                  "--window", 20, "--messages", 1000, port=b.ws)
+    assert r["delivered"] == 10000 and r["lost"] == 0 and r["duplicated"] == 0, r
+
+
+@needs_openssl
+def test_wss_fan_out_qos2_exactly_once(secure_broker, certs):
+    b = secure_broker()
+    r = run_bench(b, "--tls", "--ws", "--cafile", certs["ca.crt"], "--scenario", "fan-out",
+                  "--qos", 2, "--subscribers", 5, "--window", 20, "--messages", 400,
+                  "--payload", 3000, port=b.wss)
+    assert r["expected"] == 2000
+    assert_exactly_once(r)
+
+
+@needs_openssl
+def test_tls_handshakes_all_complete(secure_broker, certs):
+    b = secure_broker()
+    r = run_bench(b, "--tls", "--cafile", certs["ca.crt"], "--scenario", "handshakes",
+                  "--handshakes", 300, "--concurrency", 16, port=b.tls)
+    assert r["completed"] == 300 and r["transport"] == "tls" and r["check"] == "pass", r
+    assert r["broker_cpu_s"] > 0, r
+
+
+@needs_openssl
+def test_tls_client_certificate(secure_broker, certs):
+    b = secure_broker("cafile " + certs["ca.crt"], "require_certificate true")
+    r = run_bench(b, "--tls", "--cafile", certs["ca.crt"], "--cert", certs["alice.crt"],
+                  "--key", certs["alice.key"], "--scenario", "handshakes", "--handshakes", 20,
+                  port=b.tls)
+    assert r["completed"] == 20, r
+    # Without the certificate the broker refuses the handshake.
+    r = run_bench(b, "--tls", "--cafile", certs["ca.crt"], "--scenario", "handshakes",
+                  "--handshakes", 1, "--drain-timeout", 2, port=b.tls, expect_rc=1)
+    assert r["completed"] == 0 and r["check"] == "fail" and r["error"], r
+
+
+@needs_openssl
+def test_tls_checks_the_broker_certificate(secure_broker, certs):
+    b = secure_broker()
+    r = run_bench(b, "--tls", "--cafile", certs["other-ca.crt"], "--scenario", "handshakes",
+                  "--handshakes", 1, port=b.tls, expect_rc=1)
+    assert r["completed"] == 0 and "certificate verify failed" in r["error"], r
+    r = run_bench(b, "--tls", "--insecure", "--scenario", "handshakes", "--handshakes", 1,
+                  port=b.tls)
+    assert r["completed"] == 1, r
