@@ -347,6 +347,10 @@ void TlsTransport::write_plain(const char* data, size_t len) {
 // slices are encrypted where they lie.
 void TlsTransport::encrypt(OutQueue& out) {
   constexpr size_t kRecord = 16 * 1024;
+  // Room for the turn's records at once (about 30 bytes of overhead each):
+  // growing the string record by record would copy it again and again.
+  const size_t plain = out.size();
+  wire_.bytes().reserve(wire_.bytes().size() + plain + (plain / kRecord + 1) * 64);
   thread_local std::string staging;
   staging.clear();
   iovec iov[64];
