@@ -322,23 +322,60 @@ bool drop_privileges(const std::optional<std::string>& user, Logger& log) {
 
 }  // namespace
 
+// The configuration file (-c), or the defaults; -p overrides the port.
+// False after printing the error (file, line, what is wrong).
+bool load_config(const Options& opt, config::Config& cfg) {
+  if (!opt.config_file.empty()) {
+    auto loaded = config::load_file(opt.config_file);
+    if (auto* err = std::get_if<config::Error>(&loaded)) {
+      std::fprintf(stderr, "Error: %s\n", err->to_string().c_str());
+      return false;
+    }
+    cfg = std::get<config::Config>(std::move(loaded));
+  } else {
+    cfg = std::get<config::Config>(config::parse_string("", "<default>"));
+  }
+  if (opt.port > 0) config::apply_port_override(cfg, static_cast<uint16_t>(opt.port));
+  return true;
+}
+
+sigset_t block_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  return signals;
+}
+
+// The main thread's life once the workers run: flushes the log every
+// 100 ms (and calls `tick`), calls `reload` on SIGHUP, returns on SIGINT or
+// SIGTERM.
+void wait_for_stop(const sigset_t& signals, Logger& log, const std::function<void()>& tick,
+                   const std::function<void()>& reload) {
+  const timespec flush_period{0, 100'000'000};
+  while (true) {
+    const int sig = sigtimedwait(&signals, nullptr, &flush_period);
+    log.flush();
+    tick();
+    if (sig < 0) continue;  // timeout (or EINTR): just the periodic log flush
+    if (sig == SIGHUP) {
+      reload();
+      continue;
+    }
+    log.log(std::string("midge received signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping.");
+    return;
+  }
+}
+
 int run(int argc, char** argv) {
   Options opt;
   if (int rc = parse_args(argc, argv, opt); rc >= 0) return rc;
 
   config::Config cfg;
-  if (!opt.config_file.empty()) {
-    auto loaded = config::load_file(opt.config_file);
-    if (auto* err = std::get_if<config::Error>(&loaded)) {
-      std::fprintf(stderr, "Error: %s\n", err->to_string().c_str());
-      return 3;
-    }
-    cfg = std::get<config::Config>(std::move(loaded));
-  } else {
-    auto loaded = config::parse_string("", "<default>");
-    cfg = std::get<config::Config>(std::move(loaded));
-  }
-  if (opt.port > 0) config::apply_port_override(cfg, static_cast<uint16_t>(opt.port));
+  if (!load_config(opt, cfg)) return 3;
 
   Logger log;
   if (std::string err = log.configure(opt.verbose ? std::vector<std::string>{} : cfg.log_dest, cfg.log_timestamp,
@@ -386,34 +423,19 @@ int run(int argc, char** argv) {
 
   // Signals are handled by this (main) thread only: block them before the
   // workers start so that they inherit the mask, then wait for them here.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
-
+  const sigset_t signals = block_signals();
   for (auto& w : workers) w->start();
   say(std::string("midge version ") + kVersion + " running");
   log.flush();  // start-up lines go out at once
-  const timespec flush_period{0, 100'000'000};
-  while (true) {
-    const int sig = sigtimedwait(&signals, nullptr, &flush_period);
-    log.flush();
+  wait_for_stop(signals, log, [&] {
     heap.tick(shared);
-    if (sig < 0) continue;  // timeout (or EINTR): just the periodic log flush
-    if (sig == SIGHUP) {
-      say(std::string("Received SIGHUP: log files re-opened") + (passwords.empty() ? "" : ", password files re-read") +
-          ", TLS certificates re-read (other configuration changes need a restart).");
-      log.reopen();
-      passwords.reload();
-      reload_tls(listeners, say);
-      continue;
-    }
-    say(std::string("midge received signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping.");
-    break;
-  }
+  }, [&] {
+    say(std::string("Received SIGHUP: log files re-opened") + (passwords.empty() ? "" : ", password files re-read") +
+        ", TLS certificates re-read (other configuration changes need a restart).");
+    log.reopen();
+    passwords.reload();
+    reload_tls(listeners, say);
+  });
   workers[0]->loop().post([&listeners] {
     for (auto& l : listeners) l->close();
   });
