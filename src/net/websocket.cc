@@ -74,6 +74,14 @@ void WebSocket::send_close(uint16_t code) {
   close_sent_ = true;
 }
 
+// For the log: an HTTP refusal says what was asked, a bad upgrade or frame
+// that it is WebSocket's.
+std::string WebSocket::error() const {
+  if (!error_) return "";
+  if (!error_text_.empty() && error_ == error_text_.c_str()) return error_text_;
+  return std::string("WebSocket protocol error (") + error_ + ")";
+}
+
 void WebSocket::push(OutQueue& out, bool closing) {
   if (!out.empty()) {
     if (is_open() && !close_sent_) {

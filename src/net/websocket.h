@@ -59,7 +59,7 @@ class WebSocket final : public Transport {
   // data frames as their header plus the connection's slices.
   OutQueue& wire() override { return wire_; }
   const OutQueue& wire() const override { return wire_; }
-  std::string error() const override { return error_ ? error_ : ""; }
+  std::string error() const override;
   bool established() const override { return state_ == State::kOpen; }
 
   bool is_open() const { return state_ == State::kOpen; }
