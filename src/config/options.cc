@@ -367,7 +367,7 @@ constexpr Option kOptions[] = {
   special("bind_address", S, Scope::kListener, D, "Deprecated: bind address of the default listener.", &set_bind_address),
   refuse(unsupported("bind_interface", Scope::kListener, "Listen only on this network interface.", D), "the listener would accept connections on every interface"),
   opt<&Listener::http_dir>("http_dir", P, kNoFlags, "Directory of files served over HTTP (GET, HEAD; at most 16 MiB each) by this websockets listener; must exist. Ignored on mqtt listeners."),
-  special("listener", Kind::kListener, Scope::kListener, kNoFlags, "listener PORT [ADDRESS|UNIX_PATH]: start a listener block; port 0 = unix socket (not supported yet: skipped with a warning).", &set_listener),
+  special("listener", Kind::kListener, Scope::kListener, kNoFlags, "listener PORT [ADDRESS|UNIX_PATH]: start a listener block; port 0 = unix socket at UNIX_PATH.", &set_listener),
   mirrored<&Listener::max_connections, &Config::max_connections>("max_connections", I, "Client limit of this listener; -1 = unlimited.", -1, kI32),
   mirrored<&Listener::max_qos, &Config::max_qos>("max_qos", U, "Highest QoS allowed on this listener (0..2); if listeners differ, the lowest applies to all (a warning).", 0, 2),
   mirrored<&Listener::max_topic_alias, &Config::max_topic_alias>("max_topic_alias", U, "Topic aliases an MQTT 5 client may create (0..65535); if listeners differ, the lowest applies to all (a warning).", 0, 65535, kNoFlags),

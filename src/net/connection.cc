@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -101,6 +102,11 @@ std::string Connection::peer() const {
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);
   if (getpeername(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "unknown";
+  if (addr.ss_family == AF_UNIX) {  // the client's end has no name: the listener's path, as Mosquitto
+    len = sizeof(addr);
+    if (getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "unknown";
+    return std::string(reinterpret_cast<const sockaddr_un*>(&addr)->sun_path) + ":0";
+  }
   char host[INET6_ADDRSTRLEN] = "?";
   uint16_t port = 0;
   if (addr.ss_family == AF_INET) {

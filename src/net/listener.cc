@@ -4,9 +4,12 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cerrno>
 #include <cstring>
 
@@ -46,8 +49,28 @@ Endpoint any_address(bool v6, uint16_t port) {
 
 // Addresses one `listener` binds: all interfaces (IPv4 and IPv6) or what
 // ADDRESS resolves to.
+// `listener 0 PATH`: a unix socket.
+Endpoint unix_address(const std::string& path, std::string& error) {
+  Endpoint e;
+  auto* a = reinterpret_cast<sockaddr_un*>(&e.addr);
+  if (path.empty() || path.size() >= sizeof(a->sun_path)) {
+    error = "unix socket path '" + path + "' is empty or longer than " + std::to_string(sizeof(a->sun_path) - 1) +
+            " bytes";
+    return e;
+  }
+  a->sun_family = AF_UNIX;
+  std::memcpy(a->sun_path, path.data(), path.size());
+  e.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  return e;
+}
+
 std::vector<Endpoint> resolve(const ListenerOptions& l, std::string& error) {
   std::vector<Endpoint> out;
+  if (l.port == 0) {
+    Endpoint e = unix_address(l.address, error);
+    if (error.empty()) out.push_back(e);
+    return out;
+  }
   if (l.address.empty()) {
     if (l.socket_domain != "ipv6") out.push_back(any_address(false, l.port));
     if (l.socket_domain != "ipv4") out.push_back(any_address(true, l.port));
@@ -92,14 +115,22 @@ class Acceptor final : public EventLoop::Handler {
     fd_ = ::socket(e.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) return std::strerror(errno);
     const int one = 1;
-    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (e.addr.ss_family == AF_UNIX) {
+      unix_path_ = reinterpret_cast<const sockaddr_un*>(&e.addr)->sun_path;
+      remove_stale_socket();
+    } else {
+      setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    }
     if (e.v6) setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (::bind(fd_, reinterpret_cast<const sockaddr*>(&e.addr), e.len) != 0 || ::listen(fd_, SOMAXCONN) != 0) {
       std::string err = std::strerror(errno);
       ::close(fd_);
       fd_ = -1;
+      unix_path_.clear();
       return err;
     }
+    // Owner and group may connect, as Mosquitto's unix sockets.
+    if (!unix_path_.empty()) ::chmod(unix_path_.c_str(), 0770);
     workers_[0]->loop().add(fd_, this, EPOLLIN);
     return "";
   }
@@ -136,6 +167,7 @@ class Acceptor final : public EventLoop::Handler {
     workers_[0]->loop().remove(fd_);
     ::close(fd_);
     fd_ = -1;
+    if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
   }
 
  private:
@@ -160,9 +192,17 @@ class Acceptor final : public EventLoop::Handler {
     });
   }
 
+  // A socket file left by a broker that did not stop cleanly would make bind
+  // fail; anything else at that path is left alone (bind then says why).
+  void remove_stale_socket() const {
+    struct stat st {};
+    if (::lstat(unix_path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(unix_path_.c_str());
+  }
+
   Listener& listener_;
   std::vector<std::unique_ptr<Worker>>& workers_;
   int fd_ = -1;
+  std::string unix_path_;  // unlinked when the listener closes
   bool retrying_ = false;
 };
 
@@ -178,8 +218,9 @@ std::string Listener::open(bool ipv6_optional, const Say& say) {
   if (!err.empty()) return err;
   const char* kind = options_.websocket ? "websockets" : nullptr;
   for (const Endpoint& ep : endpoints) {
-    // Mosquitto logs a websockets listener once, whatever it binds.
-    if (!kind || &ep == &endpoints.front()) {
+    if (options_.port == 0) {
+      say("Opening unix listen socket on path " + options_.address + ".");
+    } else if (!kind || &ep == &endpoints.front()) {  // Mosquitto logs a websockets listener once
       say(std::string("Opening ") + (kind ? kind : ep.v6 ? "ipv6" : "ipv4") + " listen socket on port " +
           std::to_string(options_.port) + ".");
     }
@@ -190,6 +231,7 @@ std::string Listener::open(bool ipv6_optional, const Say& say) {
         say("Warning: cannot open ipv6 listen socket: " + e);
         continue;
       }
+      if (options_.port == 0) return "Unable to open unix listen socket on path " + options_.address + ": " + e + ".";
       return "Unable to open listen socket on " + (options_.address.empty() ? std::string("*") : options_.address) +
              " port " + std::to_string(options_.port) + ": " + e + ".";
     }

@@ -220,10 +220,6 @@ int open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::W
           std::to_string(l.port) + " skipped.");
       continue;
     }
-    if (l.port == 0) {
-      say("Warning: " + where + ": unix socket listeners are not supported yet; " + l.address + " skipped.");
-      continue;
-    }
     net::ListenerOptions o;
     o.port = l.port;
     o.address = l.address;
