@@ -35,10 +35,10 @@ EXTRA = {"pub": ["-m", "m"], "sub": [], "rr": ["-e", "resp", "-m", "m"]}
 @pytest.fixture
 def psk_broker(broker, tmp_path):
     """Factory: the broker under test with a plain listener (.port) and a PSK-only one (.psk)
-    knowing device1 (KEY) and other (OTHER_KEY)."""
+    knowing device1 (KEY), other (OTHER_KEY) and short (0abc)."""
     def make(*extra):
         keys = tmp_path / "psk"
-        keys.write_text("device1:%s\nother:%s\n" % (KEY, OTHER_KEY))
+        keys.write_text("device1:%s\nother:%s\nshort:0abc\n" % (KEY, OTHER_KEY))
         port = free_port()
         b = broker(STAY_ROOT + ["listener %d 127.0.0.1" % port, "psk_hint midge-test",
                                 "psk_file %s" % keys, "allow_anonymous true"] + list(extra),
@@ -142,6 +142,17 @@ def test_refused_like_mosquitto(case, psk_broker):
         assert TLS_ERROR in seen and seen <= MOSQUITTO_TLS_ERRORS, seen
     r = run([tool("pub")] + psk_args(b.psk) + ["-t", "psk/x", "-m", "still served"])
     assert (r.returncode, r.stderr) == (0, b"")
+
+
+@pytest.mark.parametrize("digits", ["0abc", "abc", "0ABC"])
+def test_key_digits_read_as_mosquitto_reads_them(digits, psk_broker):
+    """libmosquitto reads the key as one hexadecimal number: "abc" is the bytes 0a bc."""
+    b = psk_broker()
+    for which in ("midge", "mosquitto"):
+        r = run([exe(which, "pub")] + psk_args(b.psk, "short", digits) + ["-t", "k", "-m", "x"])
+        assert (r.returncode, r.stderr) == (0, b""), which
+    r = run([tool("pub")] + psk_args(b.psk, "short", "00abc") + ["-t", "k", "-m", "x"])
+    assert (first_line(r.stderr), r.returncode) == TLS_ERROR  # 00 0a bc: another key
 
 
 def test_identity_is_the_username(psk_broker):
