@@ -37,7 +37,7 @@ const char kCommon[] =
     "TLS-PSK (instead of --cafile/--capath; --tls-version and --ciphers apply):\n"
     "  --psk HEXKEY       pre-shared key, in hexadecimal (no leading 0x)\n"
     "  --psk-identity ID  the identity the broker knows the key by\n"
-    "  --tls-engine, --keyform, --proxy: not supported yet (exit 1)\n"
+    "Not supported yet (exit 1): --tls-engine, --keyform, --tls-engine-kpass-sha1, --proxy\n"
     "  --help             this text\n";
 
 const char kPublishing[] =
