@@ -184,6 +184,11 @@ int check_common(const ClientConfig& c) {
   if (c.certfile.empty() != c.keyfile.empty()) {
     return fail(c.tool, "Both certfile and keyfile must be provided if one of them is set.");
   }
+  if (c.psk && (!c.cafile.empty() || !c.capath.empty())) {
+    return fail(c.tool, "Only one of --psk or --cafile/--capath may be used at once.");
+  }
+  // --psk-identity alone is ignored (plain TCP), as mosquitto_pub does.
+  if (c.psk && !c.psk_identity) return fail(c.tool, "--psk-identity required if --psk used.");
   if (!c.clean_session && c.id.empty() && c.id_prefix.empty()) {
     return fail(c.tool, "You must provide a client id if you are using the -c option.");
   }

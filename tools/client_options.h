@@ -75,13 +75,16 @@ struct ClientConfig {
   bool insecure = false;
   bool tls_use_os_certs = false;
   bool url_tls = false;
+  // TLS-PSK: --psk (hexadecimal key) with --psk-identity, never with
+  // --cafile/--capath. Set or not matters, as for mosquitto_pub: "" is a value.
+  std::optional<std::string> psk, psk_identity;
   // MQTT over WebSockets: a ws:// or wss:// URL (Midge extension).
   bool websocket = false;
   std::string ws_path = "/mqtt";
   // misc
   bool debug = false;
   bool quiet = false;
-  std::string unsupported;  // a PSK/engine/proxy feature asked for; refused later
+  std::string unsupported;  // an engine/proxy feature asked for; refused later
 };
 
 // Parses the default-options file (~/.config/midge_<tool> or

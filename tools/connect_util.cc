@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <random>
 
 #include "tools/client_options.h"
@@ -66,11 +67,47 @@ bool file_exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The --psk key's bytes as libmosquitto makes them: leading "00" pairs are
+// zero bytes, the rest is one big-endian number in as few bytes as it takes
+// (an odd digit count gets a leading zero nibble).
+std::optional<std::string> psk_key_bytes(const std::string& hex) {
+  if (hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) return std::nullopt;
+  std::string key;
+  for (size_t i = 0; i + 1 < hex.size() && hex.compare(i, 2, "00") == 0; i += 2) key += '\0';
+  size_t first = hex.find_first_not_of('0');
+  std::string digits = first == std::string::npos ? "" : hex.substr(first);
+  if (digits.size() % 2 != 0) digits.insert(0, "0");
+  for (size_t i = 0; i < digits.size(); i += 2) {
+    key += static_cast<char>(hex_digit(digits[i]) << 4 | hex_digit(digits[i + 1]));
+  }
+  return key;
+}
+
+// Like libmosquitto, a CA (even the system's) means certificates: the key is
+// then checked but not used.
+bool make_psk(const ClientConfig& c, client::TlsOptions& tls) {
+  std::optional<std::string> key = psk_key_bytes(*c.psk);
+  if (!key) return false;
+  if (!tls.use_os_certs) {
+    tls.psk = std::move(key);
+    tls.psk_identity = c.psk_identity.value_or("");
+  }
+  return true;
+}
+
 // TLS settings, checked where mosquitto's client_opts_set checks them: files
-// named with --cafile/--capath must exist, --tls-version must be one it knows.
+// named with --cafile/--capath must exist, the --psk key must be hexadecimal,
+// --tls-version must be one it knows.
 bool make_tls_options(const ClientConfig& c, client::TlsOptions& tls) {
   bool with_ca = !c.cafile.empty() || !c.capath.empty();
-  tls.enabled = with_ca || c.tls_use_os_certs || c.url_tls;
+  tls.enabled = with_ca || c.tls_use_os_certs || c.url_tls || c.psk.has_value();
   if (c.websocket) tls.enabled = c.url_tls;  // ws:// is plain, wss:// TLS, whatever else is given
   tls.cafile = c.cafile;
   tls.capath = c.capath;
@@ -87,6 +124,10 @@ bool make_tls_options(const ClientConfig& c, client::TlsOptions& tls) {
     print_error(c, "Error: Problem setting TLS options: File not found.");
     return false;
   }
+  if (c.psk && !with_ca && !make_psk(c, tls)) {
+    print_error(c, "Error: Problem setting TLS-PSK options.");
+    return false;
+  }
   if (!c.tls_version.empty() && c.tls_version != "tlsv1.3" && c.tls_version != "tlsv1.2" &&
       c.tls_version != "tlsv1.1") {
     print_error(c, "Error: Problem setting TLS options, check the options are valid.");
@@ -99,8 +140,8 @@ bool make_tls_options(const ClientConfig& c, client::TlsOptions& tls) {
 
 bool make_connect_options(const ClientConfig& c, client::ConnectOptions& out) {
   out.host = c.host;
-  // 8883 when --cafile/--capath ask for TLS, as mosquitto_pub does; URLs set the port.
-  int default_port = c.cafile.empty() && c.capath.empty() ? 1883 : 8883;
+  // 8883 when --cafile/--capath/--psk ask for TLS, as mosquitto_pub does; URLs set the port.
+  int default_port = c.cafile.empty() && c.capath.empty() && !c.psk ? 1883 : 8883;
   out.port = static_cast<uint16_t>(c.port > 0 ? c.port : default_port);
   if (!make_tls_options(c, out.tls)) return false;
   out.websocket.enabled = c.websocket;

@@ -318,7 +318,11 @@ const OptionSpec kOptions[] = {
         { c.tls_alpn = v[0]; return true; }),
     ROW(nullptr, "--tls-use-os-certs", kAll, 0, "", { c.tls_use_os_certs = true; return true; }),
     ROW(nullptr, "--insecure", kAll, 0, "", { c.insecure = true; return true; }),
-    // TLS engines, PSK and SOCKS: accepted so command lines parse, refused before connecting.
+    ROW(nullptr, "--psk", kAll, 1, "--psk argument given but no key specified.",
+        { c.psk = v[0]; return true; }),
+    ROW(nullptr, "--psk-identity", kAll, 1, "--psk-identity argument given but no identity specified.",
+        { c.psk_identity = v[0]; return true; }),
+    // TLS engines and SOCKS: accepted so command lines parse, refused before connecting.
     ROW(nullptr, "--tls-engine", kAll, 1, "--tls-engine argument given but no engine_id specified.",
         { return refuse(c, "TLS (--tls-engine)"); }),
     ROW(nullptr, "--keyform", kAll, 1, "--keyform argument given but no keyform specified.",
@@ -326,10 +330,6 @@ const OptionSpec kOptions[] = {
     ROW(nullptr, "--tls-engine-kpass-sha1", kAll, 1,
         "--tls-engine-kpass-sha1 argument given but no kpass sha1 specified.",
         { return refuse(c, "TLS (--tls-engine-kpass-sha1)"); }),
-    ROW(nullptr, "--psk", kAll, 1, "--psk argument given but no key specified.",
-        { return refuse(c, "TLS-PSK (--psk)"); }),
-    ROW(nullptr, "--psk-identity", kAll, 1, "--psk-identity argument given but no identity specified.",
-        { return refuse(c, "TLS-PSK (--psk-identity)"); }),
     ROW(nullptr, "--proxy", kAll, 1, "--proxy argument given but no proxy url specified.",
         { return refuse(c, "SOCKS5 (--proxy)"); }),
 };

@@ -10,7 +10,7 @@ namespace {
 const char kCommon[] =
     "Connection:\n"
     "  -h HOST            broker host (default localhost)\n"
-    "  -p PORT            broker port (default 1883, 8883 with --cafile or --capath)\n"
+    "  -p PORT            broker port (default 1883, 8883 with --cafile, --capath or --psk)\n"
     "  --unix PATH        connect through a unix domain socket\n"
     "  -L URL             mqtt(s)://[user[:password]@]host[:port]/topic, or for MQTT over\n"
     "                     WebSockets ws(s)://[user[:password]@]host[:port][/path]\n"
@@ -34,7 +34,10 @@ const char kCommon[] =
     "  --tls-version V    oldest TLS version allowed: tlsv1.3, tlsv1.2 or tlsv1.1\n"
     "  --ciphers LIST     OpenSSL cipher list (TLS 1.2 and older)\n"
     "  --tls-alpn PROTO   ALPN protocol to offer\n"
-    "  --psk, --tls-engine, --keyform, --proxy: not supported yet (exit 1)\n"
+    "TLS-PSK (instead of --cafile/--capath; --tls-version and --ciphers apply):\n"
+    "  --psk HEXKEY       pre-shared key, in hexadecimal (no leading 0x)\n"
+    "  --psk-identity ID  the identity the broker knows the key by\n"
+    "Not supported yet (exit 1): --tls-engine, --keyform, --tls-engine-kpass-sha1, --proxy\n"
     "  --help             this text\n";
 
 const char kPublishing[] =

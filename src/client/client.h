@@ -31,7 +31,9 @@ namespace midge::client {
 
 // TLS as the Mosquitto tools set it up: the peer certificate is always
 // verified against cafile/capath (or the system store); `insecure` only skips
-// the host name check.
+// the host name check. With `psk` the handshake authenticates with a
+// pre-shared key instead (TLS 1.2 PSK cipher suites, or a TLS 1.3 external
+// PSK) and the broker shows no certificate.
 struct TlsOptions {
   bool enabled = false;
   std::string cafile;
@@ -43,6 +45,8 @@ struct TlsOptions {
   std::string min_version;    // "tlsv1.3", "tlsv1.2", "tlsv1.1" or empty
   std::string ciphers;        // OpenSSL cipher list (TLS <= 1.2)
   std::string alpn;           // one ALPN protocol name, or empty
+  std::optional<std::string> psk;  // TLS-PSK key bytes; empty or > 512 bytes fails the handshake
+  std::string psk_identity;        // sent with it (at most 255 bytes are kept)
 };
 
 // MQTT over WebSockets (RFC 6455, subprotocol "mqtt"), over TCP or TLS.

@@ -6,8 +6,10 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 namespace midge::client {
 namespace {
@@ -67,6 +69,51 @@ bool load_identity(SSL_CTX* ctx, const TlsOptions& o) {
   return SSL_CTX_use_certificate_chain_file(ctx, o.certfile.c_str()) == 1 &&
          SSL_CTX_use_PrivateKey_file(ctx, o.keyfile.c_str(), SSL_FILETYPE_PEM) == 1 &&
          SSL_CTX_check_private_key(ctx) == 1;
+}
+
+// TLS-PSK credentials hang on the SSL_CTX and are freed with it: each SSL
+// holds a reference to its context, so they outlive TlsContext when a TLS 1.2
+// renegotiation asks for them again.
+struct PskCredentials {
+  std::string identity;
+  std::string key;
+};
+
+int psk_index() {
+  static const int index = SSL_CTX_get_ex_new_index(
+      0, nullptr, nullptr, nullptr, [](void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+        delete static_cast<PskCredentials*>(ptr);
+      });
+  return index;
+}
+
+// Called for TLS 1.2 PSK suites and, through OpenSSL's compatibility path,
+// for a TLS 1.3 external PSK (hash SHA-256). The broker's hint is not used.
+unsigned int psk_client_callback(SSL* ssl, const char*, char* identity,
+                                 unsigned int max_identity_len, unsigned char* psk,
+                                 unsigned int max_psk_len) {
+  const auto* cred =
+      static_cast<const PskCredentials*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), psk_index()));
+  // Returning 0 fails the handshake: no key, or one OpenSSL cannot hold.
+  if (cred == nullptr || cred->key.empty() || cred->key.size() > max_psk_len ||
+      max_identity_len == 0) {
+    return 0;
+  }
+  // Cut to fit, NUL included, as libmosquitto's snprintf does.
+  const size_t n = std::min<size_t>(cred->identity.size(), max_identity_len - 1);
+  std::memcpy(identity, cred->identity.data(), n);
+  identity[n] = '\0';
+  std::memcpy(psk, cred->key.data(), cred->key.size());
+  return static_cast<unsigned int>(cred->key.size());
+}
+
+bool set_psk(SSL_CTX* ctx, const TlsOptions& o) {
+  if (!o.psk) return true;
+  auto cred = std::make_unique<PskCredentials>(PskCredentials{o.psk_identity, *o.psk});
+  if (SSL_CTX_set_ex_data(ctx, psk_index(), cred.get()) != 1) return false;
+  cred.release();  // owned by ctx now
+  SSL_CTX_set_psk_client_callback(ctx, psk_client_callback);
+  return true;
 }
 
 class TlsTransport;
@@ -226,7 +273,7 @@ std::unique_ptr<TlsContext> TlsContext::create(const TlsOptions& o, Error& error
   SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
   bool ok = set_min_version(ctx, o.min_version) && load_trust(ctx, o) &&
-            load_identity(ctx, o) && set_alpn(ctx, o.alpn) &&
+            load_identity(ctx, o) && set_alpn(ctx, o.alpn) && set_psk(ctx, o) &&
             (o.ciphers.empty() || SSL_CTX_set_cipher_list(ctx, o.ciphers.c_str()) == 1);
   if (!ok) {
     error = tls_error(ErrorKind::kTlsSetup);

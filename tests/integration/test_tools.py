@@ -747,12 +747,12 @@ def test_connect_timeout_never_hangs():
     assert r.stderr == b"Error: Connection timed out\n"
 
 
-def test_psk_and_proxy_not_supported_yet():
-    """TLS and WebSockets work (test_tools_tls_ws.py); PSK and SOCKS proxies do not yet."""
-    for args in (["--psk", "deadbeef", "--psk-identity", "me"], ["--proxy", "socks5h://h:1"]):
-        r = run([tool("sub"), "-t", "a"] + args)
-        assert r.returncode == 1
-        assert b"not supported yet" in r.stderr
+def test_proxy_not_supported_yet():
+    """TLS, TLS-PSK and WebSockets work (test_tools_tls_ws.py, test_tools_psk.py); SOCKS
+    proxies do not yet."""
+    r = run([tool("sub"), "-t", "a", "--proxy", "socks5h://h:1"])
+    assert r.returncode == 1
+    assert b"not supported yet" in r.stderr
 
 
 def test_help():
