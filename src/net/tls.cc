@@ -31,9 +31,24 @@ std::string openssl_errors() {
   return out;
 }
 
+// A client's text for the log: control characters and bytes above ASCII as '?'.
+std::string printable(std::string_view text) {
+  std::string out(text.substr(0, 128));
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7F) c = '?';
+  }
+  return out;
+}
+
 // ---- TLS-PSK keys (psk_file: "identity:hexkey" per line) ----
 
 using PskKeys = std::map<std::string, std::string, std::less<>>;
+
+// What the PSK callback saw, for the connection (SSL app data).
+struct PskNote {
+  std::string identity;
+  bool known = false;
+};
 
 int psk_index() {
   static const int index = SSL_CTX_get_ex_new_index(
@@ -43,8 +58,12 @@ int psk_index() {
   return index;
 }
 
-bool parse_hex(std::string_view hex, std::string& out) {
-  if (hex.empty() || hex.size() % 2 != 0) return false;
+// Hexadecimal key digits, read as Mosquitto reads them: an odd count has a
+// leading 0 ("abc" is 0a bc).
+bool parse_hex(std::string_view digits, std::string& out) {
+  if (digits.empty()) return false;
+  std::string padded = digits.size() % 2 ? "0" + std::string(digits) : std::string(digits);
+  const std::string_view hex = padded;
   out.clear();
   for (size_t i = 0; i < hex.size(); i += 2) {
     const auto nibble = [](char c) -> int {
@@ -83,13 +102,15 @@ bool load_psk_file(const std::string& path, PskKeys& keys, std::string& error) {
 
 unsigned int psk_server_callback(SSL* ssl, const char* identity, unsigned char* psk, unsigned int max_len) {
   const auto* keys = static_cast<const PskKeys*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), psk_index()));
-  if (!keys || !identity) return 0;
+  auto* note = static_cast<PskNote*>(SSL_get_app_data(ssl));
+  if (!keys || !identity || !note) return 0;
+  // Kept for use_identity_as_username (OpenSSL does not report the identity
+  // of a TLS 1.3 PSK handshake made through this callback) and for the log.
+  note->identity = identity;
   const auto it = keys->find(std::string_view(identity));
-  if (it == keys->end() || it->second.size() > max_len) return 0;  // unknown identity: handshake fails
+  note->known = it != keys->end() && it->second.size() <= max_len;
+  if (!note->known) return 0;  // unknown identity: the handshake fails
   std::memcpy(psk, it->second.data(), it->second.size());
-  // Kept for use_identity_as_username: OpenSSL does not report the identity
-  // of a TLS 1.3 PSK handshake made through this callback.
-  if (auto* note = static_cast<std::string*>(SSL_get_app_data(ssl))) *note = identity;
   return static_cast<unsigned int>(it->second.size());
 }
 
@@ -231,7 +252,7 @@ class TlsTransport final : public Transport {
     BIO_set_init(bio, 1);
     SSL_set_bio(ssl_, bio, bio);  // one BIO both ways; SSL owns it
     SSL_set_accept_state(ssl_);
-    SSL_set_app_data(ssl_, &psk_identity_);
+    SSL_set_app_data(ssl_, &psk_);
   }
   ~TlsTransport() override { SSL_free(ssl_); }
 
@@ -254,7 +275,7 @@ class TlsTransport final : public Transport {
   OutQueue wire_;
   std::string_view input_;  // the bytes of the current feed not yet taken by OpenSSL
   std::string error_;
-  std::string psk_identity_;  // set by psk_server_callback
+  PskNote psk_;  // set by psk_server_callback
   bool established_ = false;
   bool done_ = false;  // closed or failed: nothing more is read or written
   bool shutdown_sent_ = false;
@@ -294,6 +315,8 @@ Transport::Result TlsTransport::fail(int ret) {
   std::string why = openssl_errors();
   if (verify != X509_V_OK) why += std::string(why.empty() ? "" : ": ") + X509_verify_cert_error_string(verify);
   if (why.empty()) why = code == SSL_ERROR_SYSCALL ? "unexpected end of stream" : "TLS error " + std::to_string(code);
+  // OpenSSL then says it found no certificate to fall back on: say what happened.
+  if (!psk_.identity.empty() && !psk_.known) why = "unknown PSK identity '" + printable(psk_.identity) + "'";
   error_ = (established_ ? "TLS: " : "TLS handshake failed: ") + why;
   return Result::kError;
 }
@@ -394,7 +417,7 @@ void TlsTransport::push(OutQueue& out, bool closing) {
 }
 
 std::optional<std::string> TlsTransport::peer_identity(PeerIdentity kind) const {
-  if (kind == PeerIdentity::kIdentity && !psk_identity_.empty()) return psk_identity_;
+  if (kind == PeerIdentity::kIdentity && psk_.known) return psk_.identity;
   X509* cert = SSL_get0_peer_certificate(ssl_);
   if (!cert || SSL_get_verify_result(ssl_) != X509_V_OK) return std::nullopt;
   X509_NAME* name = X509_get_subject_name(cert);

@@ -568,7 +568,8 @@ PSK_KEY = "00112233445566778899aabbccddeeff"
 
 def _psk_broker(broker, tmp_path, *extra):
     psk = tmp_path / "psk"
-    psk.write_text("device1:%s\nother:ffeeddccbbaa99887766554433221100\n" % PSK_KEY)
+    # "odd": an odd number of digits, which Mosquitto reads with a leading 0 (0a bc d1)
+    psk.write_text("device1:%s\nother:ffeeddccbbaa99887766554433221100\nodd:abcd1\n" % PSK_KEY)
     port = free_port()
     b = broker(STAY_ROOT + ["listener %d 127.0.0.1" % port, "psk_hint midge-test",
                             "psk_file %s" % psk] + list(extra), start=False)
@@ -593,6 +594,24 @@ def test_psk_listener(broker, connected, mosq, tmp_path):
     assert unknown.returncode != 0
     mosq.pub(b.psk, *args, "--psk", PSK_KEY, "-m", "again")
     assert [m.payload for m in sub.wait_messages(2)] == [b"good key", b"again"]
+
+
+def test_psk_key_with_odd_digits_reads_as_mosquitto_reads_it(broker, connected, mosq, tmp_path):
+    b = _psk_broker(broker, tmp_path)
+    sub = connected(b.port)
+    sub.subscribe("psk/#")
+    mosq.pub(b.psk, "-t", "psk/odd", "-q", "1", "--psk-identity", "odd", "--psk", "0abcd1", "-m", "odd key")
+    assert [m.payload for m in sub.wait_messages(1)] == [b"odd key"]
+
+
+@pytest.mark.midge_only(reason="the log line's wording (Mosquitto logs OpenSSL's fallback error)")
+def test_unknown_psk_identity_is_named_in_the_log(broker, mosq, tmp_path):
+    b = _psk_broker(broker, tmp_path)
+    res = mosq.pub(b.psk, "-t", "psk/t", "--psk-identity", "stranger\x01", "--psk", PSK_KEY, "-m", "x",
+                   check=False)
+    assert res.returncode != 0
+    wait_until(lambda: "TLS handshake failed: unknown PSK identity 'stranger?'" in b.log_text(),
+               what="the log line naming the unknown identity")
 
 
 def test_psk_identity_as_username(broker, mosq, tmp_path):
