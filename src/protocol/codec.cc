@@ -237,10 +237,11 @@ void clear_properties(Properties& p) {
   p.wildcard_subscription_available.reset();
   p.subscription_identifier_available.reset();
   p.shared_subscription_available.reset();
+  p.forward_order = ForwardOrder{};
 }
 
 #if defined(__x86_64__) && defined(__GLIBCXX__)
-static_assert(sizeof(Properties) == 504, "a Properties field was added: reset it in clear_properties");
+static_assert(sizeof(Properties) == 520, "a Properties field was added: reset it in clear_properties");
 #endif
 
 PublishPacket& reuse_publish(Packet& packet) {

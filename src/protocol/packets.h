@@ -36,6 +36,19 @@ enum class PacketType : uint8_t {
   kAuth = 15,
 };
 
+// Where the four single properties a message forwards (Payload Format
+// Indicator, Content Type, Response Topic, Correlation Data, in that index
+// order) came in a PUBLISH or a will: after how many User Properties, and
+// their rank among themselves. The decoder fills it so that a message is
+// forwarded with its properties in the publisher's order, as Mosquitto does;
+// zero (a fixed order) for properties built by hand. Not part of the value:
+// two property sets that differ only in order compare equal.
+struct ForwardOrder {
+  uint16_t users_before[4] = {0, 0, 0, 0};
+  uint8_t rank[4] = {0, 0, 0, 0};
+  bool operator==(const ForwardOrder&) const { return true; }
+};
+
 // MQTT 5.0 properties (section 2.2.2.2). Which ones may appear depends on the
 // packet; the decoder rejects a property that is not allowed in its packet and
 // a property that appears twice when the spec forbids it.
@@ -67,6 +80,7 @@ struct Properties {
   std::optional<uint8_t> wildcard_subscription_available;     // 0x28
   std::optional<uint8_t> subscription_identifier_available;   // 0x29
   std::optional<uint8_t> shared_subscription_available;       // 0x2A
+  ForwardOrder forward_order;
 
   bool operator==(const Properties&) const = default;
 };

@@ -192,6 +192,32 @@ Status read_one(Reader& r, uint8_t id, Properties& p) {
   return malformed("unknown property identifier");
 }
 
+// Fills a ForwardOrder as the properties are read.
+class OrderNote {
+ public:
+  explicit OrderNote(ForwardOrder& order) : order_(order) { order_ = ForwardOrder{}; }
+  void saw(uint8_t id) {
+    int index = -1;
+    switch (id) {
+      case kPayloadFormatIndicator: index = 0; break;
+      case kContentType: index = 1; break;
+      case kResponseTopic: index = 2; break;
+      case kCorrelationData: index = 3; break;
+      case kUserProperty:
+        if (users_ < UINT16_MAX) ++users_;
+        return;
+      default: return;
+    }
+    order_.users_before[index] = users_;
+    order_.rank[index] = singles_++;
+  }
+
+ private:
+  ForwardOrder& order_;
+  uint16_t users_ = 0;
+  uint8_t singles_ = 0;
+};
+
 }  // namespace
 
 Status decode_properties(Reader& reader, PropertyContext context, Properties& out) {
@@ -207,6 +233,7 @@ Status decode_properties(Reader& reader, PropertyContext context, Properties& ou
                                   ? mask(kUserProperty, kSubscriptionIdentifier)
                                   : mask(kUserProperty);
   uint64_t seen = 0;
+  OrderNote order(out.forward_order);
   while (!r.empty()) {
     uint8_t id = 0;
     r.u8(id);
@@ -217,6 +244,7 @@ Status decode_properties(Reader& reader, PropertyContext context, Properties& ou
     if ((seen & bit(id) & ~repeatable) != 0) return protocol_error("duplicate property");
     seen |= bit(id);
     if (auto s = read_one(r, id, out); s.failed()) return s;
+    order.saw(id);
   }
   // [3.1.2.11.10] "It is a Protocol Error to include Authentication Data if
   // there is no Authentication Method" (same rule in CONNACK and AUTH).

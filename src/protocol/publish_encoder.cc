@@ -1,6 +1,7 @@
 #include "protocol/publish_encoder.h"
 
 #include <cstring>
+#include <utility>
 
 #include "protocol/codec.h"
 
@@ -38,29 +39,54 @@ size_t remaining_length(const OutgoingPublish& p, Version version) {
 
 }  // namespace
 
+// The forwarded properties in the order the publisher sent them
+// (ForwardOrder): each single property goes before the User Property it
+// preceded.
 std::string encode_pass_through_properties(const Properties& properties) {
+  struct Single {
+    uint16_t users_before;
+    uint8_t rank;
+    uint8_t index;
+  };
+  Single singles[4];
+  size_t count = 0;
+  const ForwardOrder& order = properties.forward_order;
+  const bool present[4] = {properties.payload_format_indicator.has_value(), properties.content_type.has_value(),
+                           properties.response_topic.has_value(), properties.correlation_data.has_value()};
+  for (uint8_t i = 0; i < 4; ++i) {
+    if (present[i]) singles[count++] = {order.users_before[i], order.rank[i], i};
+  }
+  // At most four: an insertion sort.
+  for (size_t i = 1; i < count; ++i) {
+    for (size_t j = i; j > 0; --j) {
+      const Single& a = singles[j - 1];
+      const Single& b = singles[j];
+      if (a.users_before < b.users_before || (a.users_before == b.users_before && a.rank <= b.rank)) break;
+      std::swap(singles[j - 1], singles[j]);
+    }
+  }
   std::string out;
-  if (properties.payload_format_indicator) {
-    out.push_back(0x01);
-    out.push_back(static_cast<char>(*properties.payload_format_indicator));
-  }
-  if (properties.content_type) {
-    out.push_back(0x03);
-    put_str(*properties.content_type, out);
-  }
-  if (properties.response_topic) {
-    out.push_back(0x08);
-    put_str(*properties.response_topic, out);
-  }
-  if (properties.correlation_data) {
-    out.push_back(0x09);
-    put_str(*properties.correlation_data, out);
-  }
+  auto put_single = [&](uint8_t index) {
+    switch (index) {
+      case 0:
+        out.push_back(0x01);
+        out.push_back(static_cast<char>(*properties.payload_format_indicator));
+        break;
+      case 1: out.push_back(0x03); put_str(*properties.content_type, out); break;
+      case 2: out.push_back(0x08); put_str(*properties.response_topic, out); break;
+      default: out.push_back(0x09); put_str(*properties.correlation_data, out); break;
+    }
+  };
+  size_t next = 0;
+  size_t users = 0;
   for (const auto& [key, value] : properties.user_properties) {
+    while (next < count && singles[next].users_before <= users) put_single(singles[next++].index);
     out.push_back(0x26);
     put_str(key, out);
     put_str(value, out);
+    ++users;
   }
+  while (next < count) put_single(singles[next++].index);
   return out;
 }
 
@@ -117,6 +143,16 @@ void encode_publish(const OutgoingPublish& p, Version version, std::string& out)
   if (p.qos > 0) u16(p.packet_id);
   if (version == Version::kV5) {
     varint(static_cast<uint32_t>(props));
+    // Mosquitto's order: subscription identifiers, the publisher's
+    // properties as it sent them, then the remaining expiry.
+    for (uint32_t id : p.subscription_ids) {
+      if (n > sizeof buf - 8) {
+        out.append(buf, n);
+        n = 0;
+      }
+      u8(0x0B);
+      varint(id);
+    }
     bytes(p.pass_through);
     if (p.message_expiry) {
       u8(0x02);
@@ -126,14 +162,6 @@ void encode_publish(const OutgoingPublish& p, Version version, std::string& out)
     if (p.topic_alias != 0) {
       u8(0x23);
       u16(p.topic_alias);
-    }
-    for (uint32_t id : p.subscription_ids) {
-      if (n > sizeof buf - 8) {
-        out.append(buf, n);
-        n = 0;
-      }
-      u8(0x0B);
-      varint(id);
     }
   }
   if (p.omit_payload) {

@@ -115,3 +115,25 @@ def test_assigned_client_identifier_has_mosquittos_form(broker, raw):
     assert len(ids) == 3, ids
     for cid in ids:
         assert re.fullmatch(r"auto-[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}", cid), cid
+
+
+def test_forwarded_properties_keep_the_publishers_order(broker, raw):
+    """Cause P: a message goes out with its properties as the publisher sent them (User
+    Properties interleaved with the others), after the subscription identifier and before the
+    Message Expiry Interval (2.2.2.2 leaves the order free but for User Properties among
+    themselves [MQTT-3.3.2-18])."""
+    b = broker()
+    sub = connected(raw, b.port, "order-sub")
+    sub.send(m.subscribe(1, [("order/t", 0)], proto=5, properties=[(0x0B, 7)]))
+    assert sub.recv_raw()[0] == 0x90
+    pub = connected(raw, b.port, "order-pub")
+    sent = [(0x26, ("key1", "value1")), (0x08, "response/topic"), (0x09, b"data"), (0x01, 1),
+            (0x03, "application/test"), (0x26, ("key2", "value2"))]
+    pub.send(m.publish("order/t", b"hello", qos=0, proto=5, properties=sent + [(0x02, 300)]))
+    got = sub.recv_raw()
+    # topic, then the properties: subscription id, the publisher's six, expiry
+    body = got[2:]
+    props_at = 2 + len("order/t")
+    # the remaining expiry: 300, or 299 if a second boundary passed on the way
+    expected = [m.props([(0x0B, 7)] + sent + [(0x02, left)]) for left in (300, 299)]
+    assert body[props_at:props_at + len(expected[0])] in expected, got.hex(" ")
