@@ -35,6 +35,24 @@ bool Broker::resolve_topic_alias(Session& session, protocol::PublishView& p, Tim
   return true;
 }
 
+namespace {
+
+// Topics a client may not publish to, as Mosquitto (4.7.2 leaves $ topics
+// to the server): $SYS, written by the broker, except
+// $SYS/broker/connection/NAME/state, where bridges report their state; and
+// $share/..., which names shared subscriptions, not messages.
+bool reserved_for_broker(std::string_view topic) {
+  if (topic.starts_with("$share/")) return true;
+  if (!topic.starts_with("$SYS")) return false;
+  constexpr std::string_view kBridgeState = "$SYS/broker/connection/";
+  if (!topic.starts_with(kBridgeState)) return true;
+  const std::string_view rest = topic.substr(kBridgeState.size());
+  const size_t slash = rest.find('/');
+  return slash == std::string_view::npos || rest.substr(slash) != "/state";  // NAME matches as + would
+}
+
+}  // namespace
+
 // A message published by a client (a PUBLISH or its will): v5 properties
 // are kept for forwarding and the expiry interval becomes a deadline.
 MessagePtr Broker::client_message(const Session& session, std::string_view topic,
@@ -90,8 +108,8 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
   }
 
   ReasonCode outcome = ReasonCode::kSuccess;
-  if (p.topic.starts_with("$SYS")) {
-    outcome = ReasonCode::kNotAuthorized;  // only the broker writes $SYS
+  if (reserved_for_broker(p.topic)) {
+    outcome = ReasonCode::kNotAuthorized;
   } else if (settings_.message_size_limit != 0 && p.payload.size() > settings_.message_size_limit) {
     outcome = ReasonCode::kQuotaExceeded;  // 0x95 is not a PUBACK/PUBREC reason
   }

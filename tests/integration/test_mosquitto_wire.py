@@ -137,3 +137,27 @@ def test_forwarded_properties_keep_the_publishers_order(broker, raw):
     # the remaining expiry: 300, or 299 if a second boundary passed on the way
     expected = [m.props([(0x0B, 7)] + sent + [(0x02, left)]) for left in (300, 299)]
     assert body[props_at:props_at + len(expected[0])] in expected, got.hex(" ")
+
+
+@pytest.mark.parametrize("topic,reason", [("$SYS/broker/uptime", 0x87), ("$SYS/broker/connection/me", 0x87),
+                                          ("$SYS/broker/connection//state", 0x10),
+                                          ("$SYS/broker/connection/me/state", 0x10),
+                                          ("$share/group/topic", 0x87)])
+def test_publishes_to_reserved_topics(broker, raw, topic, reason):
+    """Cause L: $SYS is the broker's but for bridges' $SYS/broker/connection/NAME/state, and
+    $share/... names subscriptions, not topics (4.7.2 leaves $ topics to the server)."""
+    b = broker()
+    c = connected(raw, b.port, "dollar")
+    c.send(m.publish(topic, b"message", qos=1, mid=5, proto=5))
+    assert c.recv_raw() == bytes.fromhex("40 03 00 05 %02x" % reason)
+
+
+def test_bridge_state_topic_reaches_its_subscribers(broker, raw):
+    b = broker()
+    sub = connected(raw, b.port, "state-sub")
+    sub.subscribe([("$SYS/broker/connection/+/state", 0)])
+    pub = connected(raw, b.port, "bridge")
+    pub.send(m.publish("$SYS/broker/connection/bridge1/state", b"1", qos=1, mid=2, proto=5))
+    assert pub.recv_raw() == bytes.fromhex("40 02 00 02")
+    got = sub.recv()
+    assert got.topic == "$SYS/broker/connection/bridge1/state" and got.payload == b"1"
