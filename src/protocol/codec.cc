@@ -141,6 +141,7 @@ Status read_will(Reader& r, Version version, uint8_t flags, Will& will) {
   if (!is_valid_topic_name(topic)) {
     return {ReasonCode::kTopicNameInvalid, "invalid will topic"};  // [MQTT-3.1.3-11]
   }
+  if (has_too_many_levels(topic)) return malformed("will topic with more than 201 levels");
   if (!payload_format_ok(will.properties, payload)) return kPayloadFormat;
   will.topic.assign(topic);
   will.payload.assign(payload);
@@ -262,6 +263,7 @@ Status check_publish_topic(std::string_view topic, Version version, const Proper
   if (has_wildcard(topic)) {
     return {ReasonCode::kTopicNameInvalid, "wildcard in topic name"};  // [MQTT-3.3.2-2]
   }
+  if (has_too_many_levels(topic)) return malformed("topic name with more than 201 levels");
   return kOk;
 }
 
@@ -378,6 +380,7 @@ Status decode_subscribe(Reader& r, Version version, Packet& packet) {
     std::string_view filter;
     uint8_t options = 0;
     if (auto s = read_utf8(r, filter); s.failed()) return s;
+    if (has_too_many_levels(filter)) return malformed("topic filter with more than 201 levels");
     if (!r.u8(options)) return kTruncated;
     Subscription& sub = p.subscriptions.emplace_back();
     if (auto s = read_subscribe_options(options, version, sub.options); s.failed()) return s;
@@ -427,6 +430,7 @@ Status decode_unsubscribe(Reader& r, Version version, Packet& packet) {
   while (!r.empty()) {
     std::string_view filter;
     if (auto s = read_utf8(r, filter); s.failed()) return s;
+    if (has_too_many_levels(filter)) return malformed("topic filter with more than 201 levels");
     if (auto s = check_filter(filter); s.failed()) return s;
     p.filters.emplace_back(filter);
   }

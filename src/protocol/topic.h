@@ -1,6 +1,7 @@
 // Topic names and topic filters (MQTT 5.0 section 4.7, 3.1.1 section 4.7).
 #pragma once
 
+#include <cstddef>
 #include <string_view>
 
 namespace midge::protocol {
@@ -12,6 +13,17 @@ inline bool has_wildcard(std::string_view s) {
     if (c == '+' || c == '#') return true;
   }
   return false;
+}
+
+// Mosquitto's limit, which Midge shares: at most 200 '/' (201 levels) in a
+// topic name or filter. More is a Malformed Packet (the specification sets
+// no limit; the topic tree walks levels without recursion either way).
+constexpr size_t kMaxTopicSeparators = 200;
+inline bool has_too_many_levels(std::string_view s) {
+  if (s.size() <= kMaxTopicSeparators) return false;
+  size_t slashes = 0;
+  for (const char c : s) slashes += c == '/';
+  return slashes > kMaxTopicSeparators;
 }
 
 // Well-formed UTF-8 without U+0000, surrogates or overlong forms
