@@ -464,6 +464,38 @@ TEST(CodecLimits, PacketTooLargeFromFixedHeaderAlone) {
   EXPECT_EQ(r.error, ReasonCode::kPacketTooLarge);
 }
 
+// Mosquitto's limit: at most 200 '/' in a topic name or filter (protocol/topic.h).
+TEST(CodecLimits, TopicLevels) {
+  auto packet_with = [](uint8_t first, std::string_view head, const std::string& topic, std::string_view tail) {
+    std::string body(head);
+    body.push_back(static_cast<char>(topic.size() >> 8));
+    body.push_back(static_cast<char>(topic.size() & 0xFF));
+    body += topic;
+    body += tail;
+    std::string out(1, static_cast<char>(first));
+    for (size_t n = body.size();; n >>= 7) {  // remaining length
+      out.push_back(static_cast<char>((n & 0x7F) | (n > 0x7F ? 0x80 : 0)));
+      if (n <= 0x7F) break;
+    }
+    return out + body;
+  };
+  const std::string ok(200, '/');
+  const std::string deep(201, '/');
+  Packet packet;
+  EXPECT_EQ(decode(packet_with(0x30, "", ok, "x"), Version::kV311, packet).status, DecodeStatus::kPacket);
+  const DecodeResult r = decode(packet_with(0x30, "", deep, "x"), Version::kV311, packet);
+  EXPECT_EQ(r.status, DecodeStatus::kError);
+  EXPECT_EQ(r.error, ReasonCode::kMalformedPacket);
+  EXPECT_EQ(decode(packet_with(0x82, std::string_view("\0\1", 2), ok, std::string_view("\0", 1)), Version::kV311,
+                   packet).status,
+            DecodeStatus::kPacket);
+  EXPECT_EQ(decode(packet_with(0x82, std::string_view("\0\1", 2), deep, std::string_view("\0", 1)),
+                   Version::kV311, packet).error,
+            ReasonCode::kMalformedPacket);
+  EXPECT_EQ(decode(packet_with(0xA2, std::string_view("\0\1", 2), deep, ""), Version::kV311, packet).error,
+            ReasonCode::kMalformedPacket);
+}
+
 TEST(CodecLimits, NeedMore) {
   Packet packet;
   for (const char* hex : {"", "30", "30 80", "30 FF FF FF", "30 FF FF FF 7F 00 01"}) {
