@@ -7,6 +7,7 @@
 // are all local to one Broker.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -112,6 +113,12 @@ class Broker {
     std::vector<uint32_t> subscription_ids;
   };
   // How one session gets one message.
+  // The QoS a message goes out with: the lower of the published and the
+  // granted [MQTT-3.8.4-8], or the granted one with upgrade_outgoing_qos (a
+  // Mosquitto option that breaks that rule on purpose).
+  uint8_t outgoing_qos(uint8_t published, uint8_t granted) const {
+    return settings_.upgrade_outgoing_qos ? granted : std::min(published, granted);
+  }
   struct Grant {
     uint8_t qos = 0;
     bool retain = false;

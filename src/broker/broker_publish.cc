@@ -197,7 +197,7 @@ void Broker::on_shared_delivery(const SharedMember& member, const MessagePtr& me
   }
   std::vector<uint32_t> ids;
   if (member.subscription_id != 0) ids.push_back(member.subscription_id);
-  deliver(*it->second, message, Grant{std::min(message->qos, member.qos), false, false},
+  deliver(*it->second, message, Grant{outgoing_qos(message->qos, member.qos), false, false},
           std::move(ids), now);
 }
 
@@ -222,7 +222,7 @@ bool Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
     matched = true;
     Session* s = e.session;
     if (e.options.no_local && s->client_id == message->origin_client_id) return;  // [MQTT-3.8.3-3]
-    const uint8_t qos = std::min(message->qos, e.options.max_qos);
+    const uint8_t qos = outgoing_qos(message->qos, e.options.max_qos);
     if (s->match_stamp != stamp) {
       s->match_stamp = stamp;
       s->match_index = static_cast<uint32_t>(matches_.size());

@@ -92,7 +92,7 @@ void Broker::send_retained(Session& session, const std::string& filter,
     if (!session.link) return false;
     std::vector<uint32_t> ids;
     if (subscription_id != 0) ids.push_back(subscription_id);
-    deliver(session, m, Grant{std::min(m->qos, options.max_qos), true, /*from_retained=*/true},
+    deliver(session, m, Grant{outgoing_qos(m->qos, options.max_qos), true, /*from_retained=*/true},
             std::move(ids), now);
     if (session.queued_replays < kMaxQueuedReplays) return true;
     Stats::add(stats_.publish_dropped);

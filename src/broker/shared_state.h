@@ -29,6 +29,7 @@ struct Settings {
   uint32_t max_queued_messages = 1000;  // 0 = unlimited
   uint64_t max_queued_bytes = 0;        // 0 = unlimited
   bool queue_qos0_messages = false;
+  bool upgrade_outgoing_qos = false;  // deliver at the granted QoS (Mosquitto option, non-standard)
   uint16_t max_inflight_messages = 20;  // 0 = unlimited
   uint32_t message_size_limit = 0;      // payload bytes, 0 = unlimited
   uint32_t max_packet_size = 0;         // 0 = unlimited

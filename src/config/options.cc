@@ -361,7 +361,7 @@ constexpr Option kOptions[] = {
   warn(opt<&Config::set_tcp_nodelay>("set_tcp_nodelay", B, R, "Set TCP_NODELAY on client sockets."), "Midge always sets TCP_NODELAY", "true"),
   opt<&Config::sys_interval>("sys_interval", U, R, "Seconds between $SYS updates; 0 disables $SYS.", 0, 65535),
   opt<&Config::thread_count>("thread_count", U, kMidgeExtension, "Worker threads; 0 = one per core.", 0, 1024),
-  warn(unsupported("upgrade_outgoing_qos", Scope::kGlobal, "Deliver at the subscription's QoS (non-standard)."), "messages go out at the lower of the published and subscribed QoS", "false"),
+  opt<&Config::upgrade_outgoing_qos>("upgrade_outgoing_qos", B, R, "Deliver at the subscription's granted QoS, not the lower of it and the published one (non-standard, breaks MQTT-3.8.4-8)."),
   opt<&Config::user>("user", S, kNoFlags, "When started as root, switch to this user after opening listeners, log and pid files (unknown user: nobody). Unset = stay root."),
   // ---- listeners ----
   special("bind_address", S, Scope::kListener, D, "Deprecated: bind address of the default listener.", &set_bind_address),

@@ -161,3 +161,26 @@ def test_bridge_state_topic_reaches_its_subscribers(broker, raw):
     assert pub.recv_raw() == bytes.fromhex("40 02 00 02")
     got = sub.recv()
     assert got.topic == "$SYS/broker/connection/bridge1/state" and got.payload == b"1"
+
+
+@pytest.mark.parametrize("proto", [4, 5])
+def test_upgrade_outgoing_qos_delivers_at_the_granted_qos(broker, raw, proto):
+    """Cause Q: with Mosquitto's upgrade_outgoing_qos, a QoS 0 message goes to a QoS 1
+    subscription at QoS 1, retained or live (non-standard on purpose: [MQTT-3.8.4-8])."""
+    b = broker(["upgrade_outgoing_qos true"])
+    c = connected(raw, b.port, "upgrade", proto=proto)
+    c.send(m.publish("retain/qos0/test", b"retained message", retain=True, proto=proto))
+    assert c.subscribe([("retain/qos0/test", 1)], mid=16).codes == [1]
+    assert c.recv_raw() == m.publish("retain/qos0/test", b"retained message", qos=1, retain=True, mid=1,
+                                     proto=proto)
+    c.send(m.puback(1, proto=proto))
+    c.send(m.publish("retain/qos0/test", b"live", proto=proto))
+    assert c.recv_raw() == m.publish("retain/qos0/test", b"live", qos=1, mid=2, proto=proto)
+
+
+def test_without_upgrade_outgoing_qos_the_lower_qos_wins(broker, raw):
+    b = broker()
+    c = connected(raw, b.port, "no-upgrade", proto=4)
+    assert c.subscribe([("q/t", 1)], mid=3).codes == [1]
+    c.send(m.publish("q/t", b"live"))
+    assert c.recv_raw() == m.publish("q/t", b"live")
