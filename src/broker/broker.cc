@@ -157,10 +157,14 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
   bool present = false;
   if (session) {
     const bool was_offline = session->link == nullptr;
-    take_over(*session, c.clean_start, now);
+    // Clean Start ends the old session [MQTT-3.1.2-4]; so does an expiry of
+    // 0, with the old connection that the new one takes over: no session
+    // is then present, as with Mosquitto.
+    const bool ends = c.clean_start || session->expiry_interval == 0;
+    take_over(*session, ends, now);
     if (was_offline) Stats::add(stats_.clients_disconnected, -1);
-    if (c.clean_start) {
-      end_session(*session, now);  // [MQTT-3.1.2-4]
+    if (ends) {
+      end_session(*session, now);
       session = nullptr;
     } else {
       present = true;
@@ -182,17 +186,18 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
 
 // A session already exists for this client id: close its connection, if any
 // [MQTT-3.1.4-3], and cancel a pending delayed will [MQTT-3.1.3-9].
-void Broker::take_over(Session& session, bool new_clean_start, TimePoint now) {
+void Broker::take_over(Session& session, bool session_ends, TimePoint now) {
   if (session.link) {
     if (session.version == Version::kV5) {
       protocol::DisconnectPacket d;
       d.reason = ReasonCode::kSessionTakenOver;
       send(*session.link, d);
     }
-    // The old connection ends without DISCONNECT: its will goes out now,
-    // unless it is delayed and the session carries on.
-    const bool delayed = session.will && session.will->properties.will_delay_interval.value_or(0) > 0;
-    if (session.will && (!delayed || new_clean_start)) publish_will(session, now);
+    // The old connection ends without DISCONNECT. 3.1.1: its will goes out
+    // (3.1.2.5). 5.0: only if the session ends too; if it carries on, a new
+    // connection for the client id came before the will delay passed
+    // [MQTT-3.1.2-8] (Mosquitto applies that to 3.1.1 as well).
+    if (session.will && (session_ends || session.version != Version::kV5)) publish_will(session, now);
     session.will.reset();
     Link* old = session.link;
     old->session = nullptr;
@@ -201,7 +206,7 @@ void Broker::take_over(Session& session, bool new_clean_start, TimePoint now) {
     shared_.shared_subscriptions.set_online(session.client_id, false);
     old->close_for(ReasonCode::kSessionTakenOver, nullptr, session.client_id);
   } else if (session.will_at) {
-    if (new_clean_start) publish_will(session, now);  // the old session ends now
+    if (session_ends) publish_will(session, now);  // the old session ends now
     session.will.reset();
     session.will_at.reset();
   }

@@ -144,7 +144,7 @@ class Broker {
   protocol::ReasonCode refuse(Link& link, const protocol::ConnectPacket& c, protocol::ReasonCode reason);
   protocol::ReasonCode check_connect(const protocol::ConnectPacket& c, bool id_assigned,
                                      protocol::ReasonCode credentials) const;
-  void take_over(Session& session, bool new_clean_start, TimePoint now);
+  void take_over(Session& session, bool session_ends, TimePoint now);
   void attach(Session& session, Link& link, const protocol::ConnectPacket& c);
   void send_connack(Session& session, const protocol::ConnectPacket& c, bool present,
                     bool id_assigned);
