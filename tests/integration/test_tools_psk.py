@@ -268,13 +268,20 @@ def test_tls12_psk_suites_like_mosquitto():
     mosquitto_pub sends, byte for byte."""
     got = {}
     for which in ("midge", "mosquitto"):
-        server = PskServer()
-        r = run([exe(which, "pub")] + psk_args(server.port) +
-                ["-i", "tls12", "-q", "0", "-t", "tls12/t", "-m", "over TLS 1.2"])
-        out = server.output()
-        assert (r.returncode, r.stderr) == (0, b""), which
-        got[which] = out[:out.index(b"DONE")] if b"DONE" in out else out
-    assert b"tls12/tover TLS 1.2" in got["midge"]
+        # s_server prints what it decrypts and "DONE" as the client leaves; when the client
+        # closes at once, under load, it can print DONE before the data it read last: that
+        # exchange is run again (at most three times in all), a client that never gets its
+        # PUBLISH through still fails.
+        for _ in range(3):
+            server = PskServer()
+            r = run([exe(which, "pub")] + psk_args(server.port) +
+                    ["-i", "tls12", "-q", "0", "-t", "tls12/t", "-m", "over TLS 1.2"])
+            out = server.output()
+            assert (r.returncode, r.stderr) == (0, b""), which
+            got[which] = out[:out.index(b"DONE")] if b"DONE" in out else out
+            if b"tls12/tover TLS 1.2" in got[which]:
+                break
+    assert b"tls12/tover TLS 1.2" in got["midge"], got
     assert got["midge"] == got["mosquitto"]
 
 
