@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "broker/authorizer.h"
 #include "protocol/reason_code.h"
 
 namespace midge::broker {
@@ -40,11 +41,13 @@ class Authenticator {
   virtual std::optional<protocol::ReasonCode> authenticate(Credentials who, Reply reply) = 0;
 };
 
-// Who may connect through one listener, with per_listener_settings (without
-// it, every listener uses the broker's: SharedState::authenticator and
+// Who may connect through one listener, and what its clients may do, with
+// per_listener_settings (without it, every listener uses the broker's:
+// SharedState::authenticator, SharedState::authorizer and
 // Settings::allow_anonymous).
 struct AccessPolicy {
   std::shared_ptr<Authenticator> authenticator;  // null: no password file
+  std::shared_ptr<Authorizer> authorizer;        // null: no acl_file, every topic allowed
   bool allow_anonymous = false;
 };
 

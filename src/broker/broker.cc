@@ -10,6 +10,7 @@
 
 #include "protocol/codec.h"
 #include "protocol/publish_encoder.h"
+#include "protocol/topic.h"
 
 namespace midge::broker {
 
@@ -138,7 +139,7 @@ bool Broker::on_connect(Link& link, protocol::ConnectPacket&& c, bool id_assigne
 }
 
 ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assigned, ReasonCode credentials,
-                           TimePoint now) {
+                           TimePoint now, const AccessPolicy* policy) {
   link.version = c.version;
   Stats::add(stats_.messages_received);
   if (ReasonCode reason = check_connect(c, id_assigned, credentials); reason != ReasonCode::kSuccess) {
@@ -179,9 +180,40 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
   }
   attach(*session, link, c);
   session->username = username.empty() ? nullptr : std::make_unique<const std::string>(username);
+  give_access(*session, policy);
   send_connack(*session, c, present, id_assigned);
   if (present) resume(*session, now);
   return ReasonCode::kSuccess;
+}
+
+// The rules of the connecting client, from its listener's Authorizer or the
+// broker's; a resumed session's subscriptions are classified again, since
+// its user name, and so its rules, may have changed.
+void Broker::give_access(Session& session, const AccessPolicy* policy) {
+  Authorizer* authorizer = policy ? policy->authorizer.get() : shared_.authorizer.get();
+  const bool had = session.access != nullptr;
+  session.access = authorizer ? authorizer->access_for(session.client_id, session.username.get()) : nullptr;
+  if (had || session.access) classify_subscriptions(session);
+}
+
+// Marks each subscription whose topics the session may only partly read,
+// so that its deliveries are checked (route). Shared subscriptions are
+// checked at every delivery (on_shared_delivery).
+void Broker::classify_subscriptions(Session& session) {
+  for (const auto& [filter, sub] : session.subscriptions) {
+    std::string_view group, inner;
+    if (protocol::split_shared_filter(filter, group, inner)) continue;
+    const bool check = session.access && session.access->readable(filter) != Coverage::kAll;
+    tree_.subscribe(filter, SubscriptionEntry{&session, sub.options, sub.subscription_id, check});
+  }
+}
+
+void Broker::renew_access() {
+  for (auto& [id, session] : sessions_) {
+    if (!session->access) continue;
+    session->access = session->access->renewed();
+    classify_subscriptions(*session);
+  }
 }
 
 // A session already exists for this client id: close its connection, if any
@@ -366,6 +398,7 @@ void Broker::publish_will(Session& session, TimePoint now) {
   session.will.reset();
   session.will_at.reset();
   if (will.topic.rfind("$SYS", 0) == 0) return;  // clients cannot publish into $SYS
+  if (session.access && !session.access->allows(will.topic, Access::kWrite)) return;
   MessagePtr shared = client_message(session, will.topic, will.payload, will.qos, will.retain,
                                      will.properties, now);
   if (shared->retain) shared_.retained.put(shared);

@@ -66,9 +66,12 @@ class Broker {
                                                         const AccessPolicy* policy = nullptr) const;
   // CONNECT, step 2, with step 1's verdict: checks the rest, creates or
   // resumes the session, answers CONNACK. Returns kSuccess, or the reason
-  // the refusing CONNACK carried (the link is then closing).
+  // the refusing CONNACK carried (the link is then closing). `policy` as
+  // for check_credentials: its Authorizer, or the broker's, gives the
+  // session its access rules.
   protocol::ReasonCode connect(Link& link, protocol::ConnectPacket&& connect, bool id_assigned,
-                               protocol::ReasonCode credentials, TimePoint now);
+                               protocol::ReasonCode credentials, TimePoint now,
+                               const AccessPolicy* policy = nullptr);
   // Both steps, for authenticators that answer at once (tests). Returns
   // false when the connection was refused.
   bool on_connect(Link& link, protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now);
@@ -95,6 +98,9 @@ class Broker {
 
   // Runs due timers: delayed wills, session expiry, $SYS (on worker 0).
   void tick(TimePoint now);
+  // After the ACL files were re-read (SIGHUP): every session gets the rules
+  // in force now, and its subscriptions are classified again.
+  void renew_access();
   // Clean stop: v5 clients get DISCONNECT 0x8B (Server shutting down).
   void shutdown(TimePoint now);
 
@@ -151,6 +157,11 @@ class Broker {
   void resume(Session& session, TimePoint now);
   void detach(Session& session, bool send_will, TimePoint now);
   void end_session(Session& session, TimePoint now);
+  void give_access(Session& session, const AccessPolicy* policy);
+  void classify_subscriptions(Session& session);
+  bool may_read(Session& session, std::string_view topic) {
+    return !session.access || session.access->allows(topic, Access::kRead);
+  }
   void handle_disconnect(Session& session, const protocol::DisconnectPacket& p, TimePoint now);
   void disconnect(Session& session, protocol::ReasonCode reason, TimePoint now,
                   const char* why = nullptr);

@@ -110,6 +110,9 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
   ReasonCode outcome = ReasonCode::kSuccess;
   if (reserved_for_broker(p.topic)) {
     outcome = ReasonCode::kNotAuthorized;
+  } else if (session.access && !session.access->allows(p.topic, Access::kWrite)) {
+    outcome = ReasonCode::kNotAuthorized;  // dropped: not routed, not retained
+    Stats::add(stats_.publish_denied);
   } else if (settings_.message_size_limit != 0 && p.payload.size() > settings_.message_size_limit) {
     outcome = ReasonCode::kQuotaExceeded;  // 0x95 is not a PUBACK/PUBREC reason
   }
@@ -195,6 +198,9 @@ void Broker::on_shared_delivery(const SharedMember& member, const MessagePtr& me
     }
     return;
   }
+  // As Mosquitto, a member that may not read the topic loses the message
+  // (no other member is picked).
+  if (!may_read(*it->second, message->topic)) return;
   std::vector<uint32_t> ids;
   if (member.subscription_id != 0) ids.push_back(member.subscription_id);
   deliver(*it->second, message, Grant{outgoing_qos(message->qos, member.qos), false, false},
@@ -222,6 +228,7 @@ bool Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
     matched = true;
     Session* s = e.session;
     if (e.options.no_local && s->client_id == message->origin_client_id) return;  // [MQTT-3.8.3-3]
+    if (e.check_read && !may_read(*s, message->topic)) return;
     const uint8_t qos = outgoing_qos(message->qos, e.options.max_qos);
     if (s->match_stamp != stamp) {
       s->match_stamp = stamp;

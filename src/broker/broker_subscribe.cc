@@ -57,6 +57,17 @@ ReasonCode Broker::subscribe_one(Session& session, const protocol::Subscription&
   options.max_qos = std::min(options.max_qos, settings_.max_qos);  // the granted QoS (MQTT 5.0 section 3.9.3)
   std::string_view group, inner;
   const bool shared = protocol::split_shared_filter(sub.filter, group, inner);
+  // Unlike Mosquitto 2.0, which grants it and then delivers nothing, a
+  // filter of which the client may read no topic is refused (0x80, v5 0x87).
+  bool check_read = false;
+  if (session.access) {
+    const Coverage coverage = session.access->readable(shared ? inner : std::string_view(sub.filter));
+    if (coverage == Coverage::kNone) {
+      Stats::add(stats_.subscribe_denied);
+      return ReasonCode::kNotAuthorized;
+    }
+    check_read = coverage == Coverage::kSome;
+  }
   if (shared) {
     SharedMember member{worker_, session.client_id, options.max_qos, subscription_id, session.link != nullptr, {}};
     if (!shared_.shared_subscriptions.add(std::string(group), std::string(inner), member,
@@ -69,7 +80,7 @@ ReasonCode Broker::subscribe_one(Session& session, const protocol::Subscription&
   if (shared) {
     if (inserted) Stats::add(stats_.shared_subscriptions, 1);
   } else {
-    if (tree_.subscribe(sub.filter, SubscriptionEntry{&session, options, subscription_id})) {
+    if (tree_.subscribe(sub.filter, SubscriptionEntry{&session, options, subscription_id, check_read})) {
       interest_.add(sub.filter);
     }
   }
@@ -90,6 +101,7 @@ void Broker::send_retained(Session& session, const std::string& filter,
   // kMaxQueuedReplays wait, beyond that the walk stops (counted as dropped).
   shared_.retained.match(filter, now, [&](const MessagePtr& m) {
     if (!session.link) return false;
+    if (!may_read(session, m->topic)) return true;  // the ACL: skipped, the walk goes on
     std::vector<uint32_t> ids;
     if (subscription_id != 0) ids.push_back(subscription_id);
     deliver(session, m, Grant{outgoing_qos(m->qos, options.max_qos), true, /*from_retained=*/true},

@@ -12,6 +12,7 @@ namespace {
 struct Totals {
   uint64_t messages_received = 0, messages_sent = 0;
   uint64_t publish_received = 0, publish_sent = 0, publish_dropped = 0;
+  uint64_t publish_denied = 0, subscribe_denied = 0;
   uint64_t publish_bytes_received = 0, publish_bytes_sent = 0;
   uint64_t bytes_received = 0, bytes_sent = 0;
   uint64_t connections = 0, sockets = 0, expired = 0;
@@ -28,6 +29,8 @@ Totals sum(const std::vector<Stats*>& all) {
     t.publish_received += get(s->publish_received);
     t.publish_sent += get(s->publish_sent);
     t.publish_dropped += get(s->publish_dropped);
+    t.publish_denied += get(s->publish_denied);
+    t.subscribe_denied += get(s->subscribe_denied);
     t.publish_bytes_received += get(s->publish_bytes_received);
     t.publish_bytes_sent += get(s->publish_bytes_sent);
     t.bytes_received += get(s->bytes_received);
@@ -82,6 +85,9 @@ void Broker::publish_sys(TimePoint now) {
   num("bytes/received", t.bytes_received);
   num("bytes/sent", t.bytes_sent);
   num("subscriptions/count", t.subscriptions);
+  // Refused by the ACL (Midge extensions); published once there is one.
+  if (t.publish_denied != 0) num("publish/messages/denied", t.publish_denied);
+  if (t.subscribe_denied != 0) num("subscriptions/denied", t.subscribe_denied);
   num("shared_subscriptions/count", t.shared_subscriptions);
   num("retained messages/count", shared_.retained.count());
   // Connections the broker ended, by reason (a Midge extension): e.g.

@@ -12,6 +12,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "broker/authorizer.h"
 #include "broker/link.h"
 #include "broker/message.h"
 #include "protocol/packets.h"
@@ -79,6 +80,9 @@ struct Session {
   std::string client_id;
   // Of the last CONNECT; null for anonymous clients.
   std::unique_ptr<const std::string> username;
+  // What the client may publish and read, from its last CONNECT; null when
+  // no ACL applies (everything allowed).
+  std::unique_ptr<ClientAccess> access;
   Link* link = nullptr;  // null while offline
 
   // Seconds the session survives its connection; 0 = ends with it,

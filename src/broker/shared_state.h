@@ -127,6 +127,10 @@ struct SharedState {
   // for a user name (no password_file). Set by the server before the
   // workers start; thread-safe (a reload happens inside it).
   std::shared_ptr<Authenticator> authenticator;
+  // Decides what each client may publish and read; null when there are no
+  // rules (no acl_file): every topic is allowed. Set before the workers
+  // start; thread-safe (a reload happens inside it).
+  std::shared_ptr<Authorizer> authorizer;
 };
 
 }  // namespace midge::broker

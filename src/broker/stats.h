@@ -15,6 +15,8 @@ struct Stats {
   Counter publish_received{0};
   Counter publish_sent{0};
   Counter publish_dropped{0};
+  Counter publish_denied{0};      // PUBLISH refused by the ACL (write)
+  Counter subscribe_denied{0};    // filters refused by the ACL (read)
   Counter publish_bytes_received{0};
   Counter publish_bytes_sent{0};
   Counter bytes_received{0};

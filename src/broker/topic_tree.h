@@ -21,6 +21,9 @@ struct SubscriptionEntry {
   Session* session = nullptr;
   protocol::SubscribeOptions options;
   uint32_t subscription_id = 0;  // 0 = none
+  // The session's ACL lets it read only part of what the filter matches:
+  // each delivery asks Session::access (Coverage::kSome).
+  bool check_read = false;
 };
 
 class TopicTree {

@@ -186,7 +186,6 @@ constexpr Option refuse(Option o, std::string_view why, std::string_view inert =
 
 // What the user loses, shared by the rows of one missing feature.
 constexpr std::string_view kEngine = "OpenSSL engines are not supported; the key must be a PEM file (keyfile)";
-constexpr std::string_view kAcl = "ACL files are not implemented; every client could read and write every topic";
 constexpr std::string_view kMount = "mount points are not implemented; the listener's clients would share one topic space with every other listener";
 constexpr std::string_view kPlugin = "plugins are not implemented; their authentication and access checks would not run";
 constexpr std::string_view kPluginOpt = "plugins are not implemented";
@@ -314,7 +313,7 @@ constexpr Kind B = Kind::kBool, U = Kind::kUint, I = Kind::kInt, S = Kind::kStri
 // clang-format off
 constexpr Option kOptions[] = {
   // ---- general (global) ----
-  refuse(security<&Config::acl_file, &Listener::acl_file>("acl_file", P, "Access control list file (topic/user/pattern lines)."), kAcl),
+  security<&Config::acl_file, &Listener::acl_file>("acl_file", P, "Access control list file (topic/user/pattern lines, as Mosquitto); re-read on SIGHUP. A filter of which a client may read nothing is refused in SUBACK."),
   security<&Config::allow_anonymous, &Listener::allow_anonymous>("allow_anonymous", B, "Allow clients that send no username. Unset: false if any listener is configured, true in local-only mode."),
   warn(unsupported("allow_duplicate_messages", Scope::kGlobal, "Deprecated in mosquitto; duplicates are always allowed."), "deprecated; duplicates are always delivered", "true"),
   security<&Config::allow_zero_length_clientid, &Listener::allow_zero_length_clientid>("allow_zero_length_clientid", B, "Let MQTT 3.1.1/5 clients connect with an empty client id and get a generated one."),
@@ -324,7 +323,7 @@ constexpr Option kOptions[] = {
   security<&Config::auto_id_prefix, &Listener::auto_id_prefix>("auto_id_prefix", S, "Prefix of generated client ids."),
   warn(opt<&Config::autosave_interval>("autosave_interval", U, R, "Seconds between saves of the in-memory database (persistence); 0 = only on exit.", 0, kU32), kPersist),
   warn(unsupported("autosave_on_changes", Scope::kGlobal, "Count changes instead of seconds for autosave_interval."), kPersist),
-  warn(unsupported("check_retain_source", Scope::kGlobal, "Re-check the publisher's access before sending a retained message."), "it only concerns ACLs and plugins, which Midge does not implement", "false"),
+  warn(unsupported("check_retain_source", Scope::kGlobal, "Re-check the publisher's access before sending a retained message."), "a retained message is checked against its publisher's write access when it is stored, not again when it is sent", "false"),
   refuse(unsupported("clientid_prefixes", Scope::kGlobal, "Deprecated: only allow client ids with this prefix."), "client id prefixes are not checked; clients with any client id would be accepted"),
   opt<&Config::connection_messages>("connection_messages", B, R, "Log client connects and disconnects."),
   special("include_dir", Kind::kPath, Scope::kGlobal, kNoFlags, "Parse every *.conf file in this directory, in mosquitto's order.", &set_include_dir),

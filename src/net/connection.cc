@@ -481,7 +481,9 @@ bool Connection::finish_connect(protocol::ConnectPacket&& connect, bool id_assig
   std::string line = describe_connect(connect, from);
   const std::string client_id = connect.client_id;
   const std::optional<std::string> username = connect.username;
-  const ReasonCode result = worker_.broker().connect(*this, std::move(connect), id_assigned, verdict, now);
+  const Listener* listener = slot_.listener();
+  const broker::AccessPolicy* policy = listener ? listener->options().access.get() : nullptr;
+  const ReasonCode result = worker_.broker().connect(*this, std::move(connect), id_assigned, verdict, now, policy);
   if (result != ReasonCode::kSuccess) {
     // Logged whatever connection_messages says: failed logins are how a
     // brute force shows.

@@ -156,4 +156,72 @@ bool topic_matches(std::string_view filter, std::string_view topic) {
   }
 }
 
+namespace {
+
+// The levels of a filter, one at a time.
+class Levels {
+ public:
+  explicit Levels(std::string_view filter) : rest_(filter) {}
+  bool done() const { return done_; }
+  // The next level; call only while !done().
+  std::string_view next() {
+    const size_t slash = rest_.find('/');
+    const std::string_view level = rest_.substr(0, slash);
+    if (slash == std::string_view::npos) {
+      done_ = true;
+    } else {
+      rest_.remove_prefix(slash + 1);
+    }
+    return level;
+  }
+  // True when what is left is exactly "#", which also matches the parent
+  // level ("a/#" matches "a").
+  bool only_hash_left() const { return !done_ && rest_ == "#"; }
+
+ private:
+  std::string_view rest_;
+  bool done_ = false;
+};
+
+bool is_wildcard(std::string_view level) { return level == "+" || level == "#"; }
+
+// The topics of a filter whose first level is a literal starting with '$'
+// all start with '$'; those of a filter starting with a wildcard never do.
+bool dollar_literal(std::string_view filter) { return !filter.empty() && filter[0] == '$'; }
+bool wildcard_first(std::string_view filter) {
+  return filter.starts_with("#") || filter == "+" || filter.starts_with("+/");
+}
+
+}  // namespace
+
+bool filters_overlap(std::string_view a, std::string_view b) {
+  if ((dollar_literal(a) && wildcard_first(b)) || (dollar_literal(b) && wildcard_first(a))) return false;
+  Levels la(a), lb(b);
+  while (!la.done() && !lb.done()) {
+    const std::string_view x = la.next();
+    const std::string_view y = lb.next();
+    if (x == "#" || y == "#") return true;
+    if (x != "+" && y != "+" && x != y) return false;
+  }
+  if (la.done() && lb.done()) return true;
+  return la.only_hash_left() || lb.only_hash_left();
+}
+
+bool filter_covers(std::string_view outer, std::string_view inner) {
+  if (wildcard_first(outer) && dollar_literal(inner)) return false;
+  Levels lo(outer), li(inner);
+  while (!lo.done() && !li.done()) {
+    const std::string_view o = lo.next();
+    const std::string_view i = li.next();
+    if (o == "#") return true;
+    if (o == "+") {
+      if (i == "#") return false;
+      continue;
+    }
+    if (is_wildcard(i) || o != i) return false;
+  }
+  if (lo.done() && li.done()) return true;
+  return li.done() && lo.only_hash_left();
+}
+
 }  // namespace midge::protocol

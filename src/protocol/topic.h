@@ -50,4 +50,11 @@ bool split_shared_filter(std::string_view filter, std::string_view& group,
 // match topics starting with '$' [MQTT-4.7.2-1] and that "a/#" matches "a".
 bool topic_matches(std::string_view filter, std::string_view topic);
 
+// Filter algebra for access rules (both arguments valid, non-shared
+// filters; '$' topics as in topic_matches):
+// true when some topic name matches both filters;
+bool filters_overlap(std::string_view a, std::string_view b);
+// true when every topic name that matches `inner` also matches `outer`.
+bool filter_covers(std::string_view outer, std::string_view inner);
+
 }  // namespace midge::protocol

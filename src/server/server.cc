@@ -31,6 +31,7 @@
 #include "net/tls.h"
 #include "net/worker.h"
 #include "server/heap.h"
+#include "server/acl_files.h"
 #include "server/password_files.h"
 #include "server/logger.h"
 
@@ -192,26 +193,38 @@ bool resolve_http_dir(const std::string& dir, std::string& out) {
   return ::stat(out.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// per_listener_settings: the listener's own password file and
+// The password and ACL files of the broker, or of each listener with
+// per_listener_settings.
+struct AccessFiles {
+  PasswordFiles passwords;
+  AclFiles acls;
+};
+
+// per_listener_settings: the listener's own password file, acl_file and
 // allow_anonymous (unset: false, as Mosquitto 2.0 with a listener
-// configured). Null without per_listener_settings, or when the password file
-// cannot be read (`unreadable` is then set).
+// configured). Null without per_listener_settings, or when a file cannot be
+// read (`unreadable` is then set to the exit code).
 std::shared_ptr<const broker::AccessPolicy> listener_access(const config::Config& cfg, const config::Listener& l,
-                                                            PasswordFiles& passwords, bool& unreadable) {
+                                                            AccessFiles& files, int& unreadable) {
   if (!cfg.per_listener_settings || cfg.local_only) return nullptr;
   auto policy = std::make_shared<broker::AccessPolicy>();
   policy->allow_anonymous = l.allow_anonymous.value_or(false);
   if (!l.password_file.empty()) {
-    policy->authenticator = passwords.get(l.password_file);
-    unreadable = !policy->authenticator;
+    policy->authenticator = files.passwords.get(l.password_file);
+    if (!policy->authenticator) unreadable = 13;
+  }
+  if (!l.acl_file.empty()) {
+    policy->authorizer = files.acls.get(l.acl_file);
+    if (!policy->authorizer) unreadable = 3;
   }
   return policy;
 }
 
 // Opens every listener. Returns 0, or the exit code after logging why one
-// cannot open (13: a password file that cannot be read, as Mosquitto).
+// cannot open (13: a password file that cannot be read, as Mosquitto; 3: a
+// bad acl_file, like any configuration error).
 int open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::Worker>>& workers,
-                   PasswordFiles& passwords, std::vector<std::unique_ptr<net::Listener>>& out,
+                   AccessFiles& files, std::vector<std::unique_ptr<net::Listener>>& out,
                    const net::Listener::Say& say) {
   for (const config::Listener& l : listeners_to_open(cfg)) {
     const std::string where = l.file + ":" + std::to_string(l.line);
@@ -240,9 +253,9 @@ int open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::W
       say("Error: " + where + ": listener on port " + std::to_string(l.port) + ": " + error + ".");
       return 1;
     }
-    bool unreadable = false;
-    o.access = listener_access(cfg, l, passwords, unreadable);
-    if (unreadable) return 13;
+    int unreadable = 0;
+    o.access = listener_access(cfg, l, files, unreadable);
+    if (unreadable != 0) return unreadable;
     if (l.use_identity_as_username) o.identity_as_username = net::PeerIdentity::kIdentity;
     if (l.use_subject_as_username) o.identity_as_username = net::PeerIdentity::kSubject;
     auto listener = std::make_unique<net::Listener>(std::move(o), workers);
@@ -395,11 +408,16 @@ int run(int argc, char** argv) {
   broker::SharedState shared(make_settings(cfg));
   shared.start_time = Clock::now();
   // Like Mosquitto, a password file that cannot be read stops the start-up
-  // (with its exit code 13); bad lines in it only drop those users.
-  PasswordFiles passwords(say);
+  // (with its exit code 13); bad lines in it only drop those users. An
+  // acl_file that cannot be read or has a bad line stops it too.
+  AccessFiles files{PasswordFiles(say), AclFiles(say)};
   if (!cfg.password_file.empty()) {
-    shared.authenticator = passwords.get(cfg.password_file);
+    shared.authenticator = files.passwords.get(cfg.password_file);
     if (!shared.authenticator) return 13;
+  }
+  if (!cfg.acl_file.empty()) {
+    shared.authorizer = files.acls.get(cfg.acl_file);
+    if (!shared.authorizer) return 3;
   }
   const unsigned threads = cfg.thread_count != 0 ? cfg.thread_count : std::max(1u, std::thread::hardware_concurrency());
   // Declared before the workers so that they are destroyed after them: a
@@ -409,7 +427,7 @@ int run(int argc, char** argv) {
   std::vector<std::unique_ptr<net::Worker>> workers;
   for (unsigned i = 0; i < threads; ++i) workers.push_back(std::make_unique<net::Worker>(i, shared, workers, say));
   for (auto& w : workers) shared.worker_stats.push_back(&w->stats());
-  if (int code = open_listeners(cfg, workers, passwords, listeners, say); code != 0) return code;
+  if (int code = open_listeners(cfg, workers, files, listeners, say); code != 0) return code;
 
   if (opt.daemon && daemon(1, 0) != 0) {
     say("Error: cannot daemonize.");
@@ -427,10 +445,14 @@ int run(int argc, char** argv) {
   wait_for_stop(signals, log, [&] {
     heap.tick(shared);
   }, [&] {
-    say(std::string("Received SIGHUP: log files re-opened") + (passwords.empty() ? "" : ", password files re-read") +
+    say(std::string("Received SIGHUP: log files re-opened") + (files.passwords.empty() ? "" : ", password files re-read") +
+        (files.acls.empty() ? "" : ", ACL files re-read") +
         ", TLS certificates re-read (other configuration changes need a restart).");
     log.reopen();
-    passwords.reload();
+    files.passwords.reload();
+    if (files.acls.reload()) {
+      for (auto& w : workers) w->loop().post([&w] { w->broker().renew_access(); });
+    }
     reload_tls(listeners, say);
   });
   workers[0]->loop().post([&listeners] {
@@ -438,7 +460,7 @@ int run(int argc, char** argv) {
   });
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->join();
-  passwords.stop();  // no answer may reach a destroyed worker
+  files.passwords.stop();  // no answer may reach a destroyed worker
   if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
   say(std::string("midge version ") + kVersion + " terminating");
   return 0;

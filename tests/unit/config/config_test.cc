@@ -259,7 +259,7 @@ TEST(ConfigWarnings, ExpirationLongerThan200YearsIsCut) {
 
 TEST(ConfigRefused, AclMountPointPluginsEnginesAndUserMappingStopTheStart) {
   const std::pair<const char*, const char*> lines[] = {
-      {"acl_file /etc/mosquitto/acl", "acl_file"},    {"mount_point tenant/", "mount_point"},
+      {"mount_point tenant/", "mount_point"},
       {"plugin /usr/lib/p.so", "plugin"},             {"auth_plugin /usr/lib/p.so", "auth_plugin"},
       {"bind_interface eth0", "bind_interface"},      {"clientid_prefixes sensor-", "clientid_prefixes"},
       {"use_username_as_clientid true", "use_username_as_clientid"},
@@ -360,13 +360,14 @@ TEST(ConfigRefused, EveryRefusedOrWarnedRowSaysSoWhenUsed) {
 }
 
 TEST(ConfigRefused, SecurityOptionsAreNeverMerelyWarned) {
-  for (const char* name : {"acl_file", "mount_point", "tls_engine", "tls_keyform", "tls_engine_kpass_sha1",
+  for (const char* name : {"mount_point", "tls_engine", "tls_keyform", "tls_engine_kpass_sha1",
                            "plugin", "auth_plugin",
                            "bind_interface", "clientid_prefixes", "use_username_as_clientid"}) {
     ASSERT_NE(find_option(name), nullptr) << name;
     EXPECT_EQ(find_option(name)->applied, Applied::kRefuse) << name;
   }
   EXPECT_EQ(find_option("user")->applied, Applied::kYes);  // implemented in src/server
+  EXPECT_EQ(find_option("acl_file")->applied, Applied::kYes);
   EXPECT_EQ(find_option("persistence")->applied, Applied::kWarn);
 }
 

@@ -173,5 +173,37 @@ TEST(Utf8, Table) {
   }
 }
 
+TEST(FilterAlgebra, Overlap) {
+  EXPECT_TRUE(filters_overlap("a/b", "a/b"));
+  EXPECT_TRUE(filters_overlap("a/+", "+/b"));
+  EXPECT_TRUE(filters_overlap("#", "a/b/c"));
+  EXPECT_TRUE(filters_overlap("a", "a/#"));        // "a/#" matches "a"
+  EXPECT_TRUE(filters_overlap("a/#", "a/b/+/d"));
+  EXPECT_TRUE(filters_overlap("$SYS/#", "$SYS/broker/+"));
+  EXPECT_FALSE(filters_overlap("a/b", "a/c"));
+  EXPECT_FALSE(filters_overlap("a/+", "a/b/c"));
+  EXPECT_FALSE(filters_overlap("a", "a/+"));
+  EXPECT_FALSE(filters_overlap("#", "$SYS/#"));    // [MQTT-4.7.2-1]
+  EXPECT_FALSE(filters_overlap("+/x", "$SYS/x"));
+  EXPECT_FALSE(filters_overlap("sensors/#", "actuators/#"));
+}
+
+TEST(FilterAlgebra, Covers) {
+  EXPECT_TRUE(filter_covers("#", "a/b"));
+  EXPECT_TRUE(filter_covers("#", "+/b/#"));
+  EXPECT_TRUE(filter_covers("a/#", "a"));
+  EXPECT_TRUE(filter_covers("a/#", "a/#"));
+  EXPECT_TRUE(filter_covers("a/+", "a/b"));
+  EXPECT_TRUE(filter_covers("a/+/c", "a/+/c"));
+  EXPECT_TRUE(filter_covers("$SYS/#", "$SYS/broker/+"));
+  EXPECT_FALSE(filter_covers("a/+", "a/#"));
+  EXPECT_FALSE(filter_covers("a/b", "a/+"));
+  EXPECT_FALSE(filter_covers("a", "a/#"));
+  EXPECT_FALSE(filter_covers("a/b", "a/b/c"));
+  EXPECT_FALSE(filter_covers("#", "$SYS/#"));
+  EXPECT_FALSE(filter_covers("+/#", "$SYS/x"));
+  EXPECT_FALSE(filter_covers("sensors/#", "#"));
+}
+
 }  // namespace
 }  // namespace midge::protocol
