@@ -193,7 +193,9 @@ void Broker::give_access(Session& session, const AccessPolicy* policy) {
   Authorizer* authorizer = policy ? policy->authorizer.get() : shared_.authorizer.get();
   const bool had = session.access != nullptr;
   session.access = authorizer ? authorizer->access_for(session.client_id, session.username.get()) : nullptr;
-  if (had || session.access) classify_subscriptions(session);
+  if (!had && !session.access) return;
+  classify_subscriptions(session);
+  drop_unreadable(session, /*inflight_too=*/true);
 }
 
 // Marks each subscription whose topics the session may only partly read,
@@ -208,11 +210,42 @@ void Broker::classify_subscriptions(Session& session) {
   }
 }
 
+// Messages kept for a client that may no longer read their topic (its user
+// name or the ACL changed) are dropped, as Mosquitto does at CONNECT; those
+// in flight only while they have not been sent on this connection.
+void Broker::drop_unreadable(Session& session, bool inflight_too) {
+  if (!session.access) return;
+  for (auto it = session.queue.begin(); it != session.queue.end();) {
+    if (may_read(session, it->message->topic)) {
+      ++it;
+      continue;
+    }
+    forget_stored(*it);
+    if (it->from_retained) {
+      --session.queued_replays;
+    } else {
+      session.queued_bytes -= queued_size(*it);
+    }
+    it = session.queue.erase(it);
+  }
+  if (!inflight_too) return;
+  for (auto it = session.inflight.begin(); it != session.inflight.end();) {
+    // A released QoS 2 message (PUBREL sent) has no message left to drop.
+    if (!it->delivery.message || may_read(session, it->delivery.message->topic)) {
+      ++it;
+      continue;
+    }
+    forget_stored(it->delivery);
+    it = session.inflight.erase(it);
+  }
+}
+
 void Broker::renew_access() {
   for (auto& [id, session] : sessions_) {
     if (!session->access) continue;
     session->access = session->access->renewed();
     classify_subscriptions(*session);
+    drop_unreadable(*session, /*inflight_too=*/session->link == nullptr);
   }
 }
 

@@ -159,6 +159,7 @@ class Broker {
   void end_session(Session& session, TimePoint now);
   void give_access(Session& session, const AccessPolicy* policy);
   void classify_subscriptions(Session& session);
+  void drop_unreadable(Session& session, bool inflight_too);
   bool may_read(Session& session, std::string_view topic) {
     return !session.access || session.access->allows(topic, Access::kRead);
   }
