@@ -98,6 +98,12 @@ class Broker {
 
   // Runs due timers: delayed wills, session expiry, $SYS (on worker 0).
   void tick(TimePoint now);
+  // The settings in force on this worker.
+  const Settings& settings() const { return settings_; }
+  // A reloaded configuration (SIGHUP): new connections, packets and
+  // messages follow `s` from now on; what is already queued or in flight
+  // stays as it is.
+  void apply_settings(const Settings& s) { settings_ = s; }
   // After the ACL files were re-read (SIGHUP): every session gets the rules
   // in force now, and its subscriptions are classified again.
   void renew_access();
@@ -224,7 +230,7 @@ class Broker {
 
   const unsigned worker_;
   SharedState& shared_;
-  const Settings& settings_;
+  Settings settings_;  // this worker's copy: apply_settings replaces it
   Router& router_;
   Stats stats_;
   TopicTree tree_;

@@ -117,6 +117,8 @@ class SharedSubscriptions {
 
 struct SharedState {
   explicit SharedState(Settings s) : settings(std::move(s)) {}
+  // The settings at start-up, which each worker's Broker copies; after a
+  // reload (SIGHUP) the ones in force are Broker::settings().
   const Settings settings;
   RetainedStore retained;
   SharedSubscriptions shared_subscriptions;

@@ -39,11 +39,11 @@ class Worker final : public broker::Router {
   broker::Stats& stats() { return broker_.stats(); }
   unsigned index() const { return index_; }
   unsigned worker_count() const { return static_cast<unsigned>(all_.size()); }
-  const broker::Settings& settings() const { return shared_.settings; }
+  const broker::Settings& settings() const { return broker_.settings(); }
   void log(const std::string& line) { log_(line); }
   // Connection events, unless `connection_messages false`.
   void log_connection(const std::string& line) {
-    if (shared_.settings.connection_messages) log_(line);
+    if (broker_.settings().connection_messages) log_(line);
   }
 
   // A freshly accepted socket for this worker (called on this thread); its

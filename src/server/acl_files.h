@@ -26,6 +26,14 @@ class AclFiles {
   // rules (logged). Returns true when some file was replaced: the workers
   // must then renew their sessions' rules (Broker::renew_access).
   bool reload();
+  // The configuration names another file where it named `from`: the same
+  // authorizer reads `to` at the next reload().
+  void rename(const std::string& from, const std::string& to) {
+    if (auto node = files_.extract(from)) {
+      node.key() = to;
+      files_.insert(std::move(node));
+    }
+  }
   bool empty() const { return files_.empty(); }
 
  private:

@@ -24,6 +24,14 @@ class PasswordFiles {
   std::shared_ptr<auth::PasswordAuthenticator> get(const std::string& path);
   // SIGHUP: every file again; one that cannot be read keeps its users.
   void reload();
+  // The configuration names another file where it named `from`: the same
+  // authenticator reads `to` at the next reload().
+  void rename(const std::string& from, const std::string& to) {
+    if (auto node = files_.extract(from)) {
+      node.key() = to;
+      files_.insert(std::move(node));
+    }
+  }
   bool empty() const { return files_.empty(); }
   // Before the workers go: no verdict may reach a destroyed worker.
   void stop();

@@ -21,8 +21,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "broker/shared_state.h"
@@ -33,6 +35,7 @@
 #include "server/heap.h"
 #include "server/acl_files.h"
 #include "server/password_files.h"
+#include "server/reload.h"
 #include "server/logger.h"
 
 namespace midge::server {
@@ -349,6 +352,48 @@ bool load_config(const Options& opt, config::Config& cfg) {
   return true;
 }
 
+// SIGHUP: the configuration file again. Null (logged) when it cannot be
+// read or has an error: then nothing changes.
+std::optional<config::Config> reread_config(const Options& opt, const net::Listener::Say& say) {
+  if (opt.config_file.empty()) return std::nullopt;
+  auto loaded = config::load_file(opt.config_file);
+  if (auto* err = std::get_if<config::Error>(&loaded)) {
+    say("Error: " + err->to_string());
+    say("Error: configuration not reloaded; everything stays as it was.");
+    return std::nullopt;
+  }
+  config::Config cfg = std::get<config::Config>(std::move(loaded));
+  if (opt.port > 0) config::apply_port_override(cfg, static_cast<uint16_t>(opt.port));
+  return cfg;
+}
+
+// Applies what can change while running (see reload.h) and says what
+// changed and what needs a restart.
+void apply_config(const config::Config& before, const config::Config& after, AccessFiles& files,
+                  std::vector<std::unique_ptr<net::Worker>>& workers, const net::Listener::Say& say) {
+  const ConfigChanges changes = compare_configs(before, after);
+  for (const std::string& w : after.warnings) {
+    if (std::find(before.warnings.begin(), before.warnings.end(), w) == before.warnings.end()) say("Warning: " + w);
+  }
+  for (const std::string& line : changes.restart) say("Warning: configuration change not applied until a restart: " + line + ".");
+  if (!changes.applied.empty()) {
+    std::string list;
+    for (const std::string& line : changes.applied) list += (list.empty() ? "" : "; ") + line;
+    say("Configuration reloaded: " + list + ".");
+  }
+  if (!after.per_listener_settings && !before.password_file.empty() && !after.password_file.empty()) {
+    files.passwords.rename(before.password_file, after.password_file);
+  }
+  if (!after.per_listener_settings && !before.acl_file.empty() && !after.acl_file.empty()) {
+    files.acls.rename(before.acl_file, after.acl_file);
+  }
+  const broker::Settings settings = make_settings(after);
+  for (auto& w : workers) {
+    net::Worker* worker = w.get();
+    worker->loop().post([worker, settings] { worker->broker().apply_settings(settings); });
+  }
+}
+
 sigset_t block_signals() {
   sigset_t signals;
   sigemptyset(&signals);
@@ -442,13 +487,19 @@ int run(int argc, char** argv) {
   for (auto& w : workers) w->start();
   say(std::string("midge version ") + kVersion + " running");
   log.flush();  // start-up lines go out at once
+  config::Config current = cfg;
   wait_for_stop(signals, log, [&] {
     heap.tick(shared);
   }, [&] {
-    say(std::string("Received SIGHUP: log files re-opened") + (files.passwords.empty() ? "" : ", password files re-read") +
-        (files.acls.empty() ? "" : ", ACL files re-read") +
-        ", TLS certificates re-read (other configuration changes need a restart).");
     log.reopen();
+    say("Received SIGHUP: log files re-opened.");
+    std::optional<config::Config> next;
+    if (!opt.config_file.empty()) {
+      next = reread_config(opt, say);
+      if (!next) return;
+      apply_config(current, *next, files, workers, say);
+      current = std::move(*next);
+    }
     files.passwords.reload();
     if (files.acls.reload()) {
       for (auto& w : workers) w->loop().post([&w] { w->broker().renew_access(); });
