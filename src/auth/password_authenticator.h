@@ -25,6 +25,9 @@ class PasswordAuthenticator final : public broker::Authenticator {
   PasswordAuthenticator(std::shared_ptr<const PasswordFile> users, Limits limits);
 
   std::optional<protocol::ReasonCode> authenticate(broker::Credentials who, Reply reply) override;
+  uint64_t credential_stamp(std::string_view username) const override {
+    return users_.load(std::memory_order_acquire)->stamp(username);
+  }
   // Main thread, on SIGHUP.
   void replace(std::shared_ptr<const PasswordFile> users);
   // Before the workers that receive the replies go away.

@@ -14,6 +14,8 @@
 #include <tuple>
 #include <sstream>
 
+#include "util/string_hash.h"
+
 namespace midge::auth {
 
 namespace {
@@ -167,6 +169,15 @@ void PasswordFile::choose_dummy() {
   dummy_.hash.assign(kHashBytes, '\0');
   RAND_bytes(reinterpret_cast<unsigned char*>(dummy_.salt.data()), static_cast<int>(dummy_.salt.size()));
   RAND_bytes(reinterpret_cast<unsigned char*>(dummy_.hash.data()), static_cast<int>(dummy_.hash.size()));
+}
+
+uint64_t PasswordFile::stamp(std::string_view username) const {
+  auto it = users_.find(std::string(username));
+  if (it == users_.end()) return 0;
+  const PasswordHash& h = it->second;
+  const std::string entry = std::to_string(static_cast<int>(h.type)) + ':' + std::to_string(h.iterations) + ':' +
+                            h.salt + ':' + h.hash;
+  return util::hash_bytes(entry) | 1;
 }
 
 }  // namespace midge::auth

@@ -50,6 +50,9 @@ class PasswordFile {
 
   size_t size() const { return users_.size(); }
   bool contains(std::string_view username) const { return users_.count(std::string(username)) != 0; }
+  // A fingerprint of the user's entry (salt and hash), never 0; 0 when the
+  // user is not in the file. Tells a reload whether the entry changed.
+  uint64_t stamp(std::string_view username) const;
 
  private:
   using Digest = std::array<unsigned char, 32>;

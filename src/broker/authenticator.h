@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "broker/authorizer.h"
 #include "protocol/reason_code.h"
@@ -39,6 +40,10 @@ class Authenticator {
   // (kSuccess, kNotAuthorized, kServerBusy when too many checks wait...);
   // otherwise returns nullopt and gives the verdict to `reply` later.
   virtual std::optional<protocol::ReasonCode> authenticate(Credentials who, Reply reply) = 0;
+  // A value that changes when the user's entry changes or goes away (0:
+  // no such user). A session remembers it at CONNECT; after a reload, a
+  // client whose entry changed is disconnected (Broker::revalidate).
+  virtual uint64_t credential_stamp(std::string_view username) const = 0;
 };
 
 // Who may connect through one listener, and what its clients may do, with

@@ -181,6 +181,10 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
   attach(*session, link, c);
   session->username = username.empty() ? nullptr : std::make_unique<const std::string>(username);
   give_access(*session, policy);
+  session->policy = policy;
+  Authenticator* authenticator = policy ? policy->authenticator.get() : shared_.authenticator.get();
+  session->credential_stamp =
+      session->username && authenticator ? authenticator->credential_stamp(*session->username) : 0;
   send_connack(*session, c, present, id_assigned);
   if (present) resume(*session, now);
   return ReasonCode::kSuccess;
@@ -247,6 +251,22 @@ void Broker::renew_access() {
     classify_subscriptions(*session);
     drop_unreadable(*session, /*inflight_too=*/session->link == nullptr);
   }
+}
+
+void Broker::revalidate(TimePoint now) {
+  std::vector<Session*> refused;
+  for (auto& [id, session] : sessions_) {
+    const Session& s = *session;
+    if (!s.link || s.link->certificate_login()) continue;
+    const Authenticator* authenticator = s.policy ? s.policy->authenticator.get() : shared_.authenticator.get();
+    const bool allow_anonymous = s.policy ? s.policy->allow_anonymous : settings_.allow_anonymous;
+    // The rules of check_credentials: a named client is checked by the
+    // password file when there is one, else let in by allow_anonymous.
+    const bool ok = s.username && authenticator ? authenticator->credential_stamp(*s.username) == s.credential_stamp
+                                                : allow_anonymous;
+    if (!ok) refused.push_back(session.get());
+  }
+  for (Session* s : refused) disconnect(*s, ReasonCode::kNotAuthorized, now, "no longer authorised after a reload");
 }
 
 // A session already exists for this client id: close its connection, if any

@@ -107,6 +107,11 @@ class Broker {
   // After the ACL files were re-read (SIGHUP): every session gets the rules
   // in force now, and its subscriptions are classified again.
   void renew_access();
+  // After a reload: as Mosquitto, a connected client that would now be
+  // refused is disconnected (v5: DISCONNECT 0x87): an anonymous one when
+  // anonymous clients are no longer allowed, a named one whose password
+  // file entry changed or went away.
+  void revalidate(TimePoint now);
   // Clean stop: v5 clients get DISCONNECT 0x8B (Server shutting down).
   void shutdown(TimePoint now);
 

@@ -44,6 +44,10 @@ class Link {
     close();
   }
 
+  // True when the client's user name came from its TLS certificate or PSK
+  // identity (use_identity_as_username), not from a password check.
+  virtual bool certificate_login() const { return false; }
+
   // Set by the broker when it holds messages back because this link's
   // output is above Settings::max_pending_output; the owner then calls
   // Broker::on_link_writable once the output has drained to half of it.

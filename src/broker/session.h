@@ -12,6 +12,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "broker/authenticator.h"
 #include "broker/authorizer.h"
 #include "broker/link.h"
 #include "broker/message.h"
@@ -83,6 +84,12 @@ struct Session {
   // What the client may publish and read, from its last CONNECT; null when
   // no ACL applies (everything allowed).
   std::unique_ptr<ClientAccess> access;
+  // Who let the client in at its last CONNECT (its listener's policy, null
+  // for the broker's), and the stamp of its password file entry then
+  // (Authenticator::credential_stamp; 0 without one): a reload checks both
+  // again (Broker::revalidate).
+  const AccessPolicy* policy = nullptr;
+  uint64_t credential_stamp = 0;
   Link* link = nullptr;  // null while offline
 
   // Seconds the session survives its connection; 0 = ends with it,

@@ -455,6 +455,11 @@ bool Connection::check_credentials(protocol::ConnectPacket&& connect, bool id_as
   return false;
 }
 
+bool Connection::certificate_login() const {
+  const Listener* listener = slot_.listener();
+  return listener && listener->options().identity_as_username.has_value();
+}
+
 // use_identity_as_username / use_subject_as_username, as Mosquitto: the
 // name the TLS handshake proved replaces the CONNECT's user name and
 // password, which are not checked; no proof, no user name (refused).

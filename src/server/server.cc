@@ -501,8 +501,14 @@ int run(int argc, char** argv) {
       current = std::move(*next);
     }
     files.passwords.reload();
-    if (files.acls.reload()) {
-      for (auto& w : workers) w->loop().post([&w] { w->broker().renew_access(); });
+    const bool renew = files.acls.reload();
+    // After the settings posted by apply_config: each loop runs its tasks in order.
+    for (auto& w : workers) {
+      net::Worker* worker = w.get();
+      worker->loop().post([worker, renew] {
+        if (renew) worker->broker().renew_access();
+        worker->broker().revalidate(Clock::now());
+      });
     }
     reload_tls(listeners, say);
   });
