@@ -100,7 +100,8 @@ class Broker:
         if listener:
             lines += ["listener %d 127.0.0.1" % self.port, "allow_anonymous true"]
         lines += list(extra_conf_lines)
-        if TEST_THREADS and "mosquitto" not in self.bin and not any(
+        midge = not IS_MOSQUITTO if binary is None else "mosquitto" not in binary
+        if TEST_THREADS and midge and not any(
                 str(line).split()[:1] == ["thread_count"] for line in lines):
             lines.append("thread_count " + TEST_THREADS)
         self.conf.write_text("\n".join(lines) + "\n")
