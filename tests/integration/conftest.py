@@ -89,7 +89,9 @@ def port_open(port, host="127.0.0.1"):
 class Broker:
     """One broker process with its own config file in a temp dir."""
 
-    def __init__(self, tmp_path, extra_conf_lines=(), port=None, listener=True, args=()):
+    def __init__(self, tmp_path, extra_conf_lines=(), port=None, listener=True, args=(),
+                 binary=None):
+        self.bin = binary or BROKER_BIN  # binary=/usr/sbin/mosquitto: a side-by-side comparison
         self.dir = tmp_path
         self.port = port or free_port()
         self.conf = tmp_path / ("broker-%d.conf" % self.port)
@@ -98,7 +100,8 @@ class Broker:
         if listener:
             lines += ["listener %d 127.0.0.1" % self.port, "allow_anonymous true"]
         lines += list(extra_conf_lines)
-        if TEST_THREADS and not IS_MOSQUITTO and not any(
+        midge = not IS_MOSQUITTO if binary is None else "mosquitto" not in binary
+        if TEST_THREADS and midge and not any(
                 str(line).split()[:1] == ["thread_count"] for line in lines):
             lines.append("thread_count " + TEST_THREADS)
         self.conf.write_text("\n".join(lines) + "\n")
@@ -112,11 +115,11 @@ class Broker:
         return self.proc.pid
 
     def start(self, wait=True):
-        if not os.access(BROKER_BIN, os.X_OK):
+        if not os.access(self.bin, os.X_OK):
             pytest.fail("broker binary %s not found: build Midge, set MIDGE_BIN, or set "
-                        "MIDGE_TEST_BROKER=mosquitto" % BROKER_BIN)
+                        "MIDGE_TEST_BROKER=mosquitto" % self.bin)
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([BROKER_BIN, "-c", str(self.conf), "-v"] + self.args,
+        self.proc = subprocess.Popen([self.bin, "-c", str(self.conf), "-v"] + self.args,
                                      stdout=self.logf, stderr=subprocess.STDOUT,
                                      cwd=str(self.dir))
         if wait:
@@ -174,6 +177,17 @@ class Broker:
         self.proc.wait()
         self.proc = None
         self.logf.close()
+
+    def wait_exit(self, timeout=10):
+        """For a start that must fail: waits for the exit and returns the exit code (None if
+        still running: stop() then reports it)."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.proc = None
+        self.logf.close()
+        return rc
 
     def restart(self):
         """Same config, same port."""
