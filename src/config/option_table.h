@@ -1,6 +1,6 @@
 // The one declaration of every mosquitto.conf option Midge knows (Redis static_configs[] style).
-// Parsing and validation read this table, and describe_options() (describe.cc) renders it. The
-// configuration is not re-read on SIGHUP.
+// Parsing and validation read this table, and describe_options() (describe.cc) renders it. On
+// SIGHUP the server parses the file again and compares the two (server/reload.cc).
 #pragma once
 
 #include <cstdint>
