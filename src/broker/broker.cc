@@ -309,6 +309,7 @@ void Broker::attach(Session& session, Link& link, const protocol::ConnectPacket&
     session.expiry_interval = c.clean_start ? 0 : kSessionNeverExpires;
   }
   session.will = c.will ? std::make_unique<protocol::Will>(*c.will) : nullptr;
+  if (session.will && !link.mount_point.empty()) session.will->topic.insert(0, link.mount_point);
   session.will_at.reset();
   session.expires_at.reset();
   uint32_t window = c.properties.receive_maximum.value_or(65535);

@@ -218,6 +218,7 @@ class Broker {
 
   // subscriptions (broker_subscribe.cc)
   void handle_subscribe(Session& session, const protocol::SubscribePacket& p, TimePoint now);
+  void subscribe_all(Session& session, const protocol::SubscribePacket& p, TimePoint now);
   void handle_unsubscribe(Session& session, const protocol::UnsubscribePacket& p);
   protocol::ReasonCode subscribe_one(Session& session, const protocol::Subscription& sub,
                                      uint32_t subscription_id, TimePoint now);

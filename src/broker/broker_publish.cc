@@ -107,8 +107,17 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
     }
   }
 
+  // The listener's mount point is part of the topic from here on (ACL
+  // checks, retained store, routing); `mounted` holds it while p.topic is used.
+  const bool reserved = reserved_for_broker(p.topic);
+  std::string mounted;
+  if (!link.mount_point.empty()) {
+    mounted.reserve(link.mount_point.size() + p.topic.size());
+    mounted.append(link.mount_point).append(p.topic);
+    p.topic = mounted;
+  }
   ReasonCode outcome = ReasonCode::kSuccess;
-  if (reserved_for_broker(p.topic)) {
+  if (reserved) {
     outcome = ReasonCode::kNotAuthorized;
   } else if (session.access && !session.access->allows(p.topic, Access::kWrite)) {
     outcome = ReasonCode::kNotAuthorized;  // dropped: not routed, not retained
@@ -444,13 +453,20 @@ bool Broker::send_publish(Session& session, const Message& m, uint8_t qos, bool 
                           std::span<const uint32_t> ids, uint16_t packet_id, bool dup,
                           TimePoint now) {
   const bool v5 = session.version == Version::kV5;
-  if (!dup && ids.empty() && publish_cache_.message == &m &&
+  Link& link = *session.link;
+  if (!dup && ids.empty() && publish_cache_.message == &m && link.mount_point.empty() &&
       !(v5 && (m.expires_at || session.client_alias_max > 0))) {
     return append_cached_publish(session, m, qos, retain, packet_id);
   }
-  Link& link = *session.link;
+  // What the client sees: the topic without its listener's mount point
+  // (its filters carry it, so every topic it matches starts with it).
+  std::string_view topic = m.topic;
+  if (!link.mount_point.empty()) {
+    if (!topic.starts_with(link.mount_point)) return false;
+    topic.remove_prefix(link.mount_point.size());
+  }
   protocol::OutgoingPublish out;
-  out.topic = m.topic;
+  out.topic = topic;
   out.payload = m.payload;
   out.qos = qos;
   out.retain = retain;
@@ -467,23 +483,23 @@ bool Broker::send_publish(Session& session, const Message& m, uint8_t qos, bool 
     if (session.client_alias_max > 0) {
       Session::Aliases& state = session.alias_state();
       auto& aliases = state.out;
-      auto it = aliases.find(m.topic);
+      auto it = aliases.find(topic);
       if (it != aliases.end()) {
         out.topic = {};
         out.topic_alias = it->second;
       } else if (aliases.size() < session.client_alias_max &&
-                 state.out_bytes + m.topic.size() <= Session::kMaxAliasBytes) {
+                 state.out_bytes + topic.size() <= Session::kMaxAliasBytes) {
         out.topic_alias = static_cast<uint16_t>(aliases.size() + 1);
-        aliases.emplace(std::string(m.topic), out.topic_alias);
-        state.out_bytes += m.topic.size();
+        aliases.emplace(std::string(topic), out.topic_alias);
+        state.out_bytes += topic.size();
       }
     }
   }
   const size_t size = protocol::publish_size(out, session.version);
   if (size > kMaxPacketSize || (session.client_max_packet != 0 && size > session.client_max_packet)) {
     if (!out.topic.empty() && out.topic_alias != 0) {
-      session.aliases->out.erase(session.aliases->out.find(m.topic));
-      session.aliases->out_bytes -= m.topic.size();
+      session.aliases->out.erase(session.aliases->out.find(topic));
+      session.aliases->out_bytes -= topic.size();
     }
     Stats::add(stats_.publish_dropped);
     return false;

@@ -11,7 +11,35 @@ namespace midge::broker {
 using protocol::ReasonCode;
 using protocol::Version;
 
+namespace {
+
+// A client's filter as the broker holds it: with its listener's mount point
+// (inside a $share filter, before the shared filter). Invalid filters stay
+// as they are, to be refused.
+std::string mount_filter(std::string_view mount, const std::string& filter) {
+  if (!protocol::is_valid_topic_filter(filter)) return filter;
+  std::string_view group, inner;
+  if (protocol::split_shared_filter(filter, group, inner)) {
+    return "$share/" + std::string(group) + "/" + std::string(mount) + std::string(inner);
+  }
+  return std::string(mount) + filter;
+}
+
+}  // namespace
+
 void Broker::handle_subscribe(Session& session, const protocol::SubscribePacket& p, TimePoint now) {
+  if (!session.link->mount_point.empty()) {
+    protocol::SubscribePacket mounted = p;
+    for (protocol::Subscription& sub : mounted.subscriptions) {
+      sub.filter = mount_filter(session.link->mount_point, sub.filter);
+    }
+    subscribe_all(session, mounted, now);
+    return;
+  }
+  subscribe_all(session, p, now);
+}
+
+void Broker::subscribe_all(Session& session, const protocol::SubscribePacket& p, TimePoint now) {
   const uint32_t subscription_id =
       p.properties.subscription_identifiers.empty() ? 0 : p.properties.subscription_identifiers.front();
   protocol::SubackPacket ack;
@@ -131,7 +159,8 @@ void Broker::handle_unsubscribe(Session& session, const protocol::UnsubscribePac
   protocol::UnsubackPacket ack;
   ack.packet_id = p.packet_id;
   for (const std::string& filter : p.filters) {
-    const bool existed = unsubscribe_one(session, filter);
+    const std::string_view mount = session.link->mount_point;
+    const bool existed = unsubscribe_one(session, mount.empty() ? filter : mount_filter(mount, filter));
     ack.reasons.push_back(existed ? ReasonCode::kSuccess : ReasonCode::kNoSubscriptionExisted);
   }
   protocol::encode(ack, session.version, session.link->out());

@@ -56,6 +56,9 @@ class Link {
   // Set by the broker while a session is attached to this link.
   Session* session = nullptr;
   protocol::Version version = protocol::Version::kV311;
+  // The listener's mount_point: prefixed to the topics and filters the
+  // client sends, removed from the topics it receives. Empty: none.
+  std::string_view mount_point;
 };
 
 }  // namespace midge::broker

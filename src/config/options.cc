@@ -186,7 +186,6 @@ constexpr Option refuse(Option o, std::string_view why, std::string_view inert =
 
 // What the user loses, shared by the rows of one missing feature.
 constexpr std::string_view kEngine = "OpenSSL engines are not supported; the key must be a PEM file (keyfile)";
-constexpr std::string_view kMount = "mount points are not implemented; the listener's clients would share one topic space with every other listener";
 constexpr std::string_view kPlugin = "plugins are not implemented; their authentication and access checks would not run";
 constexpr std::string_view kPluginOpt = "plugins are not implemented";
 constexpr std::string_view kPersist = "retained messages and sessions are not saved";
@@ -194,6 +193,15 @@ constexpr std::string_view kBridge = "bridges are not implemented";
 constexpr std::string_view kWebsocketsLib = "Midge does not use libwebsockets";
 
 // ---- special setters -------------------------------------------------------------------------
+
+// A topic prefix: no wildcard, as Mosquitto checks it.
+Err set_mount_point(ParseState& st, const Value& v) {
+  const std::string& s = std::get<std::string>(v);
+  if (s.find_first_of("+#") != std::string::npos) return "a mount point may not contain '+' or '#'";
+  if (s.find('\0') != std::string::npos) return "a mount point may not contain NUL";
+  st.listener().mount_point = s;
+  return std::nullopt;
+}
 
 std::string_view first_word(std::string_view s, std::string_view* rest) {
   std::size_t end = s.find_first_of(" \t");
@@ -370,7 +378,7 @@ constexpr Option kOptions[] = {
   mirrored<&Listener::max_connections, &Config::max_connections>("max_connections", I, "Client limit of this listener; -1 = unlimited.", -1, kI32),
   mirrored<&Listener::max_qos, &Config::max_qos>("max_qos", U, "Highest QoS allowed on this listener (0..2); if listeners differ, the lowest applies to all (a warning).", 0, 2),
   mirrored<&Listener::max_topic_alias, &Config::max_topic_alias>("max_topic_alias", U, "Topic aliases an MQTT 5 client may create (0..65535); if listeners differ, the lowest applies to all (a warning).", 0, 65535, kNoFlags),
-  refuse(opt<&Listener::mount_point>("mount_point", S, kNeedsListener, "Topic prefix isolating this listener's clients."), kMount),
+  special("mount_point", S, Scope::kListener, kNeedsListener, "Topic prefix isolating this listener's clients: added to what they publish and subscribe to, removed from what they receive.", &set_mount_point, &show<&Listener::mount_point>),
   special("port", U, Scope::kListener, D, "Deprecated: port of the default listener (all interfaces).", &set_port, &show_port, 1, 65535),
   opt<&Listener::protocol>("protocol", E, D, "mqtt or websockets (plain ws://).", 0, 0, "mqtt|websockets"),
   opt<&Listener::socket_domain>("socket_domain", E, D, "Restrict the listener to ipv4 or ipv6.", 0, 0, "ipv4|ipv6"),

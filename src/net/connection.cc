@@ -123,6 +123,7 @@ std::string Connection::peer() const {
 
 Connection::Connection(Worker& worker, int fd, uint64_t id, ListenerSlot slot)
     : worker_(worker), fd_(fd), id_(id), slot_(std::move(slot)) {
+  if (const Listener* listener = slot_.listener()) mount_point = listener->options().mount_point;
   limits_.max_packet_size = std::min(packet_limit(), kMaxPacketBeforeConnect);
   // Output is already coalesced into one write per loop turn, so Nagle's
   // algorithm would only add latency.

@@ -36,6 +36,7 @@ struct ListenerOptions {
   // per_listener_settings: this listener's password file and
   // allow_anonymous; null: the broker's.
   std::shared_ptr<const broker::AccessPolicy> access;
+  std::string mount_point;    // prefix of this listener's clients' topics ("" = none)
   std::string where;          // "file:line" of its declaration, for messages
 };
 

@@ -244,6 +244,7 @@ int open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::W
     o.websocket = websocket;
     o.max_connections = l.max_connections;
     o.where = where;
+    o.mount_point = l.mount_point;
     // As Mosquitto: a missing directory stops the broker.
     if (websocket && !l.http_dir.empty() && !resolve_http_dir(l.http_dir, o.http_dir)) {
       say("Error: Unable to open http dir \"" + l.http_dir + "\".");

@@ -105,7 +105,7 @@ def test_tls_option_without_certificate_refuses_to_start(run, line):
     assert "Error: %s:1: listener %d: " % (r.conf, port) in out, out
 
 
-@pytest.mark.parametrize("line", ["auth_plugin /usr/lib/auth.so", "mount_point tenant1/",
+@pytest.mark.parametrize("line", ["auth_plugin /usr/lib/auth.so", "clientid_prefixes sensor-",
                                   "tls_engine pkcs11", "plugin /usr/lib/auth.so"])
 def test_security_option_refuses_to_start(run, line):
     port = free_port()

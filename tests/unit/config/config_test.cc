@@ -259,7 +259,6 @@ TEST(ConfigWarnings, ExpirationLongerThan200YearsIsCut) {
 
 TEST(ConfigRefused, AclMountPointPluginsEnginesAndUserMappingStopTheStart) {
   const std::pair<const char*, const char*> lines[] = {
-      {"mount_point tenant/", "mount_point"},
       {"plugin /usr/lib/p.so", "plugin"},             {"auth_plugin /usr/lib/p.so", "auth_plugin"},
       {"bind_interface eth0", "bind_interface"},      {"clientid_prefixes sensor-", "clientid_prefixes"},
       {"use_username_as_clientid true", "use_username_as_clientid"},
@@ -360,7 +359,7 @@ TEST(ConfigRefused, EveryRefusedOrWarnedRowSaysSoWhenUsed) {
 }
 
 TEST(ConfigRefused, SecurityOptionsAreNeverMerelyWarned) {
-  for (const char* name : {"mount_point", "tls_engine", "tls_keyform", "tls_engine_kpass_sha1",
+  for (const char* name : {"tls_engine", "tls_keyform", "tls_engine_kpass_sha1",
                            "plugin", "auth_plugin",
                            "bind_interface", "clientid_prefixes", "use_username_as_clientid"}) {
     ASSERT_NE(find_option(name), nullptr) << name;
@@ -368,6 +367,7 @@ TEST(ConfigRefused, SecurityOptionsAreNeverMerelyWarned) {
   }
   EXPECT_EQ(find_option("user")->applied, Applied::kYes);  // implemented in src/server
   EXPECT_EQ(find_option("acl_file")->applied, Applied::kYes);
+  EXPECT_EQ(find_option("mount_point")->applied, Applied::kYes);
   EXPECT_EQ(find_option("persistence")->applied, Applied::kWarn);
 }
 
