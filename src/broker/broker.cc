@@ -244,6 +244,17 @@ void Broker::drop_unreadable(Session& session, bool inflight_too) {
   }
 }
 
+// Who published a retained message, when check_retain_source will ask.
+std::shared_ptr<const RetainSource> Broker::retain_source(const Session& session) const {
+  if (!settings_.check_retain_source) return nullptr;
+  const Authorizer* authorizer = session.policy ? session.policy->authorizer.get() : shared_.authorizer.get();
+  if (!authorizer) return nullptr;
+  auto source = std::make_shared<RetainSource>();
+  if (session.username) source->username = std::make_unique<const std::string>(*session.username);
+  source->authorizer = authorizer;
+  return source;
+}
+
 void Broker::renew_access() {
   for (auto& [id, session] : sessions_) {
     if (!session->access) continue;
@@ -455,7 +466,7 @@ void Broker::publish_will(Session& session, TimePoint now) {
   if (session.access && !session.access->allows(will.topic, Access::kWrite)) return;
   MessagePtr shared = client_message(session, will.topic, will.payload, will.qos, will.retain,
                                      will.properties, now);
-  if (shared->retain) shared_.retained.put(shared);
+  if (shared->retain) shared_.retained.put(shared, retain_source(session));
   route(shared, now, /*from_remote=*/false);
 }
 

@@ -171,6 +171,7 @@ class Broker {
   void give_access(Session& session, const AccessPolicy* policy);
   void classify_subscriptions(Session& session);
   void drop_unreadable(Session& session, bool inflight_too);
+  std::shared_ptr<const RetainSource> retain_source(const Session& session) const;
   bool may_read(Session& session, std::string_view topic) {
     return !session.access || session.access->allows(topic, Access::kRead);
   }

@@ -127,7 +127,7 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
   }
   if (outcome == ReasonCode::kSuccess) {
     MessagePtr shared = client_message(session, p.topic, p.payload, p.qos, p.retain, p.properties, now);
-    if (shared->retain) shared_.retained.put(shared);
+    if (shared->retain) shared_.retained.put(shared, retain_source(session));
     if (p.qos == 2) {
       // PUBREC before the message goes anywhere, as Mosquitto does: a client
       // subscribed to its own topic reads the PUBREC first (issue 14).

@@ -127,9 +127,15 @@ void Broker::send_retained(Session& session, const std::string& filter,
   // what does not fit waits in the session queue, as references to the
   // stored messages, and goes out as the client reads; at most
   // kMaxQueuedReplays wait, beyond that the walk stops (counted as dropped).
-  shared_.retained.match(filter, now, [&](const MessagePtr& m) {
+  shared_.retained.match(filter, now, [&](const MessagePtr& m, const RetainSource* source) {
     if (!session.link) return false;
     if (!may_read(session, m->topic)) return true;  // the ACL: skipped, the walk goes on
+    // check_retain_source: may its publisher still write there? (Under
+    // the store's read lock: the rules are resolved for this one check.)
+    if (source && settings_.check_retain_source &&
+        !source->authorizer->access_for(m->origin_client_id, source->username.get())->allows(m->topic, Access::kWrite)) {
+      return true;
+    }
     std::vector<uint32_t> ids;
     if (subscription_id != 0) ids.push_back(subscription_id);
     deliver(session, m, Grant{outgoing_qos(m->qos, options.max_qos), true, /*from_retained=*/true},

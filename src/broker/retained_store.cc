@@ -18,7 +18,7 @@ RetainedStore::~RetainedStore() {
   free_tree(std::move(root_));
 }
 
-void RetainedStore::put(const MessagePtr& message) {
+void RetainedStore::put(const MessagePtr& message, std::shared_ptr<const RetainSource> source) {
   std::unique_lock lock(mutex_);
   Node* node = root_.get();
   std::string_view rest = message->topic;
@@ -43,6 +43,7 @@ void RetainedStore::put(const MessagePtr& message) {
     return;
   }
   node->message = message;
+  node->source = std::move(source);
   ++count_;
   bytes_ += message->payload.size();
   if (message->expires_at) {
@@ -58,6 +59,7 @@ void RetainedStore::clear_message(Node& node) {
   --count_;
   bytes_ -= node.message->payload.size();
   node.message.reset();
+  node.source.reset();
   if (node.has_deadline) {
     deadlines_.erase(node.deadline);
     node.has_deadline = false;
@@ -86,8 +88,7 @@ void RetainedStore::expire(TimePoint now) {
                        std::memory_order_relaxed);
 }
 
-void RetainedStore::match(std::string_view filter, TimePoint now,
-                          const std::function<bool(const MessagePtr&)>& visit) const {
+void RetainedStore::match(std::string_view filter, TimePoint now, const Visit& visit) const {
   std::shared_lock lock(mutex_);
   walk(filter, now, visit);
 }
@@ -95,8 +96,7 @@ void RetainedStore::match(std::string_view filter, TimePoint now,
 // Iterative (a filter may have 32768 levels): a stack of nodes with the part
 // of the filter still to match; an empty optional rest means "everything
 // below" (after '#').
-void RetainedStore::walk(std::string_view filter, TimePoint now,
-                         const std::function<bool(const MessagePtr&)>& visit) const {
+void RetainedStore::walk(std::string_view filter, TimePoint now, const Visit& visit) const {
   struct Step {
     const Node* node;
     std::string_view rest;
@@ -112,7 +112,7 @@ void RetainedStore::walk(std::string_view filter, TimePoint now,
     if (step.all) {
       for (const auto& [name, child] : node.children) {
         if (step.top && !name.empty() && name.front() == '$') continue;  // [MQTT-4.7.2-1]
-        if (live(*child) && !visit(child->message)) return;
+        if (live(*child) && !visit(child->message, child->source.get())) return;
         stack.push_back({child.get(), {}, true, false});
       }
       continue;
@@ -123,7 +123,7 @@ void RetainedStore::walk(std::string_view filter, TimePoint now,
     const std::string_view next = last ? std::string_view{} : step.rest.substr(slash + 1);
     if (level == "#") {
       // "a/#" matches "a" itself [MQTT-4.7.1-2] and everything below it.
-      if (!step.top && live(node) && !visit(node.message)) return;
+      if (!step.top && live(node) && !visit(node.message, node.source.get())) return;
       stack.push_back({&node, {}, true, step.top});
       continue;
     }
@@ -132,7 +132,7 @@ void RetainedStore::walk(std::string_view filter, TimePoint now,
         stack.push_back({&child, next, false, false});
         return true;
       }
-      return !live(child) || visit(child.message);
+      return !live(child) || visit(child.message, child.source.get());
     };
     if (level == "+") {
       for (const auto& [name, child] : node.children) {

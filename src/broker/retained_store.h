@@ -12,25 +12,35 @@
 #include <string>
 #include <string_view>
 
+#include "broker/authorizer.h"
 #include "broker/message.h"
 #include "util/string_hash.h"
 
 namespace midge::broker {
 
+// Who published a retained message, kept with check_retain_source so that
+// its write access can be checked again when the message is sent.
+struct RetainSource {
+  std::unique_ptr<const std::string> username;  // null: anonymous
+  const Authorizer* authorizer = nullptr;       // its rules (they live as long as the broker)
+};
+
 class RetainedStore {
  public:
+  using Visit = std::function<bool(const MessagePtr&, const RetainSource*)>;
+
   RetainedStore();
   ~RetainedStore();
 
   // Stores `message` under its topic, or removes the topic's retained
   // message when the payload is empty [MQTT-3.3.1-6], [MQTT-3.3.1-7].
-  void put(const MessagePtr& message);
+  // `source`: null unless check_retain_source asks for it.
+  void put(const MessagePtr& message, std::shared_ptr<const RetainSource> source = nullptr);
 
   // Calls visit(MessagePtr) for every retained message matching `filter`
   // (a valid, non-shared topic filter) until it returns false. Expired
   // messages are skipped here and removed by `expire`.
-  void match(std::string_view filter, TimePoint now,
-             const std::function<bool(const MessagePtr&)>& visit) const;
+  void match(std::string_view filter, TimePoint now, const Visit& visit) const;
 
   // Removes the messages whose expiry interval has passed [MQTT-3.3.2-5].
   // Cheap when nothing is due (no lock).
@@ -48,6 +58,7 @@ class RetainedStore {
   struct Node {
     util::StringMap<std::unique_ptr<Node>> children;
     MessagePtr message;
+    std::shared_ptr<const RetainSource> source;
     Node* parent = nullptr;
     std::string_view level;  // this node's key in parent->children
     Deadlines::iterator deadline;
@@ -55,8 +66,7 @@ class RetainedStore {
   };
   void clear_message(Node& node);
   void prune(Node* node);
-  void walk(std::string_view filter, TimePoint now,
-            const std::function<bool(const MessagePtr&)>& visit) const;
+  void walk(std::string_view filter, TimePoint now, const Visit& visit) const;
 
   mutable std::shared_mutex mutex_;
   std::unique_ptr<Node> root_;  // guarded by mutex_

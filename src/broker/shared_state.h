@@ -30,6 +30,9 @@ struct Settings {
   uint64_t max_queued_bytes = 0;        // 0 = unlimited
   bool queue_qos0_messages = false;
   bool upgrade_outgoing_qos = false;  // deliver at the granted QoS (Mosquitto option, non-standard)
+  // Before a retained message goes out, its publisher's write access is
+  // checked again (the ACL may have changed since).
+  bool check_retain_source = false;
   uint16_t max_inflight_messages = 20;  // 0 = unlimited
   uint32_t message_size_limit = 0;      // payload bytes, 0 = unlimited
   uint32_t max_packet_size = 0;         // 0 = unlimited

@@ -49,6 +49,7 @@ struct Config {
   uint64_t max_queued_bytes = 0;        // 0 = unlimited
   bool queue_qos0_messages = false;
   bool upgrade_outgoing_qos = false;
+  bool check_retain_source = false;
   uint16_t max_inflight_messages = 20;  // 0 = unlimited (mosquitto); we cap at 65535
   uint64_t max_inflight_bytes = 0;
   uint32_t message_size_limit = 0;  // 0 = no limit (bytes of payload)

@@ -331,7 +331,7 @@ constexpr Option kOptions[] = {
   security<&Config::auto_id_prefix, &Listener::auto_id_prefix>("auto_id_prefix", S, "Prefix of generated client ids."),
   warn(opt<&Config::autosave_interval>("autosave_interval", U, R, "Seconds between saves of the in-memory database (persistence); 0 = only on exit.", 0, kU32), kPersist),
   warn(unsupported("autosave_on_changes", Scope::kGlobal, "Count changes instead of seconds for autosave_interval."), kPersist),
-  warn(unsupported("check_retain_source", Scope::kGlobal, "Re-check the publisher's access before sending a retained message."), "a retained message is checked against its publisher's write access when it is stored, not again when it is sent", "false"),
+  opt<&Config::check_retain_source>("check_retain_source", B, R, "Before sending a retained message, check that its publisher may still write its topic (acl_file)."),
   refuse(unsupported("clientid_prefixes", Scope::kGlobal, "Deprecated: only allow client ids with this prefix."), "client id prefixes are not checked; clients with any client id would be accepted"),
   opt<&Config::connection_messages>("connection_messages", B, R, "Log client connects and disconnects."),
   special("include_dir", Kind::kPath, Scope::kGlobal, kNoFlags, "Parse every *.conf file in this directory, in mosquitto's order.", &set_include_dir),

@@ -11,7 +11,8 @@ namespace {
 
 // The options that end up in broker::Settings (make_settings in
 // server.cc), which every worker replaces on reload, and the global files.
-constexpr std::array<std::string_view, 21> kLive = {
+constexpr std::array<std::string_view, 22> kLive = {
+    "check_retain_source",
     "allow_anonymous",       "max_queued_messages",  "max_queued_bytes",
     "queue_qos0_messages",   "upgrade_outgoing_qos", "max_inflight_messages",
     "message_size_limit",    "max_packet_size",      "max_pending_output",

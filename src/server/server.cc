@@ -131,6 +131,7 @@ broker::Settings make_settings(const config::Config& c) {
   s.max_queued_bytes = c.max_queued_bytes;
   s.queue_qos0_messages = c.queue_qos0_messages;
   s.upgrade_outgoing_qos = c.upgrade_outgoing_qos;
+  s.check_retain_source = c.check_retain_source;
   s.max_inflight_messages = c.max_inflight_messages;
   s.message_size_limit = c.message_size_limit;
   s.max_packet_size = c.max_packet_size;

@@ -639,3 +639,52 @@ def test_same_outcomes_as_mosquitto(acl_broker, raw):
     # Midge refuses them: v5 reason 0x87 Not authorized. Everything else is the same.
     refused = [1, 1, 1, 1, 1] if IS_MOSQUITTO else [1, 0x87, 1, 1, 0x87]
     assert ours == dict(theirs, suback=refused)
+
+
+# ------------------------------------------------------------------ check_retain_source
+
+def retained_before_pingresp(port, proto, topic):
+    """Subscribes with a new client, then pings: the retained message comes before PINGRESP
+    when it is sent at all. Returns its payload, or None."""
+    r = m.RawClient(port, proto)
+    try:
+        assert r.connect("probe").rc == 0
+        r.subscribe([(topic, 0)])
+        r.send(m.PINGREQ_BYTES)
+        while True:
+            p = r.recv()
+            if p.type == m.PINGRESP:
+                return None
+            if p.type == m.PUBLISH:
+                return p.payload
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("proto", [4, 5])
+def test_check_retain_source_rechecks_the_publisher(acl_broker, proto):
+    b = acl_broker("topic readwrite test/#\n", "check_retain_source true")
+    pub = m.RawClient(b.port, proto)
+    try:
+        assert pub.connect("publisher").rc == 0
+        pub.publish_acked("test/topic", b"retained", qos=1, retain=True)
+    finally:
+        pub.close()
+    assert retained_before_pingresp(b.port, proto, "test/topic") == b"retained"
+    reload_acl(b, "topic read test/#\n")  # the publisher loses its write access
+    wait_until(lambda: retained_before_pingresp(b.port, proto, "test/topic") is None,
+               what="the retained message no longer sent")
+
+
+def test_without_check_retain_source_the_message_stays(acl_broker):
+    b = acl_broker("topic readwrite test/#\n")
+    pub = m.RawClient(b.port, 4)
+    try:
+        assert pub.connect("publisher").rc == 0
+        pub.publish_acked("test/topic", b"retained", qos=1, retain=True)
+    finally:
+        pub.close()
+    mark = reload_acl(b, "topic read test/#\n")
+    if not IS_MOSQUITTO:
+        wait_until_log(b, mark, "Reloaded acl_file")
+    assert retained_before_pingresp(b.port, 4, "test/topic") == b"retained"

@@ -373,8 +373,8 @@ TEST(DeepLevelsTest, TreesDoNotRecursePerLevel) {
       f.topic = topic;
       f.payload = "x";
       store.put(Message::create(f));
-      store.match(filter, TimePoint{}, [&](const MessagePtr&) { return ++retained_hits, true; });
-      store.match("#", TimePoint{}, [&](const MessagePtr&) { return ++retained_hits, true; });
+      store.match(filter, TimePoint{}, [&](const MessagePtr&, const RetainSource*) { return ++retained_hits, true; });
+      store.match("#", TimePoint{}, [&](const MessagePtr&, const RetainSource*) { return ++retained_hits, true; });
     }
     {
       SharedSubscriptions shared;
