@@ -55,27 +55,42 @@ Logger::~Logger() {
 }
 
 std::string Logger::configure(const std::vector<std::string>& dests, bool timestamps, const std::string& time_format) {
-  std::lock_guard lock(mutex_);
-  timestamps_ = timestamps;
-  time_format_ = time_format;
-  if (dests.empty()) return "";
-  to_stderr_ = false;
+  // The new files are opened first: one that cannot be opened leaves the
+  // logger as it was (a reload on SIGHUP keeps logging where it did).
+  std::vector<std::pair<std::string, FILE*>> files;
+  bool to_stderr = dests.empty(), to_stdout = false, to_syslog = false;
   for (const std::string& d : dests) {
     if (d == "stderr") {
-      to_stderr_ = true;
+      to_stderr = true;
     } else if (d == "stdout") {
-      to_stdout_ = true;
+      to_stdout = true;
     } else if (d == "syslog") {
-      to_syslog_ = true;
-      openlog("midge", LOG_PID, LOG_DAEMON);
+      to_syslog = true;
     } else if (d.rfind("file ", 0) == 0) {
       const std::string path = d.substr(5);
       FILE* f = open_log_file(path);
-      if (!f) return "cannot open log file " + path + ": " + std::strerror(errno);
-      files_.emplace_back(path, f);
+      if (!f) {
+        const std::string error = "cannot open log file " + path + ": " + std::strerror(errno);
+        for (auto& [p, opened] : files) std::fclose(opened);
+        return error;
+      }
+      files.emplace_back(path, f);
     }
     // "none", "topic", "dlt": nothing written here (the config parser warns about topic and dlt).
   }
+  std::lock_guard lock(mutex_);
+  flush_locked();
+  for (auto& [path, f] : files_) {
+    if (f) std::fclose(f);
+  }
+  files_ = std::move(files);
+  if (to_syslog && !to_syslog_) openlog("midge", LOG_PID, LOG_DAEMON);
+  if (!to_syslog && to_syslog_) closelog();
+  to_stderr_ = to_stderr;
+  to_stdout_ = to_stdout;
+  to_syslog_ = to_syslog;
+  timestamps_ = timestamps;
+  time_format_ = time_format;
   return "";
 }
 
@@ -94,11 +109,11 @@ void Logger::log(const std::string& line) {
   // can start a line of its own (security review M7), and a line is cut at kMaxLogLine bytes, as
   // Mosquitto cuts its own, so that a 64 KiB client id does not become 64 KiB of log per event.
   const std::string clean = escape_log_line(std::string_view(line).substr(0, kMaxLogLine));
+  std::lock_guard lock(mutex_);  // a reload may change the format and destinations
   std::string text;
   if (timestamps_) text = timestamp();
   text += clean;
   text += '\n';
-  std::lock_guard lock(mutex_);
   if (to_stderr_) {
     if (!stderr_buffered_) {
       std::setvbuf(stderr, nullptr, _IOFBF, 1 << 16);
@@ -115,6 +130,10 @@ void Logger::log(const std::string& line) {
 
 void Logger::flush() {
   std::lock_guard lock(mutex_);
+  flush_locked();
+}
+
+void Logger::flush_locked() {
   if (to_stderr_) std::fflush(stderr);
   if (to_stdout_) std::fflush(stdout);
   for (auto& [path, f] : files_) {

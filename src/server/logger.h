@@ -24,7 +24,8 @@ class Logger {
   Logger& operator=(const Logger&) = delete;
 
   // Returns an error message, or "" on success. `time_format`: strftime() format of the timestamp
-  // (log_timestamp_format, local time); empty = seconds since the epoch.
+  // (log_timestamp_format, local time); empty = seconds since the epoch. Replaces the previous
+  // destinations (a reload); on error nothing changes.
   std::string configure(const std::vector<std::string>& dests, bool timestamps, const std::string& time_format = "");
   void log(const std::string& line);
   // Re-opens log files (after rotation, on SIGHUP).
@@ -35,6 +36,7 @@ class Logger {
 
  private:
   std::string timestamp() const;
+  void flush_locked();
 
   std::mutex mutex_;
   std::string time_format_;

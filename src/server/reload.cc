@@ -10,9 +10,10 @@ namespace midge::server {
 namespace {
 
 // The options that end up in broker::Settings (make_settings in
-// server.cc), which every worker replaces on reload, and the global files.
-constexpr std::array<std::string_view, 22> kLive = {
-    "check_retain_source",
+// server.cc), which every worker replaces on reload, the global files and
+// the logger's destinations and timestamps.
+constexpr std::array<std::string_view, 24> kLive = {
+    "check_retain_source",   "log_timestamp",        "log_timestamp_format",
     "allow_anonymous",       "max_queued_messages",  "max_queued_bytes",
     "queue_qos0_messages",   "upgrade_outgoing_qos", "max_inflight_messages",
     "message_size_limit",    "max_packet_size",      "max_pending_output",
@@ -86,7 +87,7 @@ ConfigChanges compare_configs(const config::Config& before, const config::Config
   }
   // Shown by their default only: compared as written.
   if (before.log_dest != after.log_dest) {
-    out.restart.push_back("log_dest " + join(before.log_dest) + " -> " + join(after.log_dest));
+    out.applied.push_back("log_dest " + join(before.log_dest) + " -> " + join(after.log_dest));
   }
   if (before.log_type != after.log_type) {
     out.restart.push_back("log_type " + join(before.log_type) + " -> " + join(after.log_type));

@@ -1,7 +1,7 @@
 // SIGHUP: what a re-read configuration changes. Settings the workers hold
-// (broker::Settings) and the global password_file/acl_file take effect at
-// once; listeners, TLS file paths, logging, users and threads need a
-// restart, and say so.
+// (broker::Settings), the global password_file/acl_file and the log
+// destinations take effect at once; listeners, TLS file paths, users and
+// threads need a restart, and say so.
 #pragma once
 
 #include <string>

@@ -500,6 +500,16 @@ int run(int argc, char** argv) {
       next = reread_config(opt, say);
       if (!next) return;
       apply_config(current, *next, files, workers, say);
+      const bool logging_changed = next->log_dest != current.log_dest || next->log_timestamp != current.log_timestamp ||
+                                   next->log_timestamp_format != current.log_timestamp_format;
+      if (logging_changed && !opt.verbose) {
+        if (std::string err = log.configure(next->log_dest, next->log_timestamp, next->log_timestamp_format);
+            !err.empty()) {
+          say("Error: " + err + "; logging stays as it was.");
+        } else {
+          say(std::string("midge version ") + kVersion + ": log destinations reloaded from " + opt.config_file + ".");
+        }
+      }
       current = std::move(*next);
     }
     files.passwords.reload();

@@ -156,3 +156,26 @@ def test_users_removed_or_changed_are_disconnected(broker, tmp_path):
     finally:
         for c in clients.values():
             c.close()
+
+
+def test_log_destination_change_applies(tmp_path):
+    """Without -v (which sends everything to stderr), log_dest follows the reloaded file."""
+    import subprocess
+    from conftest import BROKER_BIN, free_port, port_open
+    port = free_port()
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    conf = tmp_path / "midge.conf"
+    base = "listener %d 127.0.0.1\nallow_anonymous true\n" % port + "\n".join(auth_conf()) + "\n"
+    conf.write_text(base + "log_dest file %s\n" % first)
+    proc = subprocess.Popen([BROKER_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: port_open(port), what="broker listening")
+        conf.write_text(base + "log_dest file %s\nconnection_messages true\n" % second)
+        proc.send_signal(signal.SIGHUP)
+        wait_until(second.exists, what="logging moved to the second file")
+        assert connack(port, 4) == 0
+        wait_until(lambda: "New client connected" in second.read_text(), what="connection logged")
+        assert "New client connected" not in first.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(10)
