@@ -358,7 +358,7 @@ constexpr Option kOptions[] = {
   opt<&Config::refuse_cross_user_takeover>("refuse_cross_user_takeover", B, kMidgeExtension, "Refuse (not authorised) a CONNECT whose client id has a session of another user name, instead of taking it over."),
   opt<&Config::retain_available>("retain_available", B, R, "Support retained messages; false disconnects clients that publish them."),
   warn(unsupported("retry_interval", Scope::kGlobal, "Removed in mosquitto 2.0 (accepted with a warning)."), "removed in Mosquitto 2.0"),
-  warn(opt<&Config::set_tcp_nodelay>("set_tcp_nodelay", B, R, "Set TCP_NODELAY on client sockets."), "Midge always sets TCP_NODELAY", "true"),
+  warn(opt<&Config::set_tcp_nodelay>("set_tcp_nodelay", B, R, "Set TCP_NODELAY on client sockets."), "Midge always sets TCP_NODELAY: it writes each connection's output once per event-loop turn, so Nagle's algorithm would only delay it", "true"),
   opt<&Config::sys_interval>("sys_interval", U, R, "Seconds between $SYS updates; 0 disables $SYS.", 0, 65535),
   opt<&Config::thread_count>("thread_count", U, kMidgeExtension, "Worker threads; 0 = one per core.", 0, 1024),
   opt<&Config::upgrade_outgoing_qos>("upgrade_outgoing_qos", B, R, "Deliver at the subscription's granted QoS, not the lower of it and the published one (non-standard, breaks MQTT-3.8.4-8)."),
