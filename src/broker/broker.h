@@ -189,6 +189,11 @@ class Broker {
   bool append_cached_publish(Session& session, const Message& m, uint8_t qos, bool retain,
                              uint16_t packet_id);
   void send_qos(Session& session, Delivery&& delivery, TimePoint now);
+  // max_inflight_bytes reached: QoS 1/2 messages wait in the queue.
+  bool inflight_bytes_full(const Session& session) const {
+    return settings_.max_inflight_bytes != 0 && session.inflight_bytes >= settings_.max_inflight_bytes;
+  }
+  void erase_inflight(Session& session, util::Fifo<InflightOut>::iterator it);
   void pump(Session& session, TimePoint now);
   uint16_t next_packet_id(Session& session);
   void forget_stored(const Delivery& delivery);

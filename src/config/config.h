@@ -50,7 +50,7 @@ struct Config {
   bool queue_qos0_messages = false;
   bool upgrade_outgoing_qos = false;
   uint16_t max_inflight_messages = 20;  // 0 = unlimited (mosquitto); we cap at 65535
-  uint64_t max_inflight_bytes = 0;
+  uint64_t max_inflight_bytes = 0;  // payload bytes of outgoing QoS 1/2 in flight; 0 = no limit
   uint32_t message_size_limit = 0;  // 0 = no limit (bytes of payload)
   // Whole packets, in bytes. Mosquitto has no limit by default (256 MB, the protocol's); Midge is
   // stricter by default so that a small machine survives hostile clients (like EMQX's 1 MiB).

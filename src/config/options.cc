@@ -333,7 +333,7 @@ constexpr Option kOptions[] = {
   opt<&Config::log_timestamp>("log_timestamp", B, R, "Prefix each log line with a timestamp."),
   opt<&Config::log_timestamp_format>("log_timestamp_format", S, R, "strftime() format of the log timestamp (local time); unset = seconds since the epoch."),
   warn({"log_type", E, Scope::kGlobal, R, 0, 0, kLogTypes, "Message types to log; repeatable.", &store<&Config::log_type>, &show_log_type, Applied::kYes, {}, {}}, "every message type is logged", "all"),
-  warn(opt<&Config::max_inflight_bytes>("max_inflight_bytes", U, R, "Per-client byte limit of outgoing QoS 1/2 messages in flight; 0 = no limit.", 0, kI64), "in-flight messages are bounded by max_inflight_messages only", "0"),
+  opt<&Config::max_inflight_bytes>("max_inflight_bytes", U, R, "Per-client limit of the payload bytes of outgoing QoS 1/2 messages in flight: a message goes out while fewer bytes are in flight, the others wait in the queue; 0 = no limit.", 0, kI64),
   opt<&Config::max_inflight_messages>("max_inflight_messages", U, R, "Per-client limit of outgoing QoS 1/2 messages in flight; 0 = no limit.", 0, 65535),
   opt<&Config::max_keepalive>("max_keepalive", U, R, "Largest keepalive accepted; MQTT 5 clients asking for more are told this value.", 10, 65535),
   opt<&Config::max_packet_size>("max_packet_size", U, R, "Largest MQTT packet accepted, in bytes (>= 20); larger packets close the connection. Default: no limit but the protocol's (268435455 bytes of remaining length), as in Mosquitto.", 20, kU32),

@@ -128,6 +128,7 @@ broker::Settings make_settings(const config::Config& c) {
   s.queue_qos0_messages = c.queue_qos0_messages;
   s.upgrade_outgoing_qos = c.upgrade_outgoing_qos;
   s.max_inflight_messages = c.max_inflight_messages;
+  s.max_inflight_bytes = c.max_inflight_bytes;
   s.message_size_limit = c.message_size_limit;
   s.max_packet_size = c.max_packet_size;
   s.max_pending_output = c.max_pending_output;
