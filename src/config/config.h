@@ -24,6 +24,7 @@ struct Listener {
   // TLS: on when certfile and keyfile are set, or psk_hint (server.cc checks the combination).
   std::string cafile, capath, certfile, keyfile, ciphers, ciphers_tls13, tls_version, crlfile, dhparamfile, psk_hint;
   bool require_certificate = false, use_identity_as_username = false, use_subject_as_username = false;
+  bool use_username_as_clientid = false;  // a listener option in Mosquitto, whatever per_listener_settings says
   // Per-listener security: only set when per_listener_settings is true. Unset/empty means "use the
   // Config-level value", i.e. effective = listener.x.value_or(config.x).
   std::optional<bool> allow_anonymous;

@@ -375,7 +375,7 @@ constexpr Option kOptions[] = {
   special("port", U, Scope::kListener, D, "Deprecated: port of the default listener (all interfaces).", &set_port, &show_port, 1, 65535),
   opt<&Listener::protocol>("protocol", E, D, "mqtt or websockets (plain ws://).", 0, 0, "mqtt|websockets"),
   opt<&Listener::socket_domain>("socket_domain", E, D, "Restrict the listener to ipv4 or ipv6.", 0, 0, "ipv4|ipv6"),
-  refuse(unsupported("use_username_as_clientid", Scope::kListener, "Replace the client id with the username.", D), "client ids are not replaced by user names, so one user could take over another user's session", "false"),
+  opt<&Listener::use_username_as_clientid>("use_username_as_clientid", B, D, "A client's user name replaces its client id (so one user cannot take over another's session); a client without user name is refused (not authorised)."),
   warn(opt<&Config::websockets_log_level>("websockets_log_level", U, kNoFlags, "libwebsockets log level bit mask.", 0, 65535), kWebsocketsLib),
   warn(unsupported("websockets_headers_size", Scope::kGlobal, "Websockets HTTP header buffer size."), "the WebSocket upgrade request may be up to 8 KB"),
   // ---- listener TLS (a listener with certfile and keyfile, or psk_hint, speaks TLS) ----

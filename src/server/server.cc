@@ -246,6 +246,7 @@ int open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::W
     if (unreadable) return 13;
     if (l.use_identity_as_username) o.identity_as_username = net::PeerIdentity::kIdentity;
     if (l.use_subject_as_username) o.identity_as_username = net::PeerIdentity::kSubject;
+    o.username_as_client_id = l.use_username_as_clientid;
     auto listener = std::make_unique<net::Listener>(std::move(o), workers);
     if (std::string e = listener->open(cfg.local_only, say); !e.empty()) {
       say("Error: " + e);

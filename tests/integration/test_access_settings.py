@@ -41,6 +41,111 @@ def raw_connect(port, client_id, proto=4, **kw):
     return c, c.connect(client_id, **kw)
 
 
+# ------------------------------------------------------------------ use_username_as_clientid
+
+def start_named(broker, tmp_path, extra=()):
+    pw = password_file(tmp_path / "pw", {"alice": "pw", "bob": "pw"})
+    b = broker(start=False)
+    port = b.port
+    b.conf.write_text("\n".join(["listener %d 127.0.0.1" % port, "allow_anonymous true",
+                                 "use_username_as_clientid true", "password_file " + pw]
+                                + list(extra) + workers(4)) + "\n")
+    return b.start()
+
+
+@pytest.mark.parametrize("proto", [4, 5])
+def test_one_user_has_one_session_whatever_client_id_it_gives(broker, tmp_path, proto):
+    b = start_named(broker, tmp_path)
+    first, ack = raw_connect(b.port, "dev-1", proto, username="alice", password="pw")
+    assert ack.rc == 0
+    second, ack = raw_connect(b.port, "dev-2", proto, username="alice", password="pw")
+    assert ack.rc == 0
+    # Both are client "alice": the second takes the first one's session over.
+    got = first.wait_closed()
+    if proto == 5 and not IS_MOSQUITTO:  # Mosquitto 2.0.11 sends none (docs/compatibility.md)
+        assert [p.type for p in got] == [m.DISCONNECT] and got[0].rc == 0x8E  # session taken over
+    second.close()
+
+
+@pytest.mark.parametrize("proto", [4, 5])
+def test_a_user_cannot_take_over_another_users_session(broker, tmp_path, proto):
+    b = start_named(broker, tmp_path)
+    alice, ack = raw_connect(b.port, "sensor", proto, username="alice", password="pw")
+    assert ack.rc == 0
+    assert alice.subscribe([("t/1", 1)]).codes == [1]
+    # bob names alice's client id and her user name: he gets his own session, "bob".
+    for cid in ("sensor", "alice"):
+        bob, ack = raw_connect(b.port, cid, proto, username="bob", password="pw")
+        assert ack.rc == 0
+        bob.publish_acked("t/1", b"from bob as " + cid.encode(), qos=1)
+        got = alice.recv_type(m.PUBLISH)  # alice is still connected, and gets it
+        assert got.payload == b"from bob as " + cid.encode()
+        alice.send(m.puback(got.mid, proto))
+        bob.close()
+    alice.close()
+
+
+@pytest.mark.parametrize("proto", [3, 4, 5])
+def test_a_client_without_user_name_is_refused(broker, tmp_path, proto):
+    """Even with allow_anonymous true: there is no user name to use (handle_connect.c)."""
+    b = start_named(broker, tmp_path)
+    c, ack = raw_connect(b.port, "anon", proto)
+    assert ack.rc == (0x87 if proto == 5 else 5)  # not authorised
+    assert c.is_closed_within(5)
+
+
+def test_wrong_password_is_still_refused(broker, tmp_path):
+    b = start_named(broker, tmp_path)
+    c, ack = raw_connect(b.port, "x", 4, username="alice", password="wrong")
+    assert ack.rc == 5
+    c.close()
+
+
+def test_v5_empty_client_id_is_assigned_the_user_name(broker, tmp_path):
+    b = start_named(broker, tmp_path)
+    c, ack = raw_connect(b.port, "", 5, username="bob", password="pw")
+    assert ack.rc == 0
+    assert ack.prop(m.P_ASSIGNED_CLIENT_ID) == "bob"
+    c.close()
+
+
+def test_v311_empty_client_id_with_clean_session_false_is_still_rejected(broker, tmp_path):
+    """[MQTT-3.1.3-8]: identifier rejected (2), checked before the user name replaces the id."""
+    b = start_named(broker, tmp_path)
+    c, ack = raw_connect(b.port, "", 4, clean=False, username="bob", password="pw")
+    assert ack.rc == 2
+    c.close()
+
+
+def test_only_the_listener_that_sets_it(broker, tmp_path):
+    pw = password_file(tmp_path / "pw", {"alice": "pw"})
+    b = broker(start=False)
+    other = free_port()
+    b.conf.write_text("\n".join(["listener %d 127.0.0.1" % b.port, "use_username_as_clientid true",
+                                 "listener %d 127.0.0.1" % other, "password_file " + pw]
+                                + workers(3)) + "\n")
+    b.start()
+    # On the other listener alice keeps two sessions under their own client ids...
+    one, ack = raw_connect(other, "dev-1", 4, username="alice", password="pw")
+    assert ack.rc == 0
+    two, ack = raw_connect(other, "dev-2", 4, username="alice", password="pw")
+    assert ack.rc == 0
+    assert one.subscribe([("t/2", 0)]).codes == [0]
+    two.publish("t/2", b"both alive")
+    assert one.recv_type(m.PUBLISH).payload == b"both alive"
+    # ...and on the first one she is client "alice", which takes over neither of them but
+    # itself: a second connection there closes the first.
+    three, ack = raw_connect(b.port, "dev-1", 4, username="alice", password="pw")
+    assert ack.rc == 0
+    two.publish("t/2", b"still alive")
+    assert one.recv_type(m.PUBLISH).payload == b"still alive"
+    four, ack = raw_connect(b.port, "dev-2", 4, username="alice", password="pw")
+    assert ack.rc == 0
+    assert three.is_closed_within(5)
+    for c in (one, two, four):
+        c.close()
+
+
 # ------------------------------------------------------------------ max_inflight_bytes
 
 def slow_consumer(b, proto=4):

@@ -262,7 +262,6 @@ TEST(ConfigRefused, AclMountPointPluginsEnginesAndUserMappingStopTheStart) {
       {"acl_file /etc/mosquitto/acl", "acl_file"},    {"mount_point tenant/", "mount_point"},
       {"plugin /usr/lib/p.so", "plugin"},             {"auth_plugin /usr/lib/p.so", "auth_plugin"},
       {"bind_interface eth0", "bind_interface"},      {"clientid_prefixes sensor-", "clientid_prefixes"},
-      {"use_username_as_clientid true", "use_username_as_clientid"},
       {"tls_engine pkcs11", "tls_engine"},            {"tls_keyform engine", "tls_keyform"},
   };
   for (auto [line, name] : lines) {
@@ -362,7 +361,7 @@ TEST(ConfigRefused, EveryRefusedOrWarnedRowSaysSoWhenUsed) {
 TEST(ConfigRefused, SecurityOptionsAreNeverMerelyWarned) {
   for (const char* name : {"acl_file", "mount_point", "tls_engine", "tls_keyform", "tls_engine_kpass_sha1",
                            "plugin", "auth_plugin",
-                           "bind_interface", "clientid_prefixes", "use_username_as_clientid"}) {
+                           "bind_interface", "clientid_prefixes"}) {
     ASSERT_NE(find_option(name), nullptr) << name;
     EXPECT_EQ(find_option(name)->applied, Applied::kRefuse) << name;
   }
@@ -403,6 +402,20 @@ TEST(ConfigListeners, ListenerBlocksTakeTheirOptions) {
   ASSERT_EQ(c.warnings.size(), 6u);
   EXPECT_EQ(c.warnings[0], "test.conf:1: option 'max_qos' 2 is not applied: Midge applies the lowest max_qos of "
                            "all listeners, 1, to every listener");
+}
+
+TEST(ConfigListeners, UseUsernameAsClientidIsTheListenersOwn) {
+  // A listener option in Mosquitto 2.0 (conf.c: cur_listener), with or without per_listener_settings.
+  Config c = parse_ok("listener 1883\nuse_username_as_clientid true\nlistener 1884\n");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_TRUE(c.listeners[0].use_username_as_clientid);
+  EXPECT_FALSE(c.listeners[1].use_username_as_clientid);
+  EXPECT_TRUE(c.warnings.empty());
+  // Before any `listener` line it opens Mosquitto's default listener.
+  Config d = parse_ok("use_username_as_clientid true\n");
+  ASSERT_EQ(d.listeners.size(), 1u);
+  EXPECT_FALSE(d.local_only);
+  EXPECT_TRUE(d.listeners[0].use_username_as_clientid);
 }
 
 TEST(ConfigListeners, SameMaxQosEverywhereIsSilent) {
