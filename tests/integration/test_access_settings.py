@@ -240,6 +240,37 @@ def test_max_inflight_bytes_counts_qos2_until_pubcomp(broker):
     pub.close()
 
 
+# ------------------------------------------------------------------ max_connections per listener
+
+def connects(port, n, prefix):
+    held, results = [], []
+    for i in range(n):
+        c = m.RawClient(port, 4, timeout=3)
+        try:
+            c.send(m.connect("%s-%d" % (prefix, i)))
+            ok = c.recv_type(m.CONNACK, timeout=3).rc == 0
+        except (m.Closed, ConnectionResetError, BrokenPipeError):
+            ok = False
+        held.append(c)
+        results.append(ok)
+    return held, results
+
+
+def test_max_connections_is_per_listener(broker):
+    b = broker(start=False)
+    other = free_port()
+    # The limit is on the listener the fixture does not probe (its probe takes a slot a moment).
+    b.conf.write_text("\n".join(["listener %d 127.0.0.1" % b.port, "allow_anonymous true",
+                                 "listener %d 127.0.0.1" % other, "max_connections 1"]) + "\n")
+    b.start()
+    held, limited = connects(other, 4, "a")
+    more, free = connects(b.port, 4, "b")
+    assert free == [True] * 4  # the other listener has no limit, and the first one's count is its own
+    assert limited == [True, False, False, False]
+    for c in held + more:
+        c.close()
+
+
 # ------------------------------------------------------------------ set_tcp_nodelay
 
 def start_log(b):
