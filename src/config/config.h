@@ -87,6 +87,15 @@ struct Config {
   uint16_t websockets_log_level = 0;
   // "file:line: ..." for options Midge accepts but does not apply, and ignored extra arguments.
   std::vector<std::string> warnings;
+  // Every file or directory option as given, with where: `midge --test-config` names the line of
+  // a file that cannot be read.
+  struct PathLine {
+    std::string option, value, file;
+    int line = 0;
+  };
+  std::vector<PathLine> paths;
+  // "file:line" of the line that set `option` to `value`; "" when none did.
+  std::string where(std::string_view option, std::string_view value) const;
 };
 
 struct Error {

@@ -181,6 +181,7 @@ std::optional<Error> parse_line(ParseState& st, std::string_view text) {
     }
     return fail("option " + quoted(name) + ": " + *e);
   }
+  if (o->kind == Kind::kPath) st.config.paths.push_back({std::string(name), std::get<std::string>(value), st.file, st.line});
   return std::nullopt;
 }
 
@@ -405,6 +406,13 @@ std::optional<Error> include_dir(ParseState& st, const std::string& dir) {
 }
 
 }  // namespace detail
+
+std::string Config::where(std::string_view option, std::string_view value) const {
+  for (const PathLine& p : paths) {
+    if (p.option == option && p.value == value) return p.file + ":" + std::to_string(p.line);
+  }
+  return {};
+}
 
 std::string Error::to_string() const {
   if (line > 0) return file + ":" + std::to_string(line) + ": " + message;

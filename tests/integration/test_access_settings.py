@@ -287,3 +287,98 @@ def test_set_tcp_nodelay_true_is_silent_false_warns(broker):
     c, ack = raw_connect(loud.port, "n", 4)
     assert ack.rc == 0
     c.close()
+
+
+# ------------------------------------------------------------------ --test-config
+
+def check_config(path):
+    return subprocess.run([BROKER_BIN, "--test-config", "-c", str(path)], capture_output=True, text=True,
+                          timeout=30)
+
+
+midge_only_test_config = pytest.mark.midge_only(reason="--test-config checking the files is a Midge extension")
+
+
+@midge_only_test_config
+def test_test_config_ok_opens_no_listener(tmp_path):
+    # The port is taken: a start would fail to bind, the check does not bind.
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    pw = password_file(tmp_path / "pw", {"alice": "pw"})
+    conf = tmp_path / "ok.conf"
+    conf.write_text("listener %d 127.0.0.1\npassword_file %s\nmax_inflight_bytes 1000\n" % (port, pw))
+    r = check_config(conf)
+    held.close()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "%s: configuration OK.\n" % conf
+    assert r.stderr == ""
+
+
+@midge_only_test_config
+def test_test_config_names_file_and_line_of_each_error(tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("listener 1883\n"
+                    "password_file %s\n"
+                    "listener 8883\n"
+                    "certfile %s\n"
+                    "keyfile %s\n"
+                    "listener 9001\n"
+                    "protocol websockets\n"
+                    "http_dir %s\n" % (tmp_path / "no-pw", tmp_path / "no.crt", tmp_path / "no.key",
+                                       tmp_path / "no-dir"))
+    r = check_config(conf)
+    assert r.returncode == 1
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("%s:2: password_file: Unable to open pwfile" % conf), r.stderr
+    assert lines[1].startswith("%s:3: listener on port 8883: certfile %s" % (conf, tmp_path / "no.crt")), r.stderr
+    assert lines[2] == "%s:6: listener on port 9001: http_dir \"%s\" is not a directory" % (conf, tmp_path / "no-dir")
+    assert len(lines) == 3
+
+
+@midge_only_test_config
+def test_test_config_syntax_error_in_an_included_file(tmp_path):
+    d = tmp_path / "conf.d"
+    d.mkdir()
+    (d / "a.conf").write_text("# comment\nmax_qos 3\n")
+    conf = tmp_path / "main.conf"
+    conf.write_text("listener 1883\ninclude_dir %s\n" % d)
+    r = check_config(conf)
+    assert r.returncode == 1
+    assert r.stderr.startswith("%s:2: option 'max_qos': value 3 out of range" % (d / "a.conf")), r.stderr
+
+
+@midge_only_test_config
+def test_test_config_checks_tls_files_as_start_up(tmp_path):
+    (tmp_path / "certs").mkdir()
+    c = certs.make_all(str(tmp_path / "certs"))
+    conf = tmp_path / "tls.conf"
+    conf.write_text("listener 8883\ncertfile %s\nkeyfile %s\n" % (c["server.crt"], c["server.key"]))
+    r = check_config(conf)
+    assert r.returncode == 0, r.stderr
+    # A key that does not belong to the certificate: start-up refuses it, so does the check.
+    conf.write_text("listener 8883\ncertfile %s\nkeyfile %s\n" % (c["server.crt"], c["server2.key"]))
+    r = check_config(conf)
+    assert r.returncode == 1
+    assert r.stderr.startswith("%s:1: listener on port 8883: " % conf), r.stderr
+
+
+@midge_only_test_config
+def test_test_config_prints_warnings_and_still_passes(tmp_path):
+    conf = tmp_path / "w.conf"
+    conf.write_text("listener 1883\npersistence true\n")
+    r = check_config(conf)
+    assert r.returncode == 0
+    assert r.stderr == ("Warning: %s:2: option 'persistence' is not applied by Midge yet (retained messages "
+                        "and sessions are not saved)\n" % conf)
+
+
+@midge_only_test_config
+def test_test_config_needs_a_file_and_is_in_help():
+    r = subprocess.run([BROKER_BIN, "--test-config"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert "-c" in r.stderr
+    usage = subprocess.run([BROKER_BIN, "--help"], capture_output=True, text=True, timeout=10).stdout
+    assert "--test-config" in usage
