@@ -119,6 +119,11 @@ class Broker {
   uint8_t outgoing_qos(uint8_t published, uint8_t granted) const {
     return settings_.upgrade_outgoing_qos ? granted : std::min(published, granted);
   }
+  // The highest QoS a client may publish, subscribe and will with: its
+  // listener's max_qos.
+  uint8_t max_qos(const Link* link) const {
+    return link ? std::min(settings_.max_qos, link->max_qos) : settings_.max_qos;
+  }
   struct Grant {
     uint8_t qos = 0;
     bool retain = false;
@@ -142,7 +147,7 @@ class Broker {
 
   // connect / session lifetime (broker.cc)
   protocol::ReasonCode refuse(Link& link, const protocol::ConnectPacket& c, protocol::ReasonCode reason);
-  protocol::ReasonCode check_connect(const protocol::ConnectPacket& c, bool id_assigned,
+  protocol::ReasonCode check_connect(const Link& link, const protocol::ConnectPacket& c, bool id_assigned,
                                      protocol::ReasonCode credentials) const;
   void take_over(Session& session, bool session_ends, TimePoint now);
   void attach(Session& session, Link& link, const protocol::ConnectPacket& c);

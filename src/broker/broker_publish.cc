@@ -77,7 +77,7 @@ MessagePtr Broker::client_message(const Session& session, std::string_view topic
 
 void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoint now) {
   Link& link = *session.link;
-  if (p.qos > settings_.max_qos) {
+  if (p.qos > max_qos(&link)) {
     disconnect(session, ReasonCode::kQosNotSupported, now);  // [MQTT-3.2.2-11]
     return;
   }

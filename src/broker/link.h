@@ -52,6 +52,9 @@ class Link {
   // Set by the broker while a session is attached to this link.
   Session* session = nullptr;
   protocol::Version version = protocol::Version::kV311;
+  // The highest QoS of the listener this link came through (max_qos, per
+  // listener as in Mosquitto); Settings::max_qos caps every link.
+  uint8_t max_qos = 2;
 };
 
 }  // namespace midge::broker

@@ -18,7 +18,7 @@ struct Listener {
   std::string socket_domain;      // "", "ipv4", "ipv6"
   int max_connections = -1;
   std::string mount_point;
-  uint8_t max_qos = 2;           // mosquitto 2.0 applies max_qos per listener
+  uint8_t max_qos = 2;           // per listener, as mosquitto 2.0
   uint16_t max_topic_alias = 10;  // likewise
   std::string http_dir;           // websockets listeners: files served over HTTP; empty = none
   // TLS: on when certfile and keyfile are set, or psk_hint (server.cc checks the combination).
@@ -65,9 +65,11 @@ struct Config {
   unsigned thread_count = 0;  // 0 = one worker per core (Midge extension)
   bool refuse_cross_user_takeover = false;  // Midge extension (security review M8)
   bool retain_available = true;
-  // max_qos and max_topic_alias are per listener in mosquitto (Listener::max_qos...). Midge applies
-  // one value to all: after parsing, these hold the lowest of the opened listeners' values (a
-  // warning when they differ), or in local-only mode the value given before any `listener`.
+  // max_qos: the value given before any `listener` (the default listener's); applied in local-only
+  // mode, where the loopback listeners have no block of their own (each listener has its own).
+  // max_topic_alias is per listener in mosquitto; Midge applies one value to all: after parsing,
+  // it holds the lowest of the opened listeners' values (a warning when they differ), or in
+  // local-only mode the value given before any `listener`.
   uint8_t max_qos = 2;
   uint16_t max_topic_alias = 10;
   bool allow_zero_length_clientid = true;

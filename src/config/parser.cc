@@ -363,7 +363,6 @@ std::optional<Error> finish(ParseState& st) {
   check_duplicates(c, &err);
   if (!err) err = check_per_listener_security(c);
   if (!err) err = check_tls(c);
-  lowest_on_every_listener(c, &Listener::max_qos, "max_qos", &Config::max_qos);
   lowest_on_every_listener(c, &Listener::max_topic_alias, "max_topic_alias", &Config::max_topic_alias);
   return err;
 }

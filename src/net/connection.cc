@@ -124,6 +124,7 @@ std::string Connection::peer() const {
 Connection::Connection(Worker& worker, int fd, uint64_t id, ListenerSlot slot)
     : worker_(worker), fd_(fd), id_(id), slot_(std::move(slot)) {
   limits_.max_packet_size = std::min(packet_limit(), kMaxPacketBeforeConnect);
+  if (const Listener* listener = slot_.listener()) max_qos = listener->options().max_qos;
   // Output is already coalesced into one write per loop turn, so Nagle's
   // algorithm would only add latency.
   const int one = 1;

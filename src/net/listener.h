@@ -35,6 +35,7 @@ struct ListenerOptions {
   std::optional<PeerIdentity> identity_as_username;
   // use_username_as_clientid: the user name replaces the client id.
   bool username_as_client_id = false;
+  uint8_t max_qos = 2;  // highest QoS of this listener's clients
   // per_listener_settings: this listener's password file and
   // allow_anonymous; null: the broker's.
   std::shared_ptr<const broker::AccessPolicy> access;

@@ -147,7 +147,9 @@ broker::Settings make_settings(const config::Config& c) {
   s.sys_interval = c.sys_interval;
   s.connection_messages = c.connection_messages;
   s.retain_available = c.retain_available;
-  s.max_qos = c.max_qos;  // the lowest of the listeners' (config/parser.cc)
+  // Each listener has its own (net::ListenerOptions::max_qos); in local-only
+  // mode the value given before any listener applies.
+  s.max_qos = c.local_only ? c.max_qos : 2;
   s.max_topic_alias = c.max_topic_alias;
   s.allow_zero_length_clientid = c.allow_zero_length_clientid;
   s.auto_id_prefix = c.auto_id_prefix;
@@ -232,6 +234,7 @@ int open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::W
     if (l.use_identity_as_username) o.identity_as_username = net::PeerIdentity::kIdentity;
     if (l.use_subject_as_username) o.identity_as_username = net::PeerIdentity::kSubject;
     o.username_as_client_id = l.use_username_as_clientid;
+    o.max_qos = l.max_qos;
     auto listener = std::make_unique<net::Listener>(std::move(o), workers);
     if (std::string e = listener->open(cfg.local_only, say); !e.empty()) {
       say("Error: " + e);

@@ -1,5 +1,5 @@
 """The access settings of issue 11 beside ACL files: use_username_as_clientid, max_inflight_bytes,
-max_connections per listener, set_tcp_nodelay, and `midge --test-config`.
+max_connections and max_qos per listener, set_tcp_nodelay, and `midge --test-config`.
 
 Checked against Debian 12's Mosquitto 2.0.11 (MIDGE_TEST_BROKER=mosquitto) wherever it has the
 option; `--test-config` is a Midge extension (Mosquitto 2.1 has a plain `--test-config` that only
@@ -269,6 +269,58 @@ def test_max_connections_is_per_listener(broker):
     assert limited == [True, False, False, False]
     for c in held + more:
         c.close()
+
+
+# ------------------------------------------------------------------ max_qos per listener
+
+def two_listeners(broker, limited_lines):
+    """The fixture's listener has no limit; `other` has `limited_lines`."""
+    b = broker(start=False)
+    other = free_port()
+    b.conf.write_text("\n".join(["listener %d 127.0.0.1" % b.port, "allow_anonymous true",
+                                 "listener %d 127.0.0.1" % other] + list(limited_lines)) + "\n")
+    return b.start(), other
+
+
+def test_max_qos_is_per_listener(broker):
+    b, limited = two_listeners(broker, ["max_qos 1"])
+    # The limited listener: told in CONNACK (v5), subscriptions granted at most QoS 1.
+    c5, ack = raw_connect(limited, "q5", 5)
+    assert ack.rc == 0 and ack.prop(m.P_MAXIMUM_QOS) == 1
+    assert c5.subscribe([("q/#", 2)]).codes == [1]
+    c4, ack = raw_connect(limited, "q4", 4)
+    assert ack.rc == 0
+    assert c4.subscribe([("q/#", 2)]).codes == [1]
+    # The other listener: QoS 2 as usual.
+    free, ack = raw_connect(b.port, "free", 5)
+    assert ack.rc == 0 and ack.prop(m.P_MAXIMUM_QOS) is None
+    assert free.subscribe([("q/#", 2)]).codes == [2]
+    pub, ack = raw_connect(b.port, "pub", 5)
+    assert pub.publish_acked("q/x", b"two", qos=2).type == m.PUBREC
+    for c in (c5, c4):  # delivered at the granted QoS 1
+        got = c.recv_type(m.PUBLISH)
+        assert (got.payload, got.qos) == (b"two", 1)
+        c.send(m.puback(got.mid, c.proto))
+    assert free.recv_type(m.PUBLISH).qos == 2
+    pub.close()
+    # A QoS 2 PUBLISH through the limited listener closes the connection (v5: 0x9B first).
+    c5.publish("q/y", b"too high", qos=2, mid=7)
+    got = c5.wait_closed()
+    assert [(p.type, p.rc) for p in got] == [(m.DISCONNECT, 0x9B)]
+    c4.publish("q/y", b"too high", qos=2, mid=7)
+    assert c4.wait_closed() == []
+    free.close()
+
+
+def test_max_qos_refuses_a_will_above_it_on_that_listener_only(broker):
+    b, limited = two_listeners(broker, ["maximum_qos 0"])  # Mosquitto's other name for max_qos
+    will = dict(topic="w", payload=b"bye", qos=1)
+    c, ack = raw_connect(limited, "w1", 5, will=will)
+    assert ack.rc == 0x9B  # QoS not supported [MQTT-3.2.2-12]
+    c.close()
+    c, ack = raw_connect(b.port, "w2", 5, will=will)
+    assert ack.rc == 0
+    c.close()
 
 
 # ------------------------------------------------------------------ set_tcp_nodelay

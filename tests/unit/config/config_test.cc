@@ -396,12 +396,13 @@ TEST(ConfigListeners, ListenerBlocksTakeTheirOptions) {
   EXPECT_EQ(c.listeners[2].max_topic_alias, 5);
   EXPECT_EQ(c.listeners[3].port, 0);
   EXPECT_EQ(c.listeners[3].address, "/run/midge.sock");
-  // Midge applies the lowest to every listener, and says so at each listener that asked for more.
-  EXPECT_EQ(c.max_qos, 1);
+  // max_qos is each listener's own; of max_topic_alias Midge applies the lowest to every listener,
+  // and says so at each listener that asked for more.
+  EXPECT_EQ(c.listeners[0].max_qos, 2);
   EXPECT_EQ(c.max_topic_alias, 5);
-  ASSERT_EQ(c.warnings.size(), 6u);
-  EXPECT_EQ(c.warnings[0], "test.conf:1: option 'max_qos' 2 is not applied: Midge applies the lowest max_qos of "
-                           "all listeners, 1, to every listener");
+  ASSERT_EQ(c.warnings.size(), 3u);
+  EXPECT_EQ(c.warnings[0], "test.conf:1: option 'max_topic_alias' 10 is not applied: Midge applies the lowest "
+                           "max_topic_alias of all listeners, 5, to every listener");
 }
 
 TEST(ConfigListeners, UseUsernameAsClientidIsTheListenersOwn) {
@@ -418,10 +419,15 @@ TEST(ConfigListeners, UseUsernameAsClientidIsTheListenersOwn) {
   EXPECT_TRUE(d.listeners[0].use_username_as_clientid);
 }
 
-TEST(ConfigListeners, SameMaxQosEverywhereIsSilent) {
-  Config c = parse_ok("listener 1883\nmax_qos 1\nlistener 9001\nprotocol websockets\nmax_qos 1\n");
-  EXPECT_EQ(c.max_qos, 1);
+TEST(ConfigListeners, MaxQosIsEachListenersOwn) {
+  Config c = parse_ok("listener 1883\nmax_qos 1\nlistener 9001\nprotocol websockets\nmax_qos 0\nlistener 1884\n");
+  ASSERT_EQ(c.listeners.size(), 3u);
+  EXPECT_EQ(c.listeners[0].max_qos, 1);
+  EXPECT_EQ(c.listeners[1].max_qos, 0);
+  EXPECT_EQ(c.listeners[2].max_qos, 2);
   EXPECT_TRUE(c.warnings.empty());
+  // Mosquitto 2.0 reads maximum_qos as well (conf.c).
+  EXPECT_EQ(parse_ok("listener 1883\nmaximum_qos 0\n").listeners[0].max_qos, 0);
 }
 
 TEST(ConfigListeners, PortCreatesTheDefaultListenerOnAllInterfaces) {
