@@ -76,7 +76,8 @@ void Broker::send_ack(Link& link, protocol::PacketType type, uint16_t id, Reason
   Stats::add(stats_.messages_sent);
 }
 
-ReasonCode Broker::check_connect(const protocol::ConnectPacket& c, bool id_assigned, ReasonCode credentials) const {
+ReasonCode Broker::check_connect(const Link& link, const protocol::ConnectPacket& c, bool id_assigned,
+                                 ReasonCode credentials) const {
   if (c.client_id.empty() && !id_assigned) return ReasonCode::kClientIdentifierNotValid;
   if (credentials != ReasonCode::kSuccess) return credentials;
   if (c.properties.authentication_method) return ReasonCode::kBadAuthenticationMethod;
@@ -88,7 +89,7 @@ ReasonCode Broker::check_connect(const protocol::ConnectPacket& c, bool id_assig
     return ReasonCode::kClientIdentifierNotValid;
   }
   if (c.will) {
-    if (c.will->qos > settings_.max_qos) return ReasonCode::kQosNotSupported;      // [MQTT-3.2.2-12]
+    if (c.will->qos > max_qos(&link)) return ReasonCode::kQosNotSupported;      // [MQTT-3.2.2-12]
     if (c.will->retain && !settings_.retain_available) return ReasonCode::kRetainNotSupported;
     // The will is a message like any other: refused at CONNECT, as Mosquitto does.
     if (settings_.message_size_limit != 0 && c.will->payload.size() > settings_.message_size_limit) {
@@ -142,7 +143,7 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
                            TimePoint now, const AccessPolicy* policy) {
   link.version = c.version;
   Stats::add(stats_.messages_received);
-  if (ReasonCode reason = check_connect(c, id_assigned, credentials); reason != ReasonCode::kSuccess) {
+  if (ReasonCode reason = check_connect(link, c, id_assigned, credentials); reason != ReasonCode::kSuccess) {
     return refuse(link, c, reason);
   }
   const std::string_view username = c.username ? std::string_view(*c.username) : std::string_view();
@@ -363,7 +364,7 @@ void Broker::send_connack(Session& session, const protocol::ConnectPacket& c, bo
     if (settings_.max_packet_size != 0) p.maximum_packet_size = settings_.max_packet_size;
     if (settings_.max_topic_alias != 0) p.topic_alias_maximum = settings_.max_topic_alias;
     if (!settings_.retain_available) p.retain_available = 0;
-    if (settings_.max_qos < 2) p.maximum_qos = settings_.max_qos;
+    if (max_qos(session.link) < 2) p.maximum_qos = max_qos(session.link);
     if (c.properties.request_response_information.value_or(0) == 1 && session.client_id.size() <= 65535 - 15) {
       p.response_information = "midge/response/" + session.client_id;
     }

@@ -136,6 +136,11 @@ class Broker {
   uint8_t outgoing_qos(uint8_t published, uint8_t granted) const {
     return settings_.upgrade_outgoing_qos ? granted : std::min(published, granted);
   }
+  // The highest QoS a client may publish, subscribe and will with: its
+  // listener's max_qos.
+  uint8_t max_qos(const Link* link) const {
+    return link ? std::min(settings_.max_qos, link->max_qos) : settings_.max_qos;
+  }
   struct Grant {
     uint8_t qos = 0;
     bool retain = false;
@@ -159,7 +164,7 @@ class Broker {
 
   // connect / session lifetime (broker.cc)
   protocol::ReasonCode refuse(Link& link, const protocol::ConnectPacket& c, protocol::ReasonCode reason);
-  protocol::ReasonCode check_connect(const protocol::ConnectPacket& c, bool id_assigned,
+  protocol::ReasonCode check_connect(const Link& link, const protocol::ConnectPacket& c, bool id_assigned,
                                      protocol::ReasonCode credentials) const;
   void take_over(Session& session, bool session_ends, TimePoint now);
   void attach(Session& session, Link& link, const protocol::ConnectPacket& c);
@@ -213,6 +218,11 @@ class Broker {
   bool append_cached_publish(Session& session, const Message& m, uint8_t qos, bool retain,
                              uint16_t packet_id);
   void send_qos(Session& session, Delivery&& delivery, TimePoint now);
+  // max_inflight_bytes reached: QoS 1/2 messages wait in the queue.
+  bool inflight_bytes_full(const Session& session) const {
+    return settings_.max_inflight_bytes != 0 && session.inflight_bytes >= settings_.max_inflight_bytes;
+  }
+  void erase_inflight(Session& session, util::Fifo<InflightOut>::iterator it);
   void pump(Session& session, TimePoint now);
   uint16_t next_packet_id(Session& session);
   void forget_stored(const Delivery& delivery);

@@ -77,7 +77,7 @@ MessagePtr Broker::client_message(const Session& session, std::string_view topic
 
 void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoint now) {
   Link& link = *session.link;
-  if (p.qos > settings_.max_qos) {
+  if (p.qos > max_qos(&link)) {
     disconnect(session, ReasonCode::kQosNotSupported, now);  // [MQTT-3.2.2-11]
     return;
   }
@@ -167,7 +167,7 @@ void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePo
     if (protocol::is_error(ack.reason)) {  // refused: the packet id is free again (MQTT 5.0 section 4.3.3)
       forget_stored(it->delivery);
       if (unsent) --session.resend_count;
-      session.inflight.erase(it);
+      erase_inflight(session, it);
       pump(session, now);
       return;
     }
@@ -182,8 +182,13 @@ void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePo
   if (!done) return;
   forget_stored(it->delivery);
   if (unsent) --session.resend_count;
-  session.inflight.erase(it);
+  erase_inflight(session, it);
   pump(session, now);
+}
+
+void Broker::erase_inflight(Session& session, util::Fifo<InflightOut>::iterator it) {
+  session.inflight_bytes -= it->payload_bytes;
+  session.inflight.erase(it);
 }
 
 void Broker::on_remote_publish(const MessagePtr& message, TimePoint now) {
@@ -369,11 +374,20 @@ void Broker::forget_stored(const Delivery& delivery) {
 }
 
 void Broker::send_qos(Session& session, Delivery&& delivery, TimePoint now) {
+  // deliver() looks at the count window only (pump() at both): over the
+  // byte window the message waits, first in the queue since deliver() found
+  // it empty.
+  if (inflight_bytes_full(session)) {
+    enqueue(session, std::move(delivery));
+    return;
+  }
   const uint16_t id = next_packet_id(session);
   if (!send_publish(session, delivery, id, false, now)) return;
+  const auto bytes = static_cast<uint32_t>(delivery.message->payload.size());
   Stats::add(stats_.stored_messages, 1);
-  Stats::add(stats_.stored_bytes, static_cast<int64_t>(delivery.message->payload.size()));
-  session.inflight.push_back(InflightOut{id, std::move(delivery), false});
+  Stats::add(stats_.stored_bytes, static_cast<int64_t>(bytes));
+  session.inflight_bytes += bytes;
+  session.inflight.push_back(InflightOut{id, bytes, std::move(delivery), false});
 }
 
 // Ids are handed out in sequence (1..65535, then 1 again) and in-flight
@@ -408,7 +422,7 @@ void Broker::pump(Session& session, TimePoint now) {
   if (session.resend_count > 0) resend(session, now);
   while (session.link && session.resend_count == 0 && !session.queue.empty()) {
     Delivery& front = session.queue.front();
-    if (front.qos > 0 && session.inflight.size() >= session.send_window) return;
+    if (front.qos > 0 && (session.inflight.size() >= session.send_window || inflight_bytes_full(session))) return;
     const bool fits = fits_output(*session.link, wire_size(*front.message, front.subscription_ids.size()));
     if ((front.qos > 0 || front.from_retained) && !fits) return;  // on_link_writable calls again
     Delivery d = std::move(front);

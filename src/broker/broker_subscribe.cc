@@ -68,7 +68,7 @@ void Broker::subscribe_all(Session& session, const protocol::SubscribePacket& p,
   for (size_t i : send_retained_for) {
     const protocol::Subscription& sub = p.subscriptions[i];
     protocol::SubscribeOptions granted = sub.options;
-    granted.max_qos = std::min(granted.max_qos, settings_.max_qos);
+    granted.max_qos = std::min(granted.max_qos, max_qos(session.link));
     send_retained(session, sub.filter, granted, subscription_id, now);
   }
 }
@@ -82,7 +82,7 @@ ReasonCode Broker::subscribe_one(Session& session, const protocol::Subscription&
     return ReasonCode::kQuotaExceeded;  // 0x80 for 3.x clients (encoder)
   }
   protocol::SubscribeOptions options = sub.options;
-  options.max_qos = std::min(options.max_qos, settings_.max_qos);  // the granted QoS (MQTT 5.0 section 3.9.3)
+  options.max_qos = std::min(options.max_qos, max_qos(session.link));  // the granted QoS (MQTT 5.0 section 3.9.3)
   std::string_view group, inner;
   const bool shared = protocol::split_shared_filter(sub.filter, group, inner);
   // Unlike Mosquitto 2.0, which grants it and then delivers nothing, a

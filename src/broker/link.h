@@ -59,6 +59,9 @@ class Link {
   // The listener's mount_point: prefixed to the topics and filters the
   // client sends, removed from the topics it receives. Empty: none.
   std::string_view mount_point;
+  // The highest QoS of the listener this link came through (max_qos, per
+  // listener as in Mosquitto); Settings::max_qos caps every link.
+  uint8_t max_qos = 2;
 };
 
 }  // namespace midge::broker

@@ -42,6 +42,7 @@ inline size_t queued_size(const Delivery& d) {
 
 struct InflightOut {
   uint16_t packet_id = 0;
+  uint32_t payload_bytes = 0;  // counted in Session::inflight_bytes until acknowledged
   Delivery delivery;
   bool released = false;  // QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
 };
@@ -106,6 +107,7 @@ struct Session {
 
   // Outgoing QoS 1/2 in flight, in send order (redelivered in this order).
   util::Fifo<InflightOut> inflight;
+  size_t inflight_bytes = 0;  // payload bytes in `inflight` (max_inflight_bytes)
   util::Fifo<Delivery> queue;  // waiting for the in-flight window or a connection
   size_t queued_bytes = 0;
   // Retained messages waiting in `queue` to be replayed for a new

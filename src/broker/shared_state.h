@@ -34,6 +34,9 @@ struct Settings {
   // checked again (the ACL may have changed since).
   bool check_retain_source = false;
   uint16_t max_inflight_messages = 20;  // 0 = unlimited
+  // Payload bytes of outgoing QoS 1/2 messages in flight per client; 0 =
+  // unlimited. As Mosquitto: one more goes out while fewer are in flight.
+  uint64_t max_inflight_bytes = 0;
   uint32_t message_size_limit = 0;      // payload bytes, 0 = unlimited
   uint32_t max_packet_size = 0;         // 0 = unlimited
   uint16_t max_keepalive = 65535;

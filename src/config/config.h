@@ -18,12 +18,13 @@ struct Listener {
   std::string socket_domain;      // "", "ipv4", "ipv6"
   int max_connections = -1;
   std::string mount_point;
-  uint8_t max_qos = 2;           // mosquitto 2.0 applies max_qos per listener
+  uint8_t max_qos = 2;           // per listener, as mosquitto 2.0
   uint16_t max_topic_alias = 10;  // likewise
   std::string http_dir;           // websockets listeners: files served over HTTP; empty = none
   // TLS: on when certfile and keyfile are set, or psk_hint (server.cc checks the combination).
   std::string cafile, capath, certfile, keyfile, ciphers, ciphers_tls13, tls_version, crlfile, dhparamfile, psk_hint;
   bool require_certificate = false, use_identity_as_username = false, use_subject_as_username = false;
+  bool use_username_as_clientid = false;  // a listener option in Mosquitto, whatever per_listener_settings says
   // Per-listener security: only set when per_listener_settings is true. Unset/empty means "use the
   // Config-level value", i.e. effective = listener.x.value_or(config.x).
   std::optional<bool> allow_anonymous;
@@ -51,7 +52,7 @@ struct Config {
   bool upgrade_outgoing_qos = false;
   bool check_retain_source = false;
   uint16_t max_inflight_messages = 20;  // 0 = unlimited (mosquitto); we cap at 65535
-  uint64_t max_inflight_bytes = 0;
+  uint64_t max_inflight_bytes = 0;  // payload bytes of outgoing QoS 1/2 in flight; 0 = no limit
   uint32_t message_size_limit = 0;  // 0 = no limit (bytes of payload)
   // Whole packets, in bytes. Mosquitto has no limit by default (256 MB, the protocol's); Midge is
   // stricter by default so that a small machine survives hostile clients (like EMQX's 1 MiB).
@@ -65,9 +66,11 @@ struct Config {
   unsigned thread_count = 0;  // 0 = one worker per core (Midge extension)
   bool refuse_cross_user_takeover = false;  // Midge extension (security review M8)
   bool retain_available = true;
-  // max_qos and max_topic_alias are per listener in mosquitto (Listener::max_qos...). Midge applies
-  // one value to all: after parsing, these hold the lowest of the opened listeners' values (a
-  // warning when they differ), or in local-only mode the value given before any `listener`.
+  // max_qos: the value given before any `listener` (the default listener's); applied in local-only
+  // mode, where the loopback listeners have no block of their own (each listener has its own).
+  // max_topic_alias is per listener in mosquitto; Midge applies one value to all: after parsing,
+  // it holds the lowest of the opened listeners' values (a warning when they differ), or in
+  // local-only mode the value given before any `listener`.
   uint8_t max_qos = 2;
   uint16_t max_topic_alias = 10;
   bool allow_zero_length_clientid = true;
@@ -87,6 +90,15 @@ struct Config {
   uint16_t websockets_log_level = 0;
   // "file:line: ..." for options Midge accepts but does not apply, and ignored extra arguments.
   std::vector<std::string> warnings;
+  // Every file or directory option as given, with where: `midge --test-config` names the line of
+  // a file that cannot be read.
+  struct PathLine {
+    std::string option, value, file;
+    int line = 0;
+  };
+  std::vector<PathLine> paths;
+  // "file:line" of the line that set `option` to `value`; "" when none did.
+  std::string where(std::string_view option, std::string_view value) const;
 };
 
 struct Error {

@@ -181,6 +181,7 @@ std::optional<Error> parse_line(ParseState& st, std::string_view text) {
     }
     return fail("option " + quoted(name) + ": " + *e);
   }
+  if (o->kind == Kind::kPath) st.config.paths.push_back({std::string(name), std::get<std::string>(value), st.file, st.line});
   return std::nullopt;
 }
 
@@ -362,7 +363,6 @@ std::optional<Error> finish(ParseState& st) {
   check_duplicates(c, &err);
   if (!err) err = check_per_listener_security(c);
   if (!err) err = check_tls(c);
-  lowest_on_every_listener(c, &Listener::max_qos, "max_qos", &Config::max_qos);
   lowest_on_every_listener(c, &Listener::max_topic_alias, "max_topic_alias", &Config::max_topic_alias);
   return err;
 }
@@ -405,6 +405,13 @@ std::optional<Error> include_dir(ParseState& st, const std::string& dir) {
 }
 
 }  // namespace detail
+
+std::string Config::where(std::string_view option, std::string_view value) const {
+  for (const PathLine& p : paths) {
+    if (p.option == option && p.value == value) return p.file + ":" + std::to_string(p.line);
+  }
+  return {};
+}
 
 std::string Error::to_string() const {
   if (line > 0) return file + ":" + std::to_string(line) + ": " + message;

@@ -125,6 +125,7 @@ Connection::Connection(Worker& worker, int fd, uint64_t id, ListenerSlot slot)
     : worker_(worker), fd_(fd), id_(id), slot_(std::move(slot)) {
   if (const Listener* listener = slot_.listener()) mount_point = listener->options().mount_point;
   limits_.max_packet_size = std::min(packet_limit(), kMaxPacketBeforeConnect);
+  if (const Listener* listener = slot_.listener()) max_qos = listener->options().max_qos;
   // Output is already coalesced into one write per loop turn, so Nagle's
   // algorithm would only add latency.
   const int one = 1;
@@ -410,6 +411,11 @@ bool Connection::handle_packet(protocol::Packet&& packet, TimePoint now) {
 void Connection::handle_connect(protocol::ConnectPacket&& connect, TimePoint now) {
   version = connect.version;
   const bool assigned = broker::Broker::assign_client_id(connect, worker_.settings());
+  // Before routing: the session belongs to the user name's worker.
+  if (!username_as_client_id(connect, assigned)) {
+    finish_connect(std::move(connect), assigned, ReasonCode::kNotAuthorized, peer(), now);
+    return;
+  }
   const unsigned workers = worker_.worker_count();
   const unsigned target =
       connect.client_id.empty() ? worker_.index() : broker::Broker::worker_for(connect.client_id, workers);
@@ -470,6 +476,20 @@ void Connection::certificate_login(protocol::ConnectPacket& connect, PeerIdentit
   if (transport_) {
     if (std::optional<std::string> name = transport_->peer_identity(kind)) connect.username = std::move(*name);
   }
+}
+
+// As Mosquitto (handle_connect.c): the user name, from the CONNECT or from
+// the certificate, replaces the client id before the password is checked, so
+// user B naming user A's client id gets a session of its own. An empty
+// client id that may not be assigned one stays empty (identifier rejected).
+bool Connection::username_as_client_id(protocol::ConnectPacket& connect, bool id_assigned) const {
+  const Listener* listener = slot_.listener();
+  if (!listener || !listener->options().username_as_client_id) return true;
+  if (connect.client_id.empty() && !id_assigned) return true;
+  if (listener->options().identity_as_username) certificate_login(connect, *listener->options().identity_as_username);
+  if (!connect.username || connect.username->empty()) return false;
+  connect.client_id = *connect.username;
+  return true;
 }
 
 void Connection::on_credentials(ReasonCode verdict) {

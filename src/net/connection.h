@@ -126,6 +126,9 @@ class Connection final : public broker::Link,
   bool check_credentials(protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now);
   void on_credentials(protocol::ReasonCode verdict);
   void certificate_login(protocol::ConnectPacket& connect, PeerIdentity kind) const;
+  // use_username_as_clientid: false when the client has no user name to
+  // take as its client id (it is then refused).
+  bool username_as_client_id(protocol::ConnectPacket& connect, bool id_assigned) const;
   bool finish_connect(protocol::ConnectPacket&& connect, bool id_assigned, protocol::ReasonCode verdict,
                       const std::string& from, TimePoint now);
   // After a CONNECT accepted outside decoding: what followed it, then the socket.

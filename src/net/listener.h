@@ -33,6 +33,9 @@ struct ListenerOptions {
   // use_identity_as_username / use_subject_as_username: the client's
   // certificate (or PSK identity) names the user, instead of a password.
   std::optional<PeerIdentity> identity_as_username;
+  // use_username_as_clientid: the user name replaces the client id.
+  bool username_as_client_id = false;
+  uint8_t max_qos = 2;  // highest QoS of this listener's clients
   // per_listener_settings: this listener's password file and
   // allow_anonymous; null: the broker's.
   std::shared_ptr<const broker::AccessPolicy> access;

@@ -12,8 +12,8 @@ namespace {
 // The options that end up in broker::Settings (make_settings in
 // server.cc), which every worker replaces on reload, the global files and
 // the logger's destinations and timestamps.
-constexpr std::array<std::string_view, 24> kLive = {
-    "check_retain_source",   "log_timestamp",        "log_timestamp_format",
+constexpr std::array<std::string_view, 25> kLive = {
+    "check_retain_source",   "log_timestamp",        "log_timestamp_format", "max_inflight_bytes",
     "allow_anonymous",       "max_queued_messages",  "max_queued_bytes",
     "queue_qos0_messages",   "upgrade_outgoing_qos", "max_inflight_messages",
     "message_size_limit",    "max_packet_size",      "max_pending_output",
@@ -38,12 +38,13 @@ std::string join(const std::vector<std::string>& values) {
   return out.empty() ? "(default)" : out;
 }
 
-// Everything about a listener that only a restart changes. max_qos and
-// max_topic_alias are left out: the broker applies their lowest value over
-// all listeners through its settings, which reload.
+// Everything about a listener that only a restart changes. max_topic_alias
+// is left out: the broker applies its lowest value over all listeners
+// through its settings, which reload.
 std::string signature(const config::Listener& l) {
   const std::string fields[] = {
       std::to_string(l.port), l.address, l.protocol, l.socket_domain, std::to_string(l.max_connections),
+      std::to_string(l.max_qos),
       l.mount_point, l.http_dir, l.cafile, l.capath, l.certfile, l.keyfile, l.ciphers, l.ciphers_tls13,
       l.tls_version, l.crlfile, l.dhparamfile, l.psk_hint, std::to_string(l.require_certificate),
       std::to_string(l.use_identity_as_username), std::to_string(l.use_subject_as_username),

@@ -37,6 +37,7 @@
 #include "server/password_files.h"
 #include "server/reload.h"
 #include "server/logger.h"
+#include "server/startup_checks.h"
 
 namespace midge::server {
 namespace {
@@ -49,6 +50,7 @@ struct Options {
   bool verbose = false;
   bool daemon = false;
   bool help_config = false;  // print the option table and exit
+  bool test_config = false;  // check the configuration and the files it names, and exit
 };
 
 void usage(FILE* out) {
@@ -56,12 +58,16 @@ void usage(FILE* out) {
                "midge version %s\n\n"
                "midge is an MQTT 5.0/3.1.1/3.1 broker.\n\n"
                "Usage: midge [-c config_file] [-d] [-h] [-p port] [-v]\n"
-               "       midge --help-config [markdown]\n\n"
+               "       midge --help-config [markdown]\n"
+               "       midge --test-config -c config_file\n\n"
                " -c : specify the broker config file.\n"
                " -d : put the broker into the background after starting.\n"
                " -h : display this help.\n"
                " --help-config : list every configuration option, its default and whether\n"
                "      Midge applies it, warns that it does not, or refuses to start with it.\n"
+               " --test-config : check the config file and every file it names (password,\n"
+               "      ACL, TLS files) as start-up would, without opening any listener;\n"
+               "      print each problem as FILE:LINE: and exit 1, or exit 0 if it is OK.\n"
                " -p : start the broker listening on the specified port.\n"
                "      Not recommended in conjunction with the -c option.\n"
                " -v : verbose mode - enable all logging types. This overrides\n"
@@ -101,6 +107,8 @@ int parse_args(int argc, char** argv, Options& o) {
     } else if (a == "-h" || a == "--help") {
       usage(stdout);
       return 0;
+    } else if (a == "--test-config") {
+      o.test_config = true;
     } else if (a == "--help-config") {
       const bool markdown = i + 1 < argc && std::string(argv[i + 1]) == "markdown";
       std::fputs((markdown ? config::describe_applied_markdown() : config::describe_options()).c_str(), stdout);
@@ -133,6 +141,7 @@ broker::Settings make_settings(const config::Config& c) {
   s.upgrade_outgoing_qos = c.upgrade_outgoing_qos;
   s.check_retain_source = c.check_retain_source;
   s.max_inflight_messages = c.max_inflight_messages;
+  s.max_inflight_bytes = c.max_inflight_bytes;
   s.message_size_limit = c.message_size_limit;
   s.max_packet_size = c.max_packet_size;
   s.max_pending_output = c.max_pending_output;
@@ -143,36 +152,15 @@ broker::Settings make_settings(const config::Config& c) {
   s.sys_interval = c.sys_interval;
   s.connection_messages = c.connection_messages;
   s.retain_available = c.retain_available;
-  s.max_qos = c.max_qos;  // the lowest of the listeners' (config/parser.cc)
+  // Each listener has its own (net::ListenerOptions::max_qos); in local-only
+  // mode the value given before any listener applies.
+  s.max_qos = c.local_only ? c.max_qos : 2;
   s.max_topic_alias = c.max_topic_alias;
   s.allow_zero_length_clientid = c.allow_zero_length_clientid;
   s.auto_id_prefix = c.auto_id_prefix;
   s.refuse_cross_user_takeover = c.refuse_cross_user_takeover;
   s.version = std::string("midge version ") + kVersion;
   return s;
-}
-
-// A listener's TLS context, or null without TLS (certfile and keyfile, or
-// psk_hint; config/parser.cc refuses any other TLS option alone). Null with
-// `error` when a file cannot be used.
-std::shared_ptr<net::TlsContext> listener_tls(const config::Config& cfg, const config::Listener& l,
-                                              std::string& error) {
-  if (l.certfile.empty() && l.psk_hint.empty()) return nullptr;
-  net::TlsOptions o;
-  o.cafile = l.cafile;
-  o.capath = l.capath;
-  o.certfile = l.certfile;
-  o.keyfile = l.keyfile;
-  o.crlfile = l.crlfile;
-  o.dhparamfile = l.dhparamfile;
-  o.ciphers = l.ciphers;
-  o.ciphers_tls13 = l.ciphers_tls13;
-  o.tls_version = l.tls_version;
-  o.require_certificate = l.require_certificate;
-  o.psk_hint = l.psk_hint;
-  o.psk_file = cfg.per_listener_settings ? l.psk_file : cfg.psk_file;
-  o.alpn = l.protocol == "websockets" ? "http/1.1" : "mqtt";
-  return net::TlsContext::create(o, error);
 }
 
 // The listeners Midge opens: the configured ones, or localhost 1883 in
@@ -263,6 +251,8 @@ int open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::W
     if (unreadable != 0) return unreadable;
     if (l.use_identity_as_username) o.identity_as_username = net::PeerIdentity::kIdentity;
     if (l.use_subject_as_username) o.identity_as_username = net::PeerIdentity::kSubject;
+    o.username_as_client_id = l.use_username_as_clientid;
+    o.max_qos = l.max_qos;
     auto listener = std::make_unique<net::Listener>(std::move(o), workers);
     if (std::string e = listener->open(cfg.local_only, say); !e.empty()) {
       say("Error: " + e);
@@ -430,6 +420,7 @@ void wait_for_stop(const sigset_t& signals, Logger& log, const std::function<voi
 int run(int argc, char** argv) {
   Options opt;
   if (int rc = parse_args(argc, argv, opt); rc >= 0) return rc;
+  if (opt.test_config) return test_config(opt.config_file);
 
   config::Config cfg;
   if (!load_config(opt, cfg)) return 3;

@@ -135,12 +135,12 @@ def test_max_pending_output_below_its_minimum_is_an_error(run):
 # ------------------------------------------------------------------ warned options
 
 def test_persistence_warns_with_file_and_line_and_runs(broker, raw):
-    b = broker(["persistence true", "persistence_location /var/lib/mosquitto/", "max_inflight_bytes 1000"])
+    b = broker(["persistence true", "persistence_location /var/lib/mosquitto/", "memory_limit 1000000"])
     log = wait_until(lambda: " running\n" in b.log_text() and b.log_text(), what="the start-up lines")
     assert ("Warning: %s:3: option 'persistence' is not applied by Midge yet "
             "(retained messages and sessions are not saved)" % b.conf) in log, log
     assert "Warning: %s:4: option 'persistence_location' is not applied by Midge yet" % b.conf in log
-    assert "Warning: %s:5: option 'max_inflight_bytes' is not applied by Midge yet" % b.conf in log
+    assert "Warning: %s:5: option 'memory_limit' is not applied by Midge yet" % b.conf in log
     c = raw(b.port)
     assert c.connect("p1").rc == 0
 

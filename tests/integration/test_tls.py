@@ -325,6 +325,19 @@ def test_use_identity_as_username(tls_broker, certs, tmp_path):
         r.close()
 
 
+def test_use_username_as_clientid_takes_the_certificates_name(tls_broker, certs):
+    """With use_identity_as_username, the certificate's CN is the user name, and so the client
+    id: two connections with alice's certificate are one client, whatever ids they give."""
+    b = tls_broker("require_certificate true", "use_identity_as_username true", "use_username_as_clientid true",
+                   plain=False)
+    first = tls_raw(b.tls, context(certs, "alice"))
+    assert first.connect("one").rc == 0
+    second = tls_raw(b.tls, context(certs, "alice"))
+    assert second.connect("two").rc == 0
+    assert first.is_closed_within(5)  # taken over by client "alice"
+    second.close()
+
+
 def test_use_subject_as_username(tls_broker, certs, tmp_path):
     b = _username_broker(tls_broker, certs, tmp_path, "use_subject_as_username")
     c = tls_raw(b.tls, context(certs, "subject"))

@@ -261,7 +261,6 @@ TEST(ConfigRefused, AclMountPointPluginsEnginesAndUserMappingStopTheStart) {
   const std::pair<const char*, const char*> lines[] = {
       {"plugin /usr/lib/p.so", "plugin"},             {"auth_plugin /usr/lib/p.so", "auth_plugin"},
       {"bind_interface eth0", "bind_interface"},      {"clientid_prefixes sensor-", "clientid_prefixes"},
-      {"use_username_as_clientid true", "use_username_as_clientid"},
       {"tls_engine pkcs11", "tls_engine"},            {"tls_keyform engine", "tls_keyform"},
   };
   for (auto [line, name] : lines) {
@@ -361,7 +360,7 @@ TEST(ConfigRefused, EveryRefusedOrWarnedRowSaysSoWhenUsed) {
 TEST(ConfigRefused, SecurityOptionsAreNeverMerelyWarned) {
   for (const char* name : {"tls_engine", "tls_keyform", "tls_engine_kpass_sha1",
                            "plugin", "auth_plugin",
-                           "bind_interface", "clientid_prefixes", "use_username_as_clientid"}) {
+                           "bind_interface", "clientid_prefixes"}) {
     ASSERT_NE(find_option(name), nullptr) << name;
     EXPECT_EQ(find_option(name)->applied, Applied::kRefuse) << name;
   }
@@ -398,18 +397,38 @@ TEST(ConfigListeners, ListenerBlocksTakeTheirOptions) {
   EXPECT_EQ(c.listeners[2].max_topic_alias, 5);
   EXPECT_EQ(c.listeners[3].port, 0);
   EXPECT_EQ(c.listeners[3].address, "/run/midge.sock");
-  // Midge applies the lowest to every listener, and says so at each listener that asked for more.
-  EXPECT_EQ(c.max_qos, 1);
+  // max_qos is each listener's own; of max_topic_alias Midge applies the lowest to every listener,
+  // and says so at each listener that asked for more.
+  EXPECT_EQ(c.listeners[0].max_qos, 2);
   EXPECT_EQ(c.max_topic_alias, 5);
-  ASSERT_EQ(c.warnings.size(), 6u);
-  EXPECT_EQ(c.warnings[0], "test.conf:1: option 'max_qos' 2 is not applied: Midge applies the lowest max_qos of "
-                           "all listeners, 1, to every listener");
+  ASSERT_EQ(c.warnings.size(), 3u);
+  EXPECT_EQ(c.warnings[0], "test.conf:1: option 'max_topic_alias' 10 is not applied: Midge applies the lowest "
+                           "max_topic_alias of all listeners, 5, to every listener");
 }
 
-TEST(ConfigListeners, SameMaxQosEverywhereIsSilent) {
-  Config c = parse_ok("listener 1883\nmax_qos 1\nlistener 9001\nprotocol websockets\nmax_qos 1\n");
-  EXPECT_EQ(c.max_qos, 1);
+TEST(ConfigListeners, UseUsernameAsClientidIsTheListenersOwn) {
+  // A listener option in Mosquitto 2.0 (conf.c: cur_listener), with or without per_listener_settings.
+  Config c = parse_ok("listener 1883\nuse_username_as_clientid true\nlistener 1884\n");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_TRUE(c.listeners[0].use_username_as_clientid);
+  EXPECT_FALSE(c.listeners[1].use_username_as_clientid);
   EXPECT_TRUE(c.warnings.empty());
+  // Before any `listener` line it opens Mosquitto's default listener.
+  Config d = parse_ok("use_username_as_clientid true\n");
+  ASSERT_EQ(d.listeners.size(), 1u);
+  EXPECT_FALSE(d.local_only);
+  EXPECT_TRUE(d.listeners[0].use_username_as_clientid);
+}
+
+TEST(ConfigListeners, MaxQosIsEachListenersOwn) {
+  Config c = parse_ok("listener 1883\nmax_qos 1\nlistener 9001\nprotocol websockets\nmax_qos 0\nlistener 1884\n");
+  ASSERT_EQ(c.listeners.size(), 3u);
+  EXPECT_EQ(c.listeners[0].max_qos, 1);
+  EXPECT_EQ(c.listeners[1].max_qos, 0);
+  EXPECT_EQ(c.listeners[2].max_qos, 2);
+  EXPECT_TRUE(c.warnings.empty());
+  // Mosquitto 2.0 reads maximum_qos as well (conf.c).
+  EXPECT_EQ(parse_ok("listener 1883\nmaximum_qos 0\n").listeners[0].max_qos, 0);
 }
 
 TEST(ConfigListeners, PortCreatesTheDefaultListenerOnAllInterfaces) {
