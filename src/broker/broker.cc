@@ -182,10 +182,9 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
   attach(*session, link, c);
   session->username = username.empty() ? nullptr : std::make_unique<const std::string>(username);
   give_access(*session, policy);
-  session->policy = policy;
   Authenticator* authenticator = policy ? policy->authenticator.get() : shared_.authenticator.get();
-  session->credential_stamp =
-      session->username && authenticator ? authenticator->credential_stamp(*session->username) : 0;
+  session->credential_stamp = static_cast<uint32_t>(
+      session->username && authenticator ? authenticator->credential_stamp(*session->username) : 0);
   send_connack(*session, c, present, id_assigned);
   if (present) resume(*session, now);
   return ReasonCode::kSuccess;
@@ -248,7 +247,10 @@ void Broker::drop_unreadable(Session& session, bool inflight_too) {
 // Who published a retained message, when check_retain_source will ask.
 std::shared_ptr<const RetainSource> Broker::retain_source(const Session& session) const {
   if (!settings_.check_retain_source) return nullptr;
-  const Authorizer* authorizer = session.policy ? session.policy->authorizer.get() : shared_.authorizer.get();
+  // Offline (a delayed will), the listener is no longer known: the broker's
+  // rules, if any, are kept with the message.
+  const AccessPolicy* policy = session.link ? session.link->policy() : nullptr;
+  const Authorizer* authorizer = policy ? policy->authorizer.get() : shared_.authorizer.get();
   if (!authorizer) return nullptr;
   auto source = std::make_shared<RetainSource>();
   if (session.username) source->username = std::make_unique<const std::string>(*session.username);
@@ -270,12 +272,14 @@ void Broker::revalidate(TimePoint now) {
   for (auto& [id, session] : sessions_) {
     const Session& s = *session;
     if (!s.link || s.link->certificate_login()) continue;
-    const Authenticator* authenticator = s.policy ? s.policy->authenticator.get() : shared_.authenticator.get();
-    const bool allow_anonymous = s.policy ? s.policy->allow_anonymous : settings_.allow_anonymous;
+    const AccessPolicy* policy = s.link->policy();
+    const Authenticator* authenticator = policy ? policy->authenticator.get() : shared_.authenticator.get();
+    const bool allow_anonymous = policy ? policy->allow_anonymous : settings_.allow_anonymous;
     // The rules of check_credentials: a named client is checked by the
     // password file when there is one, else let in by allow_anonymous.
-    const bool ok = s.username && authenticator ? authenticator->credential_stamp(*s.username) == s.credential_stamp
-                                                : allow_anonymous;
+    const bool ok = s.username && authenticator
+                        ? static_cast<uint32_t>(authenticator->credential_stamp(*s.username)) == s.credential_stamp
+                        : allow_anonymous;
     if (!ok) refused.push_back(session.get());
   }
   for (Session* s : refused) disconnect(*s, ReasonCode::kNotAuthorized, now, "no longer authorised after a reload");
@@ -321,7 +325,7 @@ void Broker::attach(Session& session, Link& link, const protocol::ConnectPacket&
     session.expiry_interval = c.clean_start ? 0 : kSessionNeverExpires;
   }
   session.will = c.will ? std::make_unique<protocol::Will>(*c.will) : nullptr;
-  if (session.will && !link.mount_point.empty()) session.will->topic.insert(0, link.mount_point);
+  if (session.will && !link.mount_point().empty()) session.will->topic.insert(0, link.mount_point());
   session.will_at.reset();
   session.expires_at.reset();
   uint32_t window = c.properties.receive_maximum.value_or(65535);
@@ -383,7 +387,7 @@ void Broker::resume(Session& session, TimePoint now) {
 // while offline, the session's expiry.
 void Broker::arm_timer(Session& session) {
   disarm_timer(session);
-  std::optional<TimePoint> at = session.will_at;
+  MaybeTime at = session.will_at;
   if (!session.link && session.expires_at && (!at || *session.expires_at < *at)) at = session.expires_at;
   if (!at) return;
   session.timer = timers_.emplace(*at, &session);

@@ -111,9 +111,9 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
   // checks, retained store, routing); `mounted` holds it while p.topic is used.
   const bool reserved = reserved_for_broker(p.topic);
   std::string mounted;
-  if (!link.mount_point.empty()) {
-    mounted.reserve(link.mount_point.size() + p.topic.size());
-    mounted.append(link.mount_point).append(p.topic);
+  if (!link.mount_point().empty()) {
+    mounted.reserve(link.mount_point().size() + p.topic.size());
+    mounted.append(link.mount_point()).append(p.topic);
     p.topic = mounted;
   }
   ReasonCode outcome = ReasonCode::kSuccess;
@@ -468,16 +468,16 @@ bool Broker::send_publish(Session& session, const Message& m, uint8_t qos, bool 
                           TimePoint now) {
   const bool v5 = session.version == Version::kV5;
   Link& link = *session.link;
-  if (!dup && ids.empty() && publish_cache_.message == &m && link.mount_point.empty() &&
+  if (!dup && ids.empty() && publish_cache_.message == &m && link.mount_point().empty() &&
       !(v5 && (m.expires_at || session.client_alias_max > 0))) {
     return append_cached_publish(session, m, qos, retain, packet_id);
   }
   // What the client sees: the topic without its listener's mount point
   // (its filters carry it, so every topic it matches starts with it).
   std::string_view topic = m.topic;
-  if (!link.mount_point.empty()) {
-    if (!topic.starts_with(link.mount_point)) return false;
-    topic.remove_prefix(link.mount_point.size());
+  if (!link.mount_point().empty()) {
+    if (!topic.starts_with(link.mount_point())) return false;
+    topic.remove_prefix(link.mount_point().size());
   }
   protocol::OutgoingPublish out;
   out.topic = topic;

@@ -28,10 +28,10 @@ std::string mount_filter(std::string_view mount, const std::string& filter) {
 }  // namespace
 
 void Broker::handle_subscribe(Session& session, const protocol::SubscribePacket& p, TimePoint now) {
-  if (!session.link->mount_point.empty()) {
+  if (!session.link->mount_point().empty()) {
     protocol::SubscribePacket mounted = p;
     for (protocol::Subscription& sub : mounted.subscriptions) {
-      sub.filter = mount_filter(session.link->mount_point, sub.filter);
+      sub.filter = mount_filter(session.link->mount_point(), sub.filter);
     }
     subscribe_all(session, mounted, now);
     return;
@@ -165,7 +165,7 @@ void Broker::handle_unsubscribe(Session& session, const protocol::UnsubscribePac
   protocol::UnsubackPacket ack;
   ack.packet_id = p.packet_id;
   for (const std::string& filter : p.filters) {
-    const std::string_view mount = session.link->mount_point;
+    const std::string_view mount = session.link->mount_point();
     const bool existed = unsubscribe_one(session, mount.empty() ? filter : mount_filter(mount, filter));
     ack.reasons.push_back(existed ? ReasonCode::kSuccess : ReasonCode::kNoSubscriptionExisted);
   }

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "broker/authenticator.h"
 #include "broker/message.h"
 #include "protocol/packets.h"
 
@@ -47,18 +48,23 @@ class Link {
   // True when the client's user name came from its TLS certificate or PSK
   // identity (use_identity_as_username), not from a password check.
   virtual bool certificate_login() const { return false; }
+  // The listener's own access policy (per_listener_settings); null: the
+  // broker's.
+  virtual const AccessPolicy* policy() const { return nullptr; }
 
+  // The listener's mount_point: prefixed to the topics and filters the
+  // client sends, removed from the topics it receives. Empty: none.
+  std::string_view mount_point() const { return mount ? std::string_view(*mount) : std::string_view(); }
+
+  // Fields in size order: one of these per connection.
+  // Set by the broker while a session is attached to this link.
+  Session* session = nullptr;
+  const std::string* mount = nullptr;  // see mount_point(); owned by the listener
+  protocol::Version version = protocol::Version::kV311;
   // Set by the broker when it holds messages back because this link's
   // output is above Settings::max_pending_output; the owner then calls
   // Broker::on_link_writable once the output has drained to half of it.
   bool waiting_for_room = false;
-
-  // Set by the broker while a session is attached to this link.
-  Session* session = nullptr;
-  protocol::Version version = protocol::Version::kV311;
-  // The listener's mount_point: prefixed to the topics and filters the
-  // client sends, removed from the topics it receives. Empty: none.
-  std::string_view mount_point;
   // The highest QoS of the listener this link came through (max_qos, per
   // listener as in Mosquitto); Settings::max_qos caps every link.
   uint8_t max_qos = 2;

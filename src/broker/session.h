@@ -85,12 +85,6 @@ struct Session {
   // What the client may publish and read, from its last CONNECT; null when
   // no ACL applies (everything allowed).
   std::unique_ptr<ClientAccess> access;
-  // Who let the client in at its last CONNECT (its listener's policy, null
-  // for the broker's), and the stamp of its password file entry then
-  // (Authenticator::credential_stamp; 0 without one): a reload checks both
-  // again (Broker::revalidate).
-  const AccessPolicy* policy = nullptr;
-  uint64_t credential_stamp = 0;
   Link* link = nullptr;  // null while offline
 
   // Seconds the session survives its connection; 0 = ends with it,
@@ -98,9 +92,10 @@ struct Session {
   // persistent_client_expiration).
   uint32_t expiry_interval = 0;
   protocol::Version version = protocol::Version::kV311;
-  bool timer_armed = false;
+  bool timer_armed : 1 = false;
+  bool request_problem_information : 1 = true;  // of the current connection
   uint16_t last_packet_id = 0;
-  std::optional<TimePoint> expires_at;  // set while offline
+  MaybeTime expires_at;  // set while offline
   SessionTimers::iterator timer;        // valid while timer_armed
 
   std::map<std::string, SessionSubscription, std::less<>> subscriptions;
@@ -125,7 +120,10 @@ struct Session {
   uint32_t client_max_packet = 0;      // 0 = no limit
   uint16_t client_alias_max = 0;       // aliases we may use toward the client
   uint16_t keep_alive = 0;
-  bool request_problem_information = true;
+  // The stamp of the client's password file entry at its last CONNECT
+  // (Authenticator::credential_stamp, cut to 32 bits; 0 without one): a
+  // reload compares it again (Broker::revalidate).
+  uint32_t credential_stamp = 0;
   // Scratch for de-duplicating overlapping subscriptions in one publish.
   uint32_t match_index = 0;
   uint64_t match_stamp = 0;
@@ -134,7 +132,7 @@ struct Session {
   PacketIdSet incoming_qos2;
 
   std::unique_ptr<protocol::Will> will;  // on the heap: most sessions have none
-  std::optional<TimePoint> will_at;  // delayed will pending (v5 will delay)
+  MaybeTime will_at;  // delayed will pending (v5 will delay)
 
   // Topic aliases of the current connection; allocated on first use. The
   // names kept for outgoing aliases are bounded in bytes (review L5).

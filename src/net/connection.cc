@@ -123,7 +123,9 @@ std::string Connection::peer() const {
 
 Connection::Connection(Worker& worker, int fd, uint64_t id, ListenerSlot slot)
     : worker_(worker), fd_(fd), id_(id), slot_(std::move(slot)) {
-  if (const Listener* listener = slot_.listener()) mount_point = listener->options().mount_point;
+  if (const Listener* listener = slot_.listener(); listener && !listener->options().mount_point.empty()) {
+    mount = &listener->options().mount_point;
+  }
   limits_.max_packet_size = std::min(packet_limit(), kMaxPacketBeforeConnect);
   if (const Listener* listener = slot_.listener()) max_qos = listener->options().max_qos;
   // Output is already coalesced into one write per loop turn, so Nagle's
@@ -460,6 +462,11 @@ bool Connection::check_credentials(protocol::ConnectPacket&& connect, bool id_as
   pending_connect_ = std::make_unique<PendingConnect>(PendingConnect{std::move(connect), id_assigned, peer()});
   read_scheduled_ = true;  // no reads until the verdict; the CONNECT timeout still runs
   return false;
+}
+
+const broker::AccessPolicy* Connection::policy() const {
+  const Listener* listener = slot_.listener();
+  return listener ? listener->options().access.get() : nullptr;
 }
 
 bool Connection::certificate_login() const {

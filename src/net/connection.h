@@ -85,6 +85,7 @@ class Connection final : public broker::Link,
   void close() override;
   void close_for(protocol::ReasonCode reason, const char* why, std::string_view client_id) override;
   bool certificate_login() const override;
+  const broker::AccessPolicy* policy() const override;
 
   // Called by the worker once per loop turn when this connection has output.
   void flush();

@@ -1,10 +1,15 @@
 // A first-in first-out queue on a std::vector: unlike std::deque (which
 // allocates ~600 bytes as soon as it is constructed), an empty Fifo costs
-// nothing on the heap — what keeps idle sessions small. Elements are popped
-// by advancing a head index; the vector is compacted when half of it is dead.
+// one pointer and nothing on the heap — what keeps idle sessions small (a
+// session has two, and most never queue anything). Elements are popped by
+// advancing a head index; the vector is compacted when half of it is dead.
+// Once used, the storage stays while it is small (no allocation per message
+// for a queue that empties after each one) and is freed when it drains
+// after growing.
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -16,22 +21,27 @@ class Fifo {
   using iterator = typename std::vector<T>::iterator;
   using const_iterator = typename std::vector<T>::const_iterator;
 
-  bool empty() const { return head_ == items_.size(); }
-  size_t size() const { return items_.size() - head_; }
-  T& front() { return items_[head_]; }
-  T& back() { return items_.back(); }
-  const T& front() const { return items_[head_]; }
-  const T& back() const { return items_.back(); }
+  bool empty() const { return !s_ || s_->head == s_->items.size(); }
+  size_t size() const { return s_ ? s_->items.size() - s_->head : 0; }
+  T& front() { return s_->items[s_->head]; }
+  T& back() { return s_->items.back(); }
+  const T& front() const { return s_->items[s_->head]; }
+  const T& back() const { return s_->items.back(); }
 
-  void push_back(T value) { items_.push_back(std::move(value)); }
+  void push_back(T value) {
+    if (!s_) s_ = std::make_unique<Store>();
+    s_->items.push_back(std::move(value));
+  }
   void pop_front() {
-    items_[head_] = T();  // release what the element holds now
-    ++head_;
-    if (head_ == items_.size()) {
+    std::vector<T>& items = s_->items;
+    size_t& head = s_->head;
+    items[head] = T();  // release what the element holds now
+    ++head;
+    if (head == items.size()) {
       clear_keep_capacity();
-    } else if (head_ >= 32 && head_ * 2 >= items_.size()) {
-      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
-      head_ = 0;
+    } else if (head >= 32 && head * 2 >= items.size()) {
+      items.erase(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(head));
+      head = 0;
     }
   }
   // Erasing the front (the usual case: acknowledgements arrive in order) is
@@ -41,32 +51,42 @@ class Fifo {
       pop_front();
       return begin();
     }
-    auto next = items_.erase(it);
+    auto next = s_->items.erase(it);
     if (empty()) {
       clear_keep_capacity();
-      return items_.end();
+      return end();
     }
     return next;
   }
-  void clear() {
-    std::vector<T>().swap(items_);
-    head_ = 0;
-  }
+  void clear() { s_.reset(); }
 
-  iterator begin() { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
-  iterator end() { return items_.end(); }
-  const_iterator begin() const { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
-  const_iterator end() const { return items_.end(); }
+  iterator begin() { return s_ ? s_->items.begin() + static_cast<std::ptrdiff_t>(s_->head) : none().begin(); }
+  iterator end() { return s_ ? s_->items.end() : none().end(); }
+  const_iterator begin() const {
+    return s_ ? s_->items.cbegin() + static_cast<std::ptrdiff_t>(s_->head) : none().cbegin();
+  }
+  const_iterator end() const { return s_ ? s_->items.cend() : none().cend(); }
 
  private:
+  struct Store {
+    std::vector<T> items;
+    size_t head = 0;
+  };
+  // The iterators of a Fifo that never held anything: an empty vector's.
+  static std::vector<T>& none() {
+    static std::vector<T> empty;
+    return empty;
+  }
   void clear_keep_capacity() {
-    items_.clear();
-    head_ = 0;
-    if (items_.capacity() > 64) std::vector<T>().swap(items_);  // an idle queue gives memory back
+    if (s_->items.capacity() > 64) {
+      s_.reset();  // an idle queue gives memory back
+      return;
+    }
+    s_->items.clear();
+    s_->head = 0;
   }
 
-  std::vector<T> items_;
-  size_t head_ = 0;
+  std::unique_ptr<Store> s_;
 };
 
 }  // namespace midge::util
