@@ -1,14 +1,9 @@
 #include "auth/acl_file.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
+#include "auth/text_file.h"
 #include "protocol/topic.h"
 
 namespace midge::auth {
@@ -72,20 +67,9 @@ std::string parse_rule(std::string_view rest, AclRule& rule) {
 std::shared_ptr<const AclFile> AclFile::load(const std::string& path, std::string& error,
                                              std::vector<std::string>& warnings) {
   struct stat st {};
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in || (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
-    const int err = errno != 0 ? errno : (S_ISDIR(st.st_mode) ? EISDIR : EACCES);
-    error = "Unable to open acl_file \"" + path + "\": " + std::strerror(err) + ".";
-    return nullptr;
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) {
-    error = "Unable to read acl_file \"" + path + "\".";
-    return nullptr;
-  }
-  return parse(text.str(), path, error, warnings);
+  const std::optional<std::string> text = read_text_file(path, "acl_file", error, st);
+  if (!text) return nullptr;
+  return parse(*text, path, error, warnings);
 }
 
 std::shared_ptr<const AclFile> AclFile::parse(std::string_view text, const std::string& name, std::string& error,

@@ -6,14 +6,12 @@
 #include <openssl/rand.h>
 #include <sys/stat.h>
 
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <tuple>
-#include <sstream>
 
+#include "auth/text_file.h"
 #include "util/string_hash.h"
 
 namespace midge::auth {
@@ -40,20 +38,9 @@ std::unique_ptr<PasswordFile> PasswordFile::load(const std::string& path, std::v
   // ("Error: Unable to open pwfile ..."). It starts with no users when the
   // path is a directory; refusing is clearer and no less safe.
   struct stat st {};
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in || (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
-    const int err = errno != 0 ? errno : (S_ISDIR(st.st_mode) ? EISDIR : EACCES);
-    error = "Unable to open pwfile \"" + path + "\": " + std::strerror(err) + ".";
-    return nullptr;
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) {
-    error = "Unable to read pwfile \"" + path + "\".";
-    return nullptr;
-  }
-  auto file = parse(text.str(), path, problems);
+  const std::optional<std::string> text = read_text_file(path, "pwfile", error, st);
+  if (!text) return nullptr;
+  auto file = parse(*text, path, problems);
   // Hashes are offline-guessable: other accounts should not read them.
   if ((st.st_mode & S_IROTH) != 0) {
     char mode[8];

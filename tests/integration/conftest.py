@@ -76,6 +76,19 @@ def free_port():
     return port
 
 
+def tools_dir(program):
+    """The folder of Midge's command-line tools holding `program` (e.g. "midge_sub"):
+    $MIDGE_TOOLS_DIR, where a missing program is an error (scripts/test names it), else the
+    build folders; None when the tools are not built."""
+    given = os.environ.get("MIDGE_TOOLS_DIR")
+    if given and not os.path.exists(os.path.join(given, program)):
+        raise pytest.UsageError("MIDGE_TOOLS_DIR=%s has no %s" % (given, program))
+    for d in (given, os.path.join(REPO, "build", "tools"), os.path.join(REPO, "build-tools", "tools")):
+        if d and os.path.exists(os.path.join(d, program)):
+            return d
+    return None
+
+
 def port_open(port, host="127.0.0.1"):
     try:
         socket.create_connection((host, port), timeout=0.2).close()

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from conftest import (BROKER_BIN, IS_MOSQUITTO, REPO, LineReader, V311, V5, free_port,
+from conftest import (tools_dir, BROKER_BIN, IS_MOSQUITTO, REPO, LineReader, V311, V5, free_port,
                       wait_until)
 import mqttraw as m
 
@@ -38,18 +38,7 @@ DENIED = {4: 0x80, 5: 0x87}  # SUBACK code of a refused filter
 ADMIN = "user admin\ntopic readwrite #\n"
 
 
-def _tools_dir():
-    given = os.environ.get("MIDGE_TOOLS_DIR")
-    if given and not os.path.exists(os.path.join(given, "midge_sub")):
-        # Named explicitly (as scripts/test does): missing tools are an error, not a skip.
-        raise pytest.UsageError("MIDGE_TOOLS_DIR=%s has no midge_sub" % given)
-    for d in (given, os.path.join(REPO, "build", "tools")):
-        if d and os.path.exists(os.path.join(d, "midge_sub")):
-            return d
-    return None
-
-
-TOOLS = _tools_dir()
+TOOLS = tools_dir("midge_sub")
 needs_tools = pytest.mark.skipif(TOOLS is None, reason="midge_pub/sub/passwd not built")
 
 

@@ -20,25 +20,14 @@ import time
 
 import pytest
 
-from conftest import IS_MOSQUITTO, REPO, free_port, port_open, wait_until, V311, V5
+from conftest import tools_dir, IS_MOSQUITTO, REPO, free_port, port_open, wait_until, V311, V5
 import mqttraw
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
 
 
-def _tools_dir():
-    given = os.environ.get("MIDGE_TOOLS_DIR")
-    if given and not os.path.exists(os.path.join(given, "midge_passwd")):
-        # Named explicitly (as scripts/test does): a missing tool is an error, not a skip.
-        raise pytest.UsageError("MIDGE_TOOLS_DIR=%s has no midge_passwd" % given)
-    for d in (given, os.path.join(REPO, "build", "tools")):
-        if d and os.path.exists(os.path.join(d, "midge_passwd")):
-            return d
-    return None
-
-
-TOOLS = _tools_dir()
+TOOLS = tools_dir("midge_passwd")
 needs_midge_passwd = pytest.mark.skipif(TOOLS is None, reason="midge_passwd not built")
 
 

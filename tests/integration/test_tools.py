@@ -16,27 +16,14 @@ import time
 
 import pytest
 
-from conftest import (IS_MOSQUITTO, REPO, free_port, port_open, wait_until, Client, V5, V311,
+from conftest import (tools_dir, IS_MOSQUITTO, REPO, free_port, port_open, wait_until, Client, V5, V311,
                       props, PacketTypes)
 import mqttraw
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
-def _tools_dir():
-    given = os.environ.get("MIDGE_TOOLS_DIR")
-    if given and not os.path.exists(os.path.join(given, "midge_sub")):
-        # Named explicitly (as scripts/test does): missing tools are an error, not a skip.
-        raise pytest.UsageError("MIDGE_TOOLS_DIR=%s has no midge_sub" % given)
-    cands = [given, os.path.join(REPO, "build", "tools"),
-             os.path.join(REPO, "build-tools", "tools")]
-    for d in cands:
-        if d and os.path.exists(os.path.join(d, "midge_sub")):
-            return d
-    return None
-
-
-TOOLS = _tools_dir()
+TOOLS = tools_dir("midge_sub")
 pytestmark = pytest.mark.skipif(TOOLS is None, reason="midge_pub/midge_sub not built")
 
 
