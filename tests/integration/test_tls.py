@@ -550,8 +550,10 @@ def test_failed_handshakes_leak_no_fd(tls_broker, certs, client):
     for i in range(50):
         kinds[i % len(kinds)]()
     watcher.check()
+    # At most the baseline: a connection still closing when it was counted may be gone since
+    # (failed once in CI with 10 against 11); a leak leaves more.
     try:
-        wait_until(lambda: fd_count(b.pid) == baseline, 15, what="the fd count")
+        wait_until(lambda: fd_count(b.pid) <= baseline, 15, what="the fd count")
     except pytest.fail.Exception:
         pytest.fail("the broker has %d fds open, %d before" % (fd_count(b.pid), baseline))
 
