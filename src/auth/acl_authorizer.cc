@@ -101,7 +101,11 @@ class AclClientAccess final : public broker::ClientAccess {
 
   bool allows(std::string_view topic, Access access) override {
     const uint8_t bit = bit_of(access);
-    if (user_rules_.size() + patterns_.size() <= kUncachedRules) return evaluate(topic, bit);
+    // Long topics are not kept: a client could otherwise make its cache hold
+    // 16 topics of 64 KiB each.
+    if (user_rules_.size() + patterns_.size() <= kUncachedRules || topic.size() > kMaxCachedTopic) {
+      return evaluate(topic, bit);
+    }
     Slot& slot = slot_for(topic);
     if ((slot.known & bit) == 0) {
       slot.known |= bit;
@@ -129,6 +133,7 @@ class AclClientAccess final : public broker::ClientAccess {
  private:
   // Below this many rules, deciding costs less than the cache lookup.
   static constexpr size_t kUncachedRules = 4;
+  static constexpr size_t kMaxCachedTopic = 256;  // bytes: the cache holds at most 16 x 256
   struct Slot {
     std::string topic;
     uint8_t known = 0;  // AclRule bits decided for `topic`

@@ -131,6 +131,9 @@ TEST(AclFile, ManyRulesUseTheCacheConsistently) {
     EXPECT_FALSE(c.write("t3/a"));
     EXPECT_FALSE(c.read("t7/x"));
     EXPECT_FALSE(c.read("u/a"));
+    // Past the cache's topic length the rules are evaluated each time, with the same answers.
+    EXPECT_TRUE(c.read("t3/" + std::string(1000, 'x')));
+    EXPECT_FALSE(c.read("u/" + std::string(1000, 'x')));
   }
 }
 
