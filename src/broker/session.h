@@ -32,6 +32,8 @@ struct Delivery {
   bool retain = false;
   std::vector<uint32_t> subscription_ids;
   bool from_retained = false;  // sent because of a new subscription
+  // Its records in the store (Journal::put_delivery); 0: not stored.
+  uint64_t store_seq = 0;
 };
 
 // What a queued Delivery costs against max_queued_bytes: the payload and
