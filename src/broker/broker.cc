@@ -72,6 +72,7 @@ void Broker::send_ack(Link& link, protocol::PacketType type, uint16_t id, Reason
                          static_cast<char>(with_reason ? 3 : 2), static_cast<char>(id >> 8),
                          static_cast<char>(id & 0xff), static_cast<char>(reason)};
   link.out().append(bytes, with_reason ? 5 : 4);
+  if (journal_ && !journal_->empty()) link.awaits_commit();
   link.commit();
   Stats::add(stats_.messages_sent);
 }
@@ -185,6 +186,7 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
   Authenticator* authenticator = policy ? policy->authenticator.get() : shared_.authenticator.get();
   session->credential_stamp = static_cast<uint32_t>(
       session->username && authenticator ? authenticator->credential_stamp(*session->username) : 0);
+  store_session(*session);
   send_connack(*session, c, present, id_assigned);
   if (present) resume(*session, now);
   return ReasonCode::kSuccess;
@@ -225,6 +227,7 @@ void Broker::drop_unreadable(Session& session, bool inflight_too) {
       continue;
     }
     forget_stored(*it);
+    unstore_delivery(session, *it);
     if (it->from_retained) {
       --session.queued_replays;
     } else {
@@ -240,6 +243,7 @@ void Broker::drop_unreadable(Session& session, bool inflight_too) {
       continue;
     }
     forget_stored(it->delivery);
+    unstore_delivery(session, it->delivery);
     it = session.inflight.erase(it);
   }
 }
@@ -436,6 +440,7 @@ void Broker::detach(Session& session, bool send_will, TimePoint now) {
   // Beyond about 292 years `now + seconds` would overflow TimePoint.
   if (expiry) session.expires_at = now + seconds(std::min<uint64_t>(*expiry, kSessionNeverExpires));
   arm_timer(session);
+  store_session(session);  // offline now: its expiry and delayed will
 }
 
 void Broker::end_session(Session& session, TimePoint now) {
@@ -457,6 +462,7 @@ void Broker::end_session(Session& session, TimePoint now) {
   }
   for (const InflightOut& f : session.inflight) forget_stored(f.delivery);
   for (const Delivery& d : session.queue) forget_stored(d);
+  unstore_session(session);
   disarm_timer(session);
   const std::string id = session.client_id;  // session is destroyed below
   sessions_.erase(id);
@@ -471,7 +477,11 @@ void Broker::publish_will(Session& session, TimePoint now) {
   if (session.access && !session.access->allows(will.topic, Access::kWrite)) return;
   MessagePtr shared = client_message(session, will.topic, will.payload, will.qos, will.retain,
                                      will.properties, now);
-  if (shared->retain) shared_.retained.put(shared, retain_source(session));
+  if (shared->retain) {
+    std::shared_ptr<const RetainSource> source = retain_source(session);
+    store_retained(*shared, source.get());
+    shared_.retained.put(shared, std::move(source));
+  }
   route(shared, now, /*from_remote=*/false);
 }
 
@@ -563,7 +573,10 @@ void Broker::tick(TimePoint now) {
   while (!timers_.empty() && timers_.begin()->first <= now) {
     Session& session = *timers_.begin()->second;
     disarm_timer(session);
-    if (session.will_at && *session.will_at <= now) publish_will(session, now);
+    if (session.will_at && *session.will_at <= now) {
+      publish_will(session, now);
+      store_session(session);  // without its will
+    }
     if (!session.link && session.expires_at && *session.expires_at <= now) {
       Stats::add(stats_.clients_expired);
       Stats::add(stats_.clients_disconnected, -1);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -24,6 +25,7 @@
 #include "broker/session.h"
 #include "broker/shared_state.h"
 #include "broker/stats.h"
+#include "broker/store.h"
 #include "broker/topic_tree.h"
 #include "protocol/codec.h"
 #include "protocol/packets.h"
@@ -38,7 +40,10 @@ class Router {
   // Hands a message published on this worker to every other worker, which
   // matches it against its own subscriptions (`Broker::on_remote_publish`).
   // False when no other worker can have a matching subscription.
-  virtual bool broadcast(const MessagePtr& message) = 0;
+  // `durable`: a QoS 1/2 message acknowledged to its publisher; with
+  // persistence the router journals it until every receiver has written
+  // what it did with it (see net::Worker, Recovery in server/persistence).
+  virtual bool broadcast(const MessagePtr& message, bool durable) = 0;
   // Delivers a message to a $share group member that lives on `member.worker`.
   virtual void deliver_shared(const SharedMember& member, const MessagePtr& message) = 0;
 };
@@ -114,6 +119,21 @@ class Broker {
   void revalidate(TimePoint now);
   // Clean stop: v5 clients get DISCONNECT 0x8B (Server shutting down).
   void shutdown(TimePoint now);
+
+  // Durable storage (persistence true): this worker's journal, which the
+  // owner commits before any byte of a turn reaches a socket; null without.
+  void set_journal(Journal* journal) { journal_ = journal; }
+  Journal* journal() const { return journal_; }
+  // Start-up, before any connection: a session read back from the store.
+  // Its deliveries keep their sequence numbers; later ones follow the
+  // highest restored (over all workers: `next_store_seq`).
+  void restore(StoredSession&& stored, TimePoint now);
+  void set_next_store_seq(uint64_t next) { store_seq_ = std::max(store_seq_, next); }
+  uint64_t last_store_seq() const { return store_seq_; }
+  // Start-up: a message whose effects on some worker of the previous run
+  // were not written (it crashed first) is routed again, to the restored
+  // sessions `only` accepts (those that lived on that worker).
+  void replay(const MessagePtr& message, const std::function<bool(const Session&)>& only, TimePoint now);
 
   Stats& stats() { return stats_; }
   // What this worker's subscriptions can match; read by other workers.
@@ -199,7 +219,7 @@ class Broker {
   // False when the message certainly matched no subscription (v5 PUBACK
   // 0x10); a subscription skipped by No Local counts as a match, as in
   // Mosquitto.
-  bool route(const MessagePtr& message, TimePoint now, bool from_remote);
+  bool route(const MessagePtr& message, TimePoint now, bool from_remote, bool durable = false);
   // `message` and `ids` are borrowed: a Delivery owning a reference is
   // only made when the message is kept (queued or in flight).
   void deliver(Session& session, const MessagePtr& message, const Grant& grant,
@@ -226,6 +246,17 @@ class Broker {
   void pump(Session& session, TimePoint now);
   uint16_t next_packet_id(Session& session);
   void forget_stored(const Delivery& delivery);
+
+  // persistence (broker_store.cc)
+  bool durable(const Session& session) const { return journal_ && session.expiry_interval != 0; }
+  void store_session(Session& session);
+  void unstore_session(Session& session);
+  void store_delivery(Session& session, Delivery& delivery);
+  void store_inflight(Session& session, const InflightOut& f);
+  void unstore_delivery(Session& session, const Delivery& delivery);
+  void store_retained(const Message& message, const RetainSource* source);
+  void store_incoming(Session& session, uint16_t packet_id, bool add);
+  bool store_refuses(Session& session, uint8_t qos, uint16_t packet_id, TimePoint now);
 
   // subscriptions (broker_subscribe.cc)
   void handle_subscribe(Session& session, const protocol::SubscribePacket& p, TimePoint now);
@@ -258,6 +289,9 @@ class Broker {
   uint64_t match_stamp_ = 0;
   std::vector<Match> matches_;
   PublishCache publish_cache_;
+  Journal* journal_ = nullptr;
+  uint64_t store_seq_ = 0;  // the last Delivery::store_seq handed out
+  const std::function<bool(const Session&)>* replay_only_ = nullptr;  // see replay()
 
   // $SYS state (worker 0 only)
   TimePoint next_sys_{};

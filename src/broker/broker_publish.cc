@@ -126,15 +126,21 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
     outcome = ReasonCode::kQuotaExceeded;  // 0x95 is not a PUBACK/PUBREC reason
   }
   if (outcome == ReasonCode::kSuccess) {
+    if (store_refuses(session, p.qos, p.packet_id, now)) return;
     MessagePtr shared = client_message(session, p.topic, p.payload, p.qos, p.retain, p.properties, now);
-    if (shared->retain) shared_.retained.put(shared, retain_source(session));
+    if (shared->retain) {
+      std::shared_ptr<const RetainSource> source = retain_source(session);
+      store_retained(*shared, source.get());
+      shared_.retained.put(shared, std::move(source));
+    }
     if (p.qos == 2) {
       // PUBREC before the message goes anywhere, as Mosquitto does: a client
       // subscribed to its own topic reads the PUBREC first (issue 14).
       session.incoming_qos2.insert(p.packet_id);
+      store_incoming(session, p.packet_id, true);
       send_ack(link, ack_type, p.packet_id, ReasonCode::kSuccess);
     }
-    const bool matched = route(shared, now, /*from_remote=*/false);
+    const bool matched = route(shared, now, /*from_remote=*/false, /*durable=*/p.qos > 0);
     if (p.qos != 1) return;
     // "No matching subscribers" MAY be said (3.4.2.1); Mosquitto says it.
     outcome = matched || session.version != Version::kV5 ? ReasonCode::kSuccess : ReasonCode::kNoMatchingSubscribers;
@@ -152,7 +158,7 @@ void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePo
     // An unknown id is most likely a PUBREL resent after a reconnection
     // whose PUBCOMP was lost: Success, as Mosquitto answers (0x92 is also
     // allowed, 3.7.2.1).
-    session.incoming_qos2.erase(ack.packet_id);
+    if (session.incoming_qos2.erase(ack.packet_id) != 0) store_incoming(session, ack.packet_id, false);
     send_ack(link, PacketType::kPubcomp, ack.packet_id, ReasonCode::kSuccess);
     return;
   }
@@ -166,6 +172,7 @@ void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePo
   if (ack.type == PacketType::kPubrec && qos == 2 && !it->released) {
     if (protocol::is_error(ack.reason)) {  // refused: the packet id is free again (MQTT 5.0 section 4.3.3)
       forget_stored(it->delivery);
+      unstore_delivery(session, it->delivery);
       if (unsent) --session.resend_count;
       erase_inflight(session, it);
       pump(session, now);
@@ -174,6 +181,10 @@ void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePo
     it->released = true;
     forget_stored(it->delivery);
     it->delivery.message.reset();  // the payload is no longer needed
+    if (durable(session) && it->delivery.store_seq != 0) {
+      journal_->erase_delivery_message(session.client_id, it->delivery.store_seq);
+      store_inflight(session, *it);
+    }
     send_ack(link, PacketType::kPubrel, ack.packet_id, ReasonCode::kSuccess);
     return;
   }
@@ -181,6 +192,7 @@ void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePo
                     (ack.type == PacketType::kPubcomp && qos == 2 && it->released);
   if (!done) return;
   forget_stored(it->delivery);
+  unstore_delivery(session, it->delivery);
   if (unsent) --session.resend_count;
   erase_inflight(session, it);
   pump(session, now);
@@ -227,14 +239,14 @@ void Broker::publish_internal(std::string topic, std::string payload, bool retai
   f.payload = payload;
   f.retain = retain;
   MessagePtr shared = Message::create(f);
-  if (retain) shared_.retained.put(shared);
+  if (retain) shared_.retained.put(shared);  // $SYS: never stored
   route(shared, now, /*from_remote=*/false);
 }
 
 // Matches the topic against this worker's subscriptions; overlapping
 // subscriptions of one session give one delivery at the highest QoS with
 // every subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3].
-bool Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
+bool Broker::route(const MessagePtr& message, TimePoint now, bool from_remote, bool durable) {
   const uint64_t stamp = ++match_stamp_;
   matches_.clear();
   bool matched = false;
@@ -242,6 +254,7 @@ bool Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
     matched = true;
     Session* s = e.session;
     if (e.options.no_local && s->client_id == message->origin_client_id) return;  // [MQTT-3.8.3-3]
+    if (replay_only_ && !(*replay_only_)(*s)) [[unlikely]] return;
     if (e.check_read && !may_read(*s, message->topic)) return;
     const uint8_t qos = outgoing_qos(message->qos, e.options.max_qos);
     if (s->match_stamp != stamp) {
@@ -279,7 +292,7 @@ bool Broker::route(const MessagePtr& message, TimePoint now, bool from_remote) {
       }
     });
   }
-  return router_.broadcast(message) || matched;
+  return router_.broadcast(message, durable && journal_) || matched;
 }
 
 namespace {
@@ -365,6 +378,7 @@ void Broker::enqueue(Session& session, Delivery&& delivery) {
   Stats::add(stats_.stored_messages, 1);
   Stats::add(stats_.stored_bytes, static_cast<int64_t>(delivery.message->payload.size()));
   session.queue.push_back(std::move(delivery));
+  store_delivery(session, session.queue.back());
 }
 
 void Broker::forget_stored(const Delivery& delivery) {
@@ -382,12 +396,19 @@ void Broker::send_qos(Session& session, Delivery&& delivery, TimePoint now) {
     return;
   }
   const uint16_t id = next_packet_id(session);
-  if (!send_publish(session, delivery, id, false, now)) return;
+  if (!send_publish(session, delivery, id, false, now)) {
+    unstore_delivery(session, delivery);  // too big for this client: discarded
+    return;
+  }
   const auto bytes = static_cast<uint32_t>(delivery.message->payload.size());
   Stats::add(stats_.stored_messages, 1);
   Stats::add(stats_.stored_bytes, static_cast<int64_t>(bytes));
   session.inflight_bytes += bytes;
   session.inflight.push_back(InflightOut{id, bytes, std::move(delivery), false});
+  if (durable(session)) {
+    store_delivery(session, session.inflight.back().delivery);
+    store_inflight(session, session.inflight.back());
+  }
 }
 
 // Ids are handed out in sequence (1..65535, then 1 again) and in-flight
@@ -433,10 +454,16 @@ void Broker::pump(Session& session, TimePoint now) {
       session.queued_bytes -= queued_size(d);
     }
     forget_stored(d);
-    if (d.message->expired(now)) continue;  // [MQTT-3.3.2-5]
+    if (d.message->expired(now)) {  // [MQTT-3.3.2-5]
+      unstore_delivery(session, d);
+      continue;
+    }
     if (d.qos > 0) {
       send_qos(session, std::move(d), now);
-    } else if (fits) {
+      continue;
+    }
+    unstore_delivery(session, d);
+    if (fits) {
       send_publish(session, d, 0, false, now);
     } else {
       Stats::add(stats_.publish_dropped);

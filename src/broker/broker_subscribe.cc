@@ -63,6 +63,7 @@ void Broker::subscribe_all(Session& session, const protocol::SubscribePacket& p,
     }
   }
   protocol::encode(ack, session.version, session.link->out());
+  if (journal_ && !journal_->empty()) session.link->awaits_commit();
   session.link->commit();
   Stats::add(stats_.messages_sent);
   for (size_t i : send_retained_for) {
@@ -105,6 +106,7 @@ ReasonCode Broker::subscribe_one(Session& session, const protocol::Subscription&
   }
   auto [it, inserted] = session.subscriptions.try_emplace(sub.filter);
   it->second = SessionSubscription{options, subscription_id};
+  if (durable(session)) journal_->put_subscription(session.client_id, sub.filter, it->second);
   if (shared) {
     if (inserted) Stats::add(stats_.shared_subscriptions, 1);
   } else {
@@ -150,6 +152,7 @@ bool Broker::unsubscribe_one(Session& session, const std::string& filter) {
   auto it = session.subscriptions.find(filter);
   if (it == session.subscriptions.end()) return false;
   session.subscriptions.erase(it);
+  if (durable(session)) journal_->erase_subscription(session.client_id, filter);
   std::string_view group, inner;
   if (protocol::split_shared_filter(filter, group, inner)) {
     shared_.shared_subscriptions.remove(std::string(group), std::string(inner), session.client_id);

@@ -45,6 +45,11 @@ class Link {
     close();
   }
 
+  // An acknowledgement was appended while the worker's Journal held
+  // records not yet written (persistence): if that write fails, the owner
+  // must drop this link's unwritten output instead of sending it.
+  virtual void awaits_commit() {}
+
   // True when the client's user name came from its TLS certificate or PSK
   // identity (use_identity_as_username), not from a password check.
   virtual bool certificate_login() const { return false; }

@@ -96,6 +96,7 @@ struct Session {
   protocol::Version version = protocol::Version::kV311;
   bool timer_armed : 1 = false;
   bool request_problem_information : 1 = true;  // of the current connection
+  bool stored : 1 = false;  // has records in the store (Journal::put_session)
   uint16_t last_packet_id = 0;
   MaybeTime expires_at;  // set while offline
   SessionTimers::iterator timer;        // valid while timer_armed

@@ -188,7 +188,7 @@ constexpr Option refuse(Option o, std::string_view why, std::string_view inert =
 constexpr std::string_view kEngine = "OpenSSL engines are not supported; the key must be a PEM file (keyfile)";
 constexpr std::string_view kPlugin = "plugins are not implemented; their authentication and access checks would not run";
 constexpr std::string_view kPluginOpt = "plugins are not implemented";
-constexpr std::string_view kPersist = "retained messages and sessions are not saved";
+constexpr std::string_view kAutosave = "Midge writes every change as it is made, before acknowledging it: there is no periodic save";
 constexpr std::string_view kBridge = "bridges are not implemented";
 constexpr std::string_view kWebsocketsLib = "Midge does not use libwebsockets";
 
@@ -329,8 +329,8 @@ constexpr Option kOptions[] = {
   refuse(unsupported("auth_plugin", Scope::kSecurity, "External authentication plugin (shared object)."), kPlugin),
   warn(unsupported("auth_plugin_deny_special_chars", Scope::kSecurity, "Deny ACL checks for usernames/client ids with + or #."), kPluginOpt, "true"),
   security<&Config::auto_id_prefix, &Listener::auto_id_prefix>("auto_id_prefix", S, "Prefix of generated client ids."),
-  warn(opt<&Config::autosave_interval>("autosave_interval", U, R, "Seconds between saves of the in-memory database (persistence); 0 = only on exit.", 0, kU32), kPersist),
-  warn(unsupported("autosave_on_changes", Scope::kGlobal, "Count changes instead of seconds for autosave_interval."), kPersist),
+  warn(opt<&Config::autosave_interval>("autosave_interval", U, R, "Mosquitto: seconds between saves of its in-memory database. Midge has no periodic save (see persistence).", 0, kU32), kAutosave),
+  warn(unsupported("autosave_on_changes", Scope::kGlobal, "Mosquitto: count changes instead of seconds for autosave_interval. Midge has no periodic save (see persistence)."), kAutosave),
   opt<&Config::check_retain_source>("check_retain_source", B, R, "Before sending a retained message, check that its publisher may still write its topic (acl_file)."),
   refuse(unsupported("clientid_prefixes", Scope::kGlobal, "Deprecated: only allow client ids with this prefix."), "client id prefixes are not checked; clients with any client id would be accepted"),
   opt<&Config::connection_messages>("connection_messages", B, R, "Log client connects and disconnects."),
@@ -353,9 +353,10 @@ constexpr Option kOptions[] = {
   opt<&Config::message_size_limit>("message_size_limit", U, R, "Largest PUBLISH payload accepted, in bytes; 0 = no limit.", 0, kMaxPayload),
   security<&Config::password_file, &Listener::password_file>("password_file", P, "Password file made with mosquitto_passwd."),
   special("per_listener_settings", B, Scope::kGlobal, R, "Security options in a listener block apply to it (password_file, allow_anonymous, psk_file); the others must be the same on every listener.", &set_per_listener_settings, &show<&Config::per_listener_settings>),
-  warn(opt<&Config::persistence>("persistence", B, R, "Save sessions, subscriptions and retained messages to disk."), kPersist, "false"),
-  warn(opt<&Config::persistence_file>("persistence_file", S, R, "File name of the persistent database."), kPersist),
-  warn(opt<&Config::persistence_location>("persistence_location", P, R, "Directory of the persistent database; unset = current directory."), kPersist),
+  opt<&Config::persistence>("persistence", B, kNoFlags, "Keep retained messages, persistent sessions (subscriptions, queued and in-flight messages) on disk: each change is written before it is acknowledged, so a restart, kill -9 or crash loses nothing acknowledged."),
+  opt<&Config::persistence_file>("persistence_file", S, kNoFlags, "Name of the store inside persistence_location: a directory (RocksDB), not Mosquitto's single file; unset = midge.db."),
+  opt<&Config::persistence_location>("persistence_location", P, kNoFlags, "Directory that holds the store; it must exist. Unset = the current directory."),
+  opt<&Config::persistence_sync>("persistence_sync", B, kMidgeExtension, "fsync each batch of writes before acknowledging it: survives a power cut, not just a crash, at a cost (README, persistence)."),
   opt<&Config::persistent_client_expiration>("persistent_client_expiration", Kind::kDuration, R, "Expire disconnected persistent clients after N h/d/w/m/y (at most 200 years: longer is cut to that, with a warning); unset = never.", 1, kMaxExpiration),
   opt<&Config::pid_file>("pid_file", P, kNoFlags, "Write the process id to this file (not through a symbolic link)."),
   refuse(unsupported("plugin", Scope::kSecurity, "Plugin shared object (mosquitto 2.0 name of auth_plugin)."), kPlugin),

@@ -649,7 +649,11 @@ void Connection::commit() {
   // Output is written once per loop turn, but one turn can route megabytes
   // to one subscriber (a fan-in of large messages): past half the bound it
   // is written at once, so the bound only ever holds what the socket refused.
-  if (!transport_ && !waiting_write_ && out_.size() > output_limit() / 2) [[unlikely]] {
+  // Not while the store's journal holds records: that write would commit
+  // half of the broker's current operation (a message routed to some of
+  // its subscribers); the bound still holds, since the broker appends
+  // nothing to a link past it (Broker::fits_output).
+  if (!transport_ && !waiting_write_ && out_.size() > output_limit() / 2 && worker_.may_write_early()) [[unlikely]] {
     write_early();
   }
   if (dirty_) return;
@@ -674,6 +678,7 @@ void Connection::write_early() {
 // One sendmsg of the first slices of `q` (at most OutQueue::kMaxIov);
 // consumes what was written. Returns sendmsg's result.
 ssize_t Connection::send_some(OutQueue& q) {
+  worker_.before_write();  // nothing leaves before the store has it (broker/store.h)
   iovec iov[OutQueue::kMaxIov];
   msghdr msg{};
   msg.msg_iov = iov;
@@ -779,6 +784,22 @@ void Connection::lost(TimePoint now) {
   if (closed_) return;
   if (connected_ && !closing_) worker_.log_connection("Client " + client_name() + " closed its connection.");
   if (connected_ && !closing_) worker_.broker().on_link_lost(*this, now);
+  finish_close();
+}
+
+void Connection::awaits_commit() {
+  if (awaits_commit_) return;
+  awaits_commit_ = true;
+  worker_.hold_until_commit(*this);
+}
+
+void Connection::abort_unwritten() {
+  awaits_commit_ = false;
+  if (closed_) return;
+  if (connected_ && !closing_) {
+    worker_.log_connection("Client " + client_name() + " disconnected: the store could not write what it was sent.");
+  }
+  out_.release();
   finish_close();
 }
 

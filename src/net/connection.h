@@ -86,6 +86,12 @@ class Connection final : public broker::Link,
   void close_for(protocol::ReasonCode reason, const char* why, std::string_view client_id) override;
   bool certificate_login() const override;
   const broker::AccessPolicy* policy() const override;
+  void awaits_commit() override;
+  // The worker's journal could not be written: what this connection was
+  // about to send (acknowledgements among it) is dropped with the
+  // connection; the client sends its unacknowledged packets again.
+  void abort_unwritten();
+  void commit_done() { awaits_commit_ = false; }
 
   // Called by the worker once per loop turn when this connection has output.
   void flush();
@@ -177,6 +183,7 @@ class Connection final : public broker::Link,
   bool output_blocked_ : 1 = false;  // output above the bound: not reading
   bool draining_ : 1 = false;        // closing: our output is sent, input discarded
   bool close_logged_ : 1 = false;    // the reason for closing is logged already
+  bool awaits_commit_ : 1 = false;   // in the worker's list of links awaiting the journal
   ListenerSlot slot_;
   TimePoint deadline_{};
   std::unique_ptr<Handover> handover_;

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "net/connection.h"
 #include "net/listener.h"
 
@@ -54,6 +56,7 @@ void Worker::do_stop() {
 }
 
 void Worker::finish_stop() {
+  if (journal_ && !journal_->empty()) commit_journal();  // what the last turns left
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [id, c] : connections_) all.push_back(c);
   connections_.clear();
@@ -136,8 +139,85 @@ void Worker::schedule_flush() {
   loop_.at_end_of_turn([this] { flush_turn(); });
 }
 
+void Worker::set_store(broker::Store* store) {
+  store_ = store;
+  journal_ = store ? store->journal() : nullptr;
+  broker_.set_journal(journal_.get());
+  channel_seq_.assign(all_.size(), 0);
+  marker_pending_.assign(all_.size(), 0);
+  committed_from_ = std::vector<std::atomic<uint64_t>>(all_.size());
+}
+
+void Worker::set_transit_base(uint64_t base) {
+  transit_id_ = base;
+  for (uint64_t& s : channel_seq_) s = base;
+  for (auto& c : committed_from_) c.store(base, std::memory_order_relaxed);
+}
+
+// Transit records whose every receiver has committed are erased, oldest
+// first, with one range deletion.
+void Worker::prune_transits() {
+  uint64_t done = 0;
+  while (!transits_.empty()) {
+    const Transit& t = transits_.front();
+    const bool all = std::all_of(t.receivers.begin(), t.receivers.end(), [&](const broker::Journal::Receiver& r) {
+      return all_[r.worker]->committed_from(index_) >= r.seq;
+    });
+    if (!all) break;
+    done = t.id;
+    transits_.pop_front();
+  }
+  if (done != 0) journal_->erase_transits(index_, done);
+}
+
+void Worker::hold_until_commit(Connection& connection) {
+  awaiting_commit_.push_back(connection.shared_from_this());
+}
+
+// One batch per loop turn (or less: a write in the middle of a turn commits
+// what came before it). A failed write withdraws the acknowledgements the
+// batch would have covered by dropping their connections' output.
+void Worker::commit_journal() {
+  committing_ = true;
+  const bool ok = journal_->commit();
+  std::vector<std::shared_ptr<Connection>> held;
+  held.swap(awaiting_commit_);
+  if (ok) {
+    for (auto& c : held) c->commit_done();
+    for (size_t origin = 0; origin < marker_pending_.size(); ++origin) {
+      if (marker_pending_[origin] == 0) continue;
+      committed_from_[origin].store(marker_pending_[origin], std::memory_order_release);
+      marker_pending_[origin] = 0;
+    }
+    if (store_failed_) {
+      store_failed_ = false;
+      log("The store writes again: QoS 1 and 2 messages are accepted again.");
+    }
+  } else {
+    if (!store_failed_) {
+      store_failed_ = true;
+      log("Error: the store could not write (" + journal_->error() +
+          "); QoS 1 and 2 messages are refused until it can, and the clients whose acknowledgements it held are "
+          "disconnected.");
+    }
+    for (auto& c : held) c->abort_unwritten();
+  }
+  committing_ = false;
+}
+
+// While the store fails, once a second: is it writable again?
+void Worker::retry_store(TimePoint now) {
+  if (!journal_) return;
+  prune_transits();
+  if (!journal_->empty()) commit_journal();  // records of turns that wrote nothing
+  if (journal_->healthy() || now < next_store_retry_) return;
+  next_store_retry_ = now + seconds(1);
+  if (store_->resume()) commit_journal();
+}
+
 void Worker::flush_turn() {
   flush_scheduled_ = false;
+  before_write();
   std::vector<std::shared_ptr<Connection>> dirty;
   dirty.swap(dirty_);
   for (auto& c : dirty) c->flush();
@@ -150,15 +230,18 @@ void Worker::flush_turn() {
     to->inbox_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     auto tasks = std::make_shared<std::vector<Task>>(std::move(outbox_[w]));
     outbox_[w].clear();
-    to->loop().post([to, tasks] { to->run_tasks(*tasks); });
+    const unsigned origin = index_;
+    to->loop().post([to, tasks, origin] { to->run_tasks(*tasks, origin); });
   }
 }
 
-void Worker::run_tasks(std::vector<Task>& tasks) {
+void Worker::run_tasks(std::vector<Task>& tasks, unsigned origin) {
   const TimePoint now = Clock::now();
   size_t bytes = 0;
+  uint64_t last_durable = 0;
   for (Task& t : tasks) {
     bytes += task_bytes(t.message);
+    if (t.seq != 0) last_durable = t.seq;
     if (t.member) {
       broker_.on_shared_delivery(*t.member, t.message, now);
     } else {
@@ -167,6 +250,12 @@ void Worker::run_tasks(std::vector<Task>& tasks) {
   }
   inbox_pending_.fetch_sub(tasks.size(), std::memory_order_relaxed);
   inbox_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  if (last_durable != 0 && journal_) {
+    // In the same batch as what the broker did with them (recovery routes
+    // again only what no committed marker covers).
+    journal_->put_marker(index_, origin, last_durable);
+    marker_pending_[origin] = last_durable;
+  }
 }
 
 bool Worker::peers_overloaded() const {
@@ -190,20 +279,29 @@ void Worker::pause_reading(Connection& connection) {
   });
 }
 
-bool Worker::broadcast(const broker::MessagePtr& message) {
+bool Worker::broadcast(const broker::MessagePtr& message, bool durable) {
   if (all_.size() <= 1) return false;
-  bool any = false;
+  durable = durable && journal_;
+  std::vector<broker::Journal::Receiver> receivers;
   for (size_t w = 0; w < all_.size(); ++w) {
     if (w == index_ || !all_[w]->broker().interest().may_match(message->topic)) continue;
-    outbox_[w].push_back(Task{message, std::nullopt});
-    any = true;
+    const uint64_t seq = durable ? ++channel_seq_[w] : 0;
+    outbox_[w].push_back(Task{message, std::nullopt, seq});
+    receivers.push_back({static_cast<uint8_t>(w), seq});
   }
-  if (any) schedule_flush();
-  return any;
+  if (receivers.empty()) return false;
+  if (durable) {
+    // Committed before the publisher's acknowledgement is written, like
+    // everything journaled in this turn.
+    journal_->put_transit(index_, ++transit_id_, *message, receivers);
+    transits_.push_back(Transit{transit_id_, std::move(receivers)});
+  }
+  schedule_flush();
+  return true;
 }
 
 void Worker::deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message) {
-  outbox_[member.worker].push_back(Task{message, member});
+  outbox_[member.worker].push_back(Task{message, member, 0});
   schedule_flush();
 }
 
@@ -232,6 +330,7 @@ void Worker::on_tick() {
     }
   }
   broker_.tick(now);
+  retry_store(now);
 }
 
 }  // namespace midge::net

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -64,10 +65,27 @@ class Worker final : public broker::Router {
   void remove(uint64_t id);
 
   // broker::Router
-  bool broadcast(const broker::MessagePtr& message) override;
+  bool broadcast(const broker::MessagePtr& message, bool durable) override;
   void deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message) override;
 
   size_t connection_count() const { return connections_.size(); }
+
+  // persistence (broker/store.h): this worker's journal of `store`, set
+  // before start(); null store: none.
+  void set_store(broker::Store* store);
+  // Called before any socket write: commits what the broker journaled, so
+  // that no acknowledgement leaves before what it acknowledges is written.
+  void before_write() {
+    if (journal_ && !committing_ && !journal_->empty()) commit_journal();
+  }
+  bool may_write_early() const { return !journal_ || journal_->empty(); }
+  // `connection` got an acknowledgement while the journal held records.
+  void hold_until_commit(Connection& connection);
+  // Start-up, after recovery: transit ids and channel sequence numbers
+  // start above every one the store holds.
+  void set_transit_base(uint64_t base);
+  // The last message from `origin` whose effects this worker has written.
+  uint64_t committed_from(unsigned origin) const { return committed_from_[origin].load(std::memory_order_acquire); }
 
   // Backpressure between workers: while another worker has more than
   // kInboxLimit (worker.cc) messages from its peers still to process,
@@ -80,10 +98,20 @@ class Worker final : public broker::Router {
   struct Task {
     broker::MessagePtr message;
     std::optional<broker::SharedMember> member;
+    uint64_t seq = 0;  // durable: its number on this (origin, receiver) channel
   };
+  // A durable message handed to other workers, journaled until every
+  // receiver has committed what it did with it.
+  struct Transit {
+    uint64_t id;
+    std::vector<broker::Journal::Receiver> receivers;
+  };
+  void prune_transits();
   void schedule_flush();
   void flush_turn();
-  void run_tasks(std::vector<Task>& tasks);
+  void commit_journal();
+  void retry_store(TimePoint now);
+  void run_tasks(std::vector<Task>& tasks, unsigned origin);
   void arm_tick();
   void on_tick();
   void do_stop();
@@ -107,6 +135,17 @@ class Worker final : public broker::Router {
   std::atomic<size_t> inbox_pending_{0};  // messages posted to this worker, not yet run
   std::atomic<size_t> inbox_bytes_{0};    // their topic and payload bytes
   std::vector<std::shared_ptr<Connection>> paused_;
+  broker::Store* store_ = nullptr;
+  std::unique_ptr<broker::Journal> journal_;
+  std::vector<std::shared_ptr<Connection>> awaiting_commit_;
+  bool committing_ = false;
+  std::vector<uint64_t> channel_seq_;     // per receiver: the last durable task sent
+  uint64_t transit_id_ = 0;
+  std::deque<Transit> transits_;
+  std::vector<uint64_t> marker_pending_;  // per origin: in the journal, not yet committed
+  std::vector<std::atomic<uint64_t>> committed_from_;  // per origin (read by the origin)
+  bool store_failed_ = false;  // logged once per failure, until it writes again
+  TimePoint next_store_retry_{};
 };
 
 }  // namespace midge::net

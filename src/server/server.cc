@@ -35,6 +35,7 @@
 #include "server/heap.h"
 #include "server/acl_files.h"
 #include "server/password_files.h"
+#include "server/persistence.h"
 #include "server/reload.h"
 #include "server/logger.h"
 #include "server/startup_checks.h"
@@ -461,10 +462,16 @@ int run(int argc, char** argv) {
   // Declared before the workers so that they are destroyed after them: a
   // listener's connection counter must outlive every ListenerSlot, some of
   // which may still wait in a worker's mailbox at shutdown (review L2).
+  // The store outlives the workers, whose journals write into it.
+  std::unique_ptr<broker::Store> store;
   std::vector<std::unique_ptr<net::Listener>> listeners;
   std::vector<std::unique_ptr<net::Worker>> workers;
   for (unsigned i = 0; i < threads; ++i) workers.push_back(std::make_unique<net::Worker>(i, shared, workers, say));
   for (auto& w : workers) shared.worker_stats.push_back(&w->stats());
+  if (cfg.persistence) {
+    store = open_store(cfg, say);
+    if (!store || !recover(*store, shared, workers, say)) return 1;
+  }
   if (int code = open_listeners(cfg, workers, files, listeners, say); code != 0) return code;
 
   if (opt.daemon && daemon(1, 0) != 0) {

@@ -1,5 +1,7 @@
 #include "server/startup_checks.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +11,7 @@
 
 #include "auth/acl_file.h"
 #include "auth/password_file.h"
+#include "server/persistence.h"
 
 namespace midge::server {
 namespace {
@@ -60,6 +63,24 @@ void check_acl_files(const config::Config& cfg, const std::string& config_file, 
       out.error(where_path(cfg, "acl_file", path, config_file), "acl_file: " + error);
     }
     for (std::string& w : warnings) out.warnings.push_back(std::move(w));
+  }
+}
+
+// persistence true: the store's directory must be one start-up can use. The
+// store itself is not opened: a running broker holds its lock.
+void check_persistence(const config::Config& cfg, const std::string& config_file, Findings& out) {
+  if (!cfg.persistence) return;
+  const std::string location = cfg.persistence_location.empty() ? std::string(".") : cfg.persistence_location;
+  const std::string where = where_path(cfg, "persistence_location", cfg.persistence_location, config_file);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(location, ec)) {
+    out.error(where, "persistence_location " + location + " is not an existing directory");
+  } else if (::access(location.c_str(), W_OK | X_OK) != 0) {
+    out.error(where, "persistence_location " + location + " is not writable");
+  }
+  const std::string path = store_path(cfg);
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec)) {
+    out.error(where, path + " is a file (a Mosquitto database?): Midge keeps its store in a directory");
   }
 }
 
@@ -116,6 +137,7 @@ int test_config(const std::string& config_file) {
   check_password_files(cfg, config_file, found);
   check_acl_files(cfg, config_file, found);
   check_listeners(cfg, found);
+  check_persistence(cfg, config_file, found);
   for (const std::string& w : found.warnings) {
     const bool labelled = w.starts_with("Error: ") || w.starts_with("Warning: ");  // password file lines
     std::fprintf(stderr, "%s%s\n", labelled ? "" : "Warning: ", w.c_str());

@@ -420,11 +420,20 @@ def test_test_config_checks_tls_files_as_start_up(tmp_path):
 @midge_only_test_config
 def test_test_config_prints_warnings_and_still_passes(tmp_path):
     conf = tmp_path / "w.conf"
-    conf.write_text("listener 1883\npersistence true\n")
+    conf.write_text("listener 1883\npersistence true\npersistence_location %s\nautosave_interval 60\n" % tmp_path)
     r = check_config(conf)
     assert r.returncode == 0
-    assert r.stderr == ("Warning: %s:2: option 'persistence' is not applied by Midge yet (retained messages "
-                        "and sessions are not saved)\n" % conf)
+    assert r.stderr == ("Warning: %s:4: option 'autosave_interval' is not applied by Midge yet (Midge writes every "
+                        "change as it is made, before acknowledging it: there is no periodic save)\n" % conf)
+
+
+@midge_only_test_config
+def test_test_config_needs_an_existing_persistence_location(tmp_path):
+    conf = tmp_path / "p.conf"
+    conf.write_text("listener 1883\npersistence true\npersistence_location %s/missing/\n" % tmp_path)
+    r = check_config(conf)
+    assert r.returncode == 1
+    assert r.stderr == ("%s:3: persistence_location %s/missing/ is not an existing directory\n" % (conf, tmp_path))
 
 
 @midge_only_test_config

@@ -270,9 +270,9 @@ def test_tls12_psk_suites_like_mosquitto():
     for which in ("midge", "mosquitto"):
         # s_server prints what it decrypts and "DONE" as the client leaves; when the client
         # closes at once, under load, it can print DONE before the data it read last: that
-        # exchange is run again (at most three times in all), a client that never gets its
+        # exchange is run again (at most six times in all: it failed three times in a row once, under a full CI load), a client that never gets its
         # PUBLISH through still fails.
-        for _ in range(3):
+        for _ in range(6):
             server = PskServer()
             r = run([exe(which, "pub")] + psk_args(server.port) +
                     ["-i", "tls12", "-q", "0", "-t", "tls12/t", "-m", "over TLS 1.2"])

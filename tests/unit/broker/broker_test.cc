@@ -1678,5 +1678,174 @@ TEST_F(BrokerTest, ResponseInformationNeverTooLong) {
   EXPECT_EQ(ack.reason, ReasonCode::kSuccess);
 }
 
+
+// ---------------------------------------------------------------- persistence (broker_store.cc)
+
+class StoreTest : public BrokerTest {
+ protected:
+  Broker& stored_broker() {
+    Broker& b = broker();
+    b.set_journal(&journal_);
+    return b;
+  }
+  std::vector<std::string> records() { return journal_.take(); }
+  fakes::FakeJournal journal_;
+};
+
+TEST_F(StoreTest, CleanSessionsWriteNothing) {
+  stored_broker();
+  FakeLink& sub = connect("sub");  // v5, no session expiry
+  subscribe(sub, "t/#", 1);
+  FakeLink& publisher = connect("pub", kV311);
+  in(publisher, pub("t/1", "m", 1, 1));
+  EXPECT_EQ(records(), Strings{});
+}
+
+TEST_F(StoreTest, APersistentSessionIsJournaledThroughItsLife) {
+  stored_broker();
+  FakeLink& s = connect("s", kV311, /*clean=*/false);
+  EXPECT_EQ(records(), (Strings{"put_session s online w0"}));
+  subscribe(s, "t/#", 1);
+  EXPECT_EQ(records(), (Strings{"put_subscription s t/# q1"}));
+  in(s, DisconnectPacket{});
+  EXPECT_EQ(records(), (Strings{"put_session s offline w0"}));
+  FakeLink& p = connect("p", kV311);
+  in(p, pub("t/1", "m1", 1, 1));
+  EXPECT_EQ(records(), (Strings{"put_delivery s 1 m1"}));
+  FakeLink& again = connect("s", kV311, /*clean=*/false);
+  const std::vector<PublishPacket> got = publishes(again);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(records(), (Strings{"put_session s online w0", "put_inflight s 1 id" + std::to_string(got[0].packet_id)}));
+  in(again, ack(PacketType::kPuback, got[0].packet_id));
+  EXPECT_EQ(records(), (Strings{"erase_delivery s 1"}));
+  // Clean Start ends the session and everything stored of it.
+  connect("s", kV311, /*clean=*/true);
+  EXPECT_EQ(records(), (Strings{"erase_session s"}));
+}
+
+TEST_F(StoreTest, QoS2OutgoingKeepsOnlyItsStateOncePubrecCame) {
+  stored_broker();
+  FakeLink& s = connect("s", kV311, false);
+  subscribe(s, "t", 2);
+  FakeLink& p = connect("p", kV311);
+  records();
+  in(p, pub("t", "m", 2, 5));
+  p.take();
+  const std::vector<PublishPacket> got = publishes(s);
+  ASSERT_EQ(got.size(), 1u);
+  const std::string id = std::to_string(got[0].packet_id);
+  EXPECT_EQ(records(), (Strings{"put_delivery s 1 m", "put_inflight s 1 id" + id}));
+  in(s, ack(PacketType::kPubrec, got[0].packet_id));
+  EXPECT_EQ(records(), (Strings{"erase_delivery_message s 1", "put_inflight s 1 id" + id + " released"}));
+  in(s, ack(PacketType::kPubcomp, got[0].packet_id));
+  EXPECT_EQ(records(), (Strings{"erase_delivery s 1"}));
+}
+
+TEST_F(StoreTest, IncomingQoS2IdsOfAPersistentPublisher) {
+  stored_broker();
+  FakeLink& p = connect("p", kV311, false);
+  records();
+  in(p, pub("t", "m", 2, 9));
+  EXPECT_EQ(records(), (Strings{"put_incoming p 9"}));
+  in(p, ack(PacketType::kPubrel, 9));
+  EXPECT_EQ(records(), (Strings{"erase_incoming p 9"}));
+}
+
+TEST_F(StoreTest, RetainedMessagesButNotSys) {
+  stored_broker();
+  FakeLink& p = connect("p", kV311);
+  in(p, pub("t", "x", 0, 0, /*retain=*/true));
+  in(p, pub("t", "", 0, 0, /*retain=*/true));
+  broker().publish_internal("$SYS/broker/uptime", "1 seconds", true, now_);
+  EXPECT_EQ(records(), (Strings{"put_retained t x", "erase_retained t"}));
+}
+
+TEST_F(StoreTest, ExpiredSessionsAreErased) {
+  stored_broker();
+  ConnectPacket c = conn("s", kV5, false);
+  c.properties.session_expiry_interval = 10;
+  FakeLink& s = connect(c);
+  in(s, DisconnectPacket{});
+  records();
+  advance(seconds(11));
+  tick();
+  EXPECT_EQ(records(), (Strings{"erase_session s"}));
+}
+
+TEST_F(StoreTest, WhileTheStoreFailsQoS1IsRefused) {
+  stored_broker();
+  FakeLink& v5 = connect("a", kV5);
+  FakeLink& v3 = connect("b", kV311);
+  journal_.fail = true;
+  journal_.put_incoming("x", 1);
+  EXPECT_FALSE(journal_.commit());
+  in(v5, pub("t", "m", 1, 3));
+  const AckPacket a = single<AckPacket>(v5);
+  EXPECT_EQ(a.reason, ReasonCode::kQuotaExceeded);
+  in(v5, pub("t", "m", 0));  // QoS 0 needs nothing of the store
+  EXPECT_EQ(v5.closes, 0);
+  in(v3, pub("t", "m", 1, 3));
+  EXPECT_EQ(v3.closes, 1);  // 3.1.1 has no refusal: it will send it again
+}
+
+TEST_F(StoreTest, ARestoredSessionResendsInFlightAndQueuedThenNew) {
+  stored_broker();
+  StoredSession st;
+  st.client_id = "r";
+  st.version = kV5;
+  st.expiry_interval = 100;
+  st.offline = true;
+  st.expires_at = now_ + seconds(100);
+  st.last_packet_id = 7;
+  SubscribeOptions o;
+  o.max_qos = 1;
+  st.subscriptions.push_back({"a/#", o, 0});
+  auto message = [](const std::string& payload) {
+    MessageFields f;
+    f.topic = "a/old";
+    f.payload = payload;
+    f.qos = 1;
+    return Message::create(f);
+  };
+  StoredDelivery inflight;
+  inflight.seq = 5;
+  inflight.message = message("m5");
+  inflight.qos = 1;
+  inflight.packet_id = 7;
+  StoredDelivery queued;
+  queued.seq = 6;
+  queued.message = message("m6");
+  queued.qos = 1;
+  st.deliveries.push_back(std::move(inflight));
+  st.deliveries.push_back(std::move(queued));
+  st.incoming_qos2.push_back(9);
+  broker().restore(std::move(st), now_);
+  EXPECT_EQ(records(), Strings{});  // offline, written by this worker: nothing to rewrite
+
+  FakeLink& p = connect("p", kV311);
+  in(p, pub("a/new", "m7", 1, 1));
+  EXPECT_EQ(records(), (Strings{"put_delivery r 7 m7"}));  // after the restored sequence numbers
+  ConnectPacket c = conn("r", kV5, false);
+  c.properties.session_expiry_interval = 100;
+  ConnackPacket ack;
+  FakeLink& r = connect(c, &ack);
+  EXPECT_TRUE(ack.session_present);
+  const std::vector<PublishPacket> got = publishes(r);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(payloads(got), (Strings{"m5", "m6", "m7"}));
+  EXPECT_TRUE(got[0].dup);
+  EXPECT_EQ(got[0].packet_id, 7);
+  EXPECT_NE(got[1].packet_id, 7);
+  // The id it published with before the restart is still awaiting PUBREL:
+  // a resent PUBLISH is acknowledged, not routed again [MQTT-4.3.3-9].
+  FakeLink& watcher = connect("w");
+  subscribe(watcher, "q", 0);
+  PublishPacket again = pub("q", "dup", 2, 9);
+  again.dup = true;
+  in(r, std::move(again));
+  EXPECT_EQ(single<AckPacket>(r).type, PacketType::kPubrec);
+  EXPECT_TRUE(watcher.take().empty());
+}
+
 }  // namespace
 }  // namespace midge::broker

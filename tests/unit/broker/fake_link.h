@@ -48,7 +48,7 @@ class FakeLink : public Link {
 
 class FakeRouter : public Router {
  public:
-  bool broadcast(const MessagePtr& message) override {
+  bool broadcast(const MessagePtr& message, bool /*durable*/) override {
     broadcasts.push_back(message);
     return false;  // no other worker has subscribers
   }
@@ -62,6 +62,84 @@ class FakeRouter : public Router {
   };
   std::vector<MessagePtr> broadcasts;
   std::vector<Shared> shared;
+};
+
+// A Journal that records each call as a line ("put_delivery c 3 m1") and
+// commits by moving the lines to `committed`; `fail` makes commits fail.
+class FakeJournal : public Journal {
+ public:
+  void put_retained(const Message& m, const RetainSource*) override {
+    log("put_retained " + std::string(m.topic) + " " + std::string(m.payload));
+  }
+  void erase_retained(std::string_view topic) override { log("erase_retained " + std::string(topic)); }
+  void put_session(const Session& s, unsigned worker) override {
+    log("put_session " + s.client_id + (s.link ? " online" : " offline") + " w" + std::to_string(worker));
+  }
+  void erase_session(std::string_view id) override { log("erase_session " + std::string(id)); }
+  void put_subscription(std::string_view id, std::string_view filter, const SessionSubscription& s) override {
+    log("put_subscription " + std::string(id) + " " + std::string(filter) + " q" + std::to_string(s.options.max_qos));
+  }
+  void erase_subscription(std::string_view id, std::string_view filter) override {
+    log("erase_subscription " + std::string(id) + " " + std::string(filter));
+  }
+  void put_delivery(std::string_view id, uint64_t seq, const Delivery& d) override {
+    log("put_delivery " + std::string(id) + " " + std::to_string(seq) + " " + std::string(d.message->payload));
+  }
+  void put_inflight(std::string_view id, uint64_t seq, uint16_t packet_id, bool released) override {
+    log("put_inflight " + std::string(id) + " " + std::to_string(seq) + " id" + std::to_string(packet_id) +
+        (released ? " released" : ""));
+  }
+  void erase_delivery_message(std::string_view id, uint64_t seq) override {
+    log("erase_delivery_message " + std::string(id) + " " + std::to_string(seq));
+  }
+  void erase_delivery(std::string_view id, uint64_t seq) override {
+    log("erase_delivery " + std::string(id) + " " + std::to_string(seq));
+  }
+  void put_incoming(std::string_view id, uint16_t packet_id) override {
+    log("put_incoming " + std::string(id) + " " + std::to_string(packet_id));
+  }
+  void erase_incoming(std::string_view id, uint16_t packet_id) override {
+    log("erase_incoming " + std::string(id) + " " + std::to_string(packet_id));
+  }
+  void put_transit(unsigned origin, uint64_t id, const Message& m, const std::vector<Receiver>&) override {
+    log("put_transit " + std::to_string(origin) + " " + std::to_string(id) + " " + std::string(m.payload));
+  }
+  void erase_transits(unsigned origin, uint64_t up_to) override {
+    log("erase_transits " + std::to_string(origin) + " " + std::to_string(up_to));
+  }
+  void put_marker(unsigned receiver, unsigned origin, uint64_t seq) override {
+    log("put_marker " + std::to_string(receiver) + " " + std::to_string(origin) + " " + std::to_string(seq));
+  }
+  size_t size() const override { return pending.size(); }
+  bool commit() override {
+    if (fail) {
+      pending.clear();
+      ok = false;
+      return false;
+    }
+    committed.insert(committed.end(), pending.begin(), pending.end());
+    pending.clear();
+    ok = true;
+    return true;
+  }
+  bool healthy() const override { return ok; }
+  std::string error() const override { return ok ? "" : "injected"; }
+
+  // Every line recorded since the last call (pending and committed).
+  std::vector<std::string> take() {
+    std::vector<std::string> all = committed;
+    all.insert(all.end(), pending.begin(), pending.end());
+    committed.clear();
+    pending.clear();
+    return all;
+  }
+
+  std::vector<std::string> pending, committed;
+  bool fail = false;
+  bool ok = true;
+
+ private:
+  void log(std::string line) { pending.push_back(std::move(line)); }
 };
 
 }  // namespace midge::broker::fakes

@@ -72,7 +72,8 @@ TEST(ConfigDefaults, EmptyFileIsLocalOnly) {
   EXPECT_EQ(c.max_queued_messages, 1000u);
   EXPECT_EQ(c.max_inflight_messages, 20u);
   EXPECT_EQ(c.max_keepalive, 65535u);
-  EXPECT_EQ(c.persistence_file, "mosquitto.db");
+  EXPECT_EQ(c.persistence_file, "");  // the store is midge.db (server/persistence.cc)
+  EXPECT_FALSE(c.persistence_sync);
   EXPECT_EQ(c.autosave_interval, 1800u);
   EXPECT_EQ(c.auto_id_prefix, "auto-");
   EXPECT_FALSE(c.user.has_value());  // no privilege drop unless asked
@@ -221,15 +222,16 @@ TEST(ConfigErrors, MissingFile) {
 
 TEST(ConfigWarnings, NotAppliedMosquittoOptionsAreAcceptedWithAWarning) {
   Config c = parse_ok(
-      "connection bridge1\naddress 10.0.0.1:1883\ntopic # both 0\npersistence true\nplugin_opt_db x\n"
+      "connection bridge1\naddress 10.0.0.1:1883\ntopic # both 0\nautosave_interval 60\nplugin_opt_db x\n"
       "auth_opt_foo bar\nretry_interval 20\nmemory_limit 100\n");
   ASSERT_EQ(c.warnings.size(), 8u);
   EXPECT_EQ(c.warnings[0], "test.conf:1: option 'connection' is not applied by Midge yet (bridges are not implemented)");
   EXPECT_EQ(c.warnings[3],
-            "test.conf:4: option 'persistence' is not applied by Midge yet (retained messages and sessions are not saved)");
+            "test.conf:4: option 'autosave_interval' is not applied by Midge yet (Midge writes every change as it is "
+            "made, before acknowledging it: there is no periodic save)");
   EXPECT_EQ(c.warnings[4], "test.conf:5: option 'plugin_opt_db' is not applied by Midge yet (plugins are not implemented)");
   EXPECT_EQ(c.warnings[5], "test.conf:6: option 'auth_opt_foo' is not applied by Midge yet (plugins are not implemented)");
-  EXPECT_TRUE(c.persistence);  // stored all the same
+  EXPECT_EQ(c.autosave_interval, 60u);  // stored all the same
 }
 
 TEST(ConfigWarnings, LogDestTopicAndDltAreNotApplied) {
@@ -367,7 +369,8 @@ TEST(ConfigRefused, SecurityOptionsAreNeverMerelyWarned) {
   EXPECT_EQ(find_option("user")->applied, Applied::kYes);  // implemented in src/server
   EXPECT_EQ(find_option("acl_file")->applied, Applied::kYes);
   EXPECT_EQ(find_option("mount_point")->applied, Applied::kYes);
-  EXPECT_EQ(find_option("persistence")->applied, Applied::kWarn);
+  EXPECT_EQ(find_option("persistence")->applied, Applied::kYes);  // src/store
+  EXPECT_EQ(find_option("autosave_interval")->applied, Applied::kWarn);
 }
 
 // ---- listeners --------------------------------------------------------------------------------

@@ -1,0 +1,163 @@
+// Persistence: what the broker records in its worker's Journal, and the
+// sessions it gets back at start-up (issue 12; the promise is in store.h).
+// Only sessions that outlive their connection (expiry interval > 0) and
+// retained messages are stored; a clean session writes nothing.
+#include <algorithm>
+
+#include "broker/broker.h"
+
+namespace midge::broker {
+
+using protocol::PacketType;
+using protocol::ReasonCode;
+using protocol::Version;
+
+// After a CONNECT, a DISCONNECT or a timer: the session's own fields.
+void Broker::store_session(Session& session) {
+  if (durable(session)) {
+    journal_->put_session(session, worker_);
+    session.stored = true;
+  } else if (session.stored) {
+    unstore_session(session);  // its expiry became 0: it ends with its connection
+  }
+}
+
+void Broker::unstore_session(Session& session) {
+  if (!journal_ || !session.stored) return;
+  journal_->erase_session(session.client_id);
+  session.stored = false;
+}
+
+// A delivery kept for a durable session (queued or in flight) is written
+// once, with its message; later changes write only its small in-flight record.
+void Broker::store_delivery(Session& session, Delivery& delivery) {
+  if (!durable(session) || delivery.store_seq != 0) return;
+  delivery.store_seq = ++store_seq_;
+  journal_->put_delivery(session.client_id, delivery.store_seq, delivery);
+}
+
+void Broker::store_inflight(Session& session, const InflightOut& f) {
+  if (!durable(session) || f.delivery.store_seq == 0) return;
+  journal_->put_inflight(session.client_id, f.delivery.store_seq, f.packet_id, f.released);
+}
+
+void Broker::unstore_delivery(Session& session, const Delivery& delivery) {
+  if (!journal_ || !session.stored || delivery.store_seq == 0) return;
+  journal_->erase_delivery(session.client_id, delivery.store_seq);
+}
+
+// $SYS messages are the broker's own, made again at every start.
+void Broker::store_retained(const Message& message, const RetainSource* source) {
+  if (!journal_ || message.topic.starts_with("$SYS")) return;
+  if (message.payload.empty()) {
+    journal_->erase_retained(message.topic);  // [MQTT-3.3.1-6]
+  } else {
+    journal_->put_retained(message, source);
+  }
+}
+
+void Broker::store_incoming(Session& session, uint16_t packet_id, bool add) {
+  if (!durable(session)) return;
+  if (add) {
+    journal_->put_incoming(session.client_id, packet_id);
+  } else {
+    journal_->erase_incoming(session.client_id, packet_id);
+  }
+}
+
+// While the store cannot write, a QoS 1/2 PUBLISH cannot be promised
+// anything: v5 clients get PUBACK/PUBREC 0x97 (Quota exceeded, the
+// broker's resources), 3.1.1 clients, who have no way to hear a refusal,
+// are disconnected and will send it again. True when refused.
+bool Broker::store_refuses(Session& session, uint8_t qos, uint16_t packet_id, TimePoint now) {
+  if (!journal_ || qos == 0 || journal_->healthy()) return false;
+  Stats::add(stats_.publish_dropped);
+  if (session.version == Version::kV5) {
+    send_ack(*session.link, qos == 2 ? PacketType::kPubrec : PacketType::kPuback, packet_id,
+             ReasonCode::kQuotaExceeded);
+  } else {
+    disconnect(session, ReasonCode::kQuotaExceeded, now, "the store cannot write");
+  }
+  return true;
+}
+
+// A session read back at start-up. One that was online when the broker
+// stopped lost its connection without DISCONNECT: its will goes out (after
+// its delay) and its expiry runs from now, as if the connection had just
+// dropped.
+void Broker::restore(StoredSession&& stored, TimePoint now) {
+  auto owned = std::make_unique<Session>();
+  Session& session = *owned;
+  session.client_id = std::move(stored.client_id);
+  const std::string_view key = session.client_id;
+  if (!sessions_.emplace(key, std::move(owned)).second) return;  // stored twice: the first wins
+  session.version = stored.version;
+  session.expiry_interval = stored.expiry_interval;
+  session.stored = true;
+  if (stored.username) session.username = std::make_unique<const std::string>(std::move(*stored.username));
+  session.last_packet_id = stored.last_packet_id;
+  for (StoredSubscription& sub : stored.subscriptions) {
+    std::string_view group, inner;
+    if (protocol::split_shared_filter(sub.filter, group, inner)) {
+      SharedMember member{worker_, session.client_id, sub.options.max_qos, sub.subscription_id, false, {}};
+      if (!shared_.shared_subscriptions.add(std::string(group), std::string(inner), member, 0)) continue;
+      Stats::add(stats_.shared_subscriptions, 1);
+    } else if (tree_.subscribe(sub.filter, SubscriptionEntry{&session, sub.options, sub.subscription_id, false})) {
+      interest_.add(sub.filter);
+    }
+    session.subscriptions[sub.filter] = SessionSubscription{sub.options, sub.subscription_id};
+    Stats::add(stats_.subscriptions, 1);
+  }
+  for (StoredDelivery& d : stored.deliveries) {
+    store_seq_ = std::max(store_seq_, d.seq);
+    Delivery delivery{std::move(d.message), d.qos, d.retain, std::move(d.subscription_ids), d.from_retained, d.seq};
+    const size_t payload = delivery.message ? delivery.message->payload.size() : 0;
+    if (delivery.message) {
+      Stats::add(stats_.stored_messages, 1);
+      Stats::add(stats_.stored_bytes, static_cast<int64_t>(payload));
+    }
+    if (d.packet_id != 0) {
+      session.inflight_bytes += payload;
+      session.inflight.push_back(InflightOut{d.packet_id, static_cast<uint32_t>(payload), std::move(delivery), d.released});
+      continue;
+    }
+    if (!delivery.message) continue;  // released but never sent: nothing to do
+    if (delivery.from_retained) {
+      ++session.queued_replays;
+    } else {
+      session.queued_bytes += queued_size(delivery);
+    }
+    session.queue.push_back(std::move(delivery));
+  }
+  for (uint16_t id : stored.incoming_qos2) session.incoming_qos2.insert(id);
+  if (stored.will) session.will = std::make_unique<protocol::Will>(std::move(*stored.will));
+  if (stored.offline) {
+    if (stored.will_at) session.will_at = *stored.will_at;
+    if (stored.expires_at) session.expires_at = *stored.expires_at;
+  } else {
+    if (session.will) {
+      const uint32_t delay = session.will->properties.will_delay_interval.value_or(0);
+      session.will_at = now + seconds(std::min(delay, session.expiry_interval));
+    }
+    std::optional<uint64_t> expiry;
+    if (session.expiry_interval != kSessionNeverExpires) expiry = session.expiry_interval;
+    const auto& cap = settings_.persistent_client_expiration;
+    if (cap && (!expiry || *expiry > *cap)) expiry = cap;
+    if (expiry) session.expires_at = now + seconds(std::min<uint64_t>(*expiry, kSessionNeverExpires));
+  }
+  if (!session.will) session.will_at.reset();
+  Stats::add(stats_.clients_disconnected, 1);
+  arm_timer(session);
+  // Offline from now on; or written by a worker of a run with another
+  // worker count: its record names this worker now (server/persistence.cc
+  // routes in-transit messages by it).
+  if (!stored.offline || stored.worker != worker_) store_session(session);
+}
+
+void Broker::replay(const MessagePtr& message, const std::function<bool(const Session&)>& only, TimePoint now) {
+  replay_only_ = &only;
+  route(message, now, /*from_remote=*/true);
+  replay_only_ = nullptr;
+}
+
+}  // namespace midge::broker

@@ -1,0 +1,153 @@
+#include "server/persistence.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <chrono>
+#include <map>
+#include <unordered_map>
+#include <utility>
+
+#include "store/rocks_store.h"
+
+namespace midge::server {
+
+std::string store_path(const config::Config& cfg) {
+  std::string dir = cfg.persistence_location.empty() ? std::string(".") : cfg.persistence_location;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir + "/" + (cfg.persistence_file.empty() ? std::string("midge.db") : cfg.persistence_file);
+}
+
+std::unique_ptr<broker::Store> open_store(const config::Config& cfg, const Say& say) {
+  const std::string location = cfg.persistence_location.empty() ? std::string(".") : cfg.persistence_location;
+  struct stat st {};
+  if (::stat(location.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    say("Error: persistence_location " + location + " is not an existing directory; create it (writable by the broker).");
+    return nullptr;
+  }
+  const std::string path = store_path(cfg);
+  if (::stat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+    say("Error: " + path + " is a file (a Mosquitto database?): Midge keeps its store in a directory; name another "
+        "with persistence_file.");
+    return nullptr;
+  }
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    say("Error: cannot create the store " + path + ": " + std::strerror(errno) + ".");
+    return nullptr;
+  }
+  std::string error;
+  store::RocksStore::Options options;
+  options.sync = cfg.persistence_sync;
+  std::unique_ptr<broker::Store> store = store::RocksStore::open(path, options, error);
+  if (!store) say("Error: cannot open the store " + path + ": " + error);
+  return store;
+}
+
+namespace {
+
+// What the previous run left between workers (Journal::put_transit).
+struct Transits {
+  std::vector<broker::StoredTransit> list;
+  std::map<std::pair<unsigned, unsigned>, uint64_t> markers;  // (receiver, origin) -> seq
+  uint64_t highest = 0;  // above every id and sequence number seen
+};
+
+// Routes again, on every worker, each message some receiver of the
+// previous run had not written: only to the sessions that lived on that
+// receiver (`lived_on`), which had not got it.
+size_t replay_transits(Transits& t, const std::unordered_map<std::string, unsigned>& lived_on,
+                       std::vector<std::unique_ptr<net::Worker>>& workers, broker::Journal& journal, TimePoint now) {
+  size_t replayed = 0;
+  std::map<unsigned, uint64_t> erase_up_to;
+  for (const broker::StoredTransit& transit : t.list) {
+    erase_up_to[transit.origin] = std::max(erase_up_to[transit.origin], transit.id);
+    for (const broker::Journal::Receiver& r : transit.receivers) {
+      auto m = t.markers.find({r.worker, transit.origin});
+      if (m != t.markers.end() && m->second >= r.seq) continue;  // written by its receiver
+      const std::function<bool(const broker::Session&)> only = [&](const broker::Session& s) {
+        auto it = lived_on.find(s.client_id);
+        return it != lived_on.end() && it->second == r.worker;
+      };
+      for (auto& w : workers) w->broker().replay(transit.message, only, now);
+      ++replayed;
+    }
+  }
+  for (const auto& [origin, id] : erase_up_to) journal.erase_transits(origin, id);
+  return replayed;
+}
+
+}  // namespace
+
+bool recover(broker::Store& store, broker::SharedState& shared, std::vector<std::unique_ptr<net::Worker>>& workers,
+             const Say& say) {
+  const TimePoint started = Clock::now();
+  const TimePoint now = started;
+  // Every write recovery makes (sessions re-homed, expired retained
+  // messages dropped, transits replayed and erased) goes in one batch.
+  std::unique_ptr<broker::Journal> journal = store.journal();
+  for (auto& w : workers) w->broker().set_journal(journal.get());
+
+  size_t retained = 0, sessions = 0, queued = 0, problems = 0;
+  std::unordered_map<std::string, unsigned> lived_on;
+  Transits transits;
+  broker::RecoveryVisitor v;
+  v.retained = [&](broker::StoredRetained&& r) {
+    if (r.message->expired(now)) {
+      journal->erase_retained(r.message->topic);
+      return;
+    }
+    std::shared_ptr<broker::RetainSource> source;
+    if (r.has_source && shared.authorizer) {
+      source = std::make_shared<broker::RetainSource>();
+      if (r.username) source->username = std::make_unique<const std::string>(*r.username);
+      source->authorizer = shared.authorizer.get();
+    }
+    shared.retained.put(r.message, std::move(source));
+    ++retained;
+  };
+  v.session = [&](broker::StoredSession&& s) {
+    lived_on[s.client_id] = s.worker;
+    queued += s.deliveries.size();
+    const unsigned w = broker::Broker::worker_for(s.client_id, static_cast<unsigned>(workers.size()));
+    workers[w]->broker().restore(std::move(s), now);
+    ++sessions;
+  };
+  v.transit = [&](broker::StoredTransit&& t) {
+    transits.highest = std::max(transits.highest, t.id);
+    for (const auto& r : t.receivers) transits.highest = std::max(transits.highest, r.seq);
+    transits.list.push_back(std::move(t));
+  };
+  v.marker = [&](unsigned receiver, unsigned origin, uint64_t seq) {
+    transits.markers[{receiver, origin}] = seq;
+    transits.highest = std::max(transits.highest, seq);
+  };
+  v.problem = [&](const std::string& line) {
+    ++problems;
+    say("Warning: store: " + line);
+  };
+  std::string error;
+  if (!store.load(v, error)) {
+    say("Error: cannot read the store: " + error);
+    return false;
+  }
+  const size_t replayed = replay_transits(transits, lived_on, workers, *journal, now);
+  store.set_workers(static_cast<unsigned>(workers.size()));
+  if (!journal->commit()) {
+    say("Error: cannot write the store: " + journal->error());
+    return false;
+  }
+  for (auto& w : workers) {
+    w->set_store(&store);
+    w->set_transit_base(transits.highest + 1);
+  }
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - started).count();
+  say("Restored " + std::to_string(retained) + " retained messages and " + std::to_string(sessions) +
+      " sessions (" + std::to_string(queued) + " queued or in-flight messages" +
+      (replayed ? ", " + std::to_string(replayed) + " routed again" : std::string()) + ") in " + std::to_string(ms) +
+      " ms" + (problems ? ", skipping " + std::to_string(problems) + " damaged records" : std::string()) + ".");
+  return true;
+}
+
+}  // namespace midge::server

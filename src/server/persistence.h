@@ -1,0 +1,36 @@
+// persistence true: opens the store the configuration names and reads it
+// back into the workers before any listener opens (issue 12).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/shared_state.h"
+#include "broker/store.h"
+#include "config/config.h"
+#include "net/worker.h"
+
+namespace midge::server {
+
+using Say = std::function<void(const std::string&)>;
+
+// The store's directory: persistence_location/persistence_file, the file
+// name being midge.db when unset.
+std::string store_path(const config::Config& cfg);
+
+// Opens the store; null after logging one line when it cannot be (a
+// missing persistence_location, a file where the store's directory should
+// be, a store RocksDB cannot open): the broker then refuses to start.
+std::unique_ptr<broker::Store> open_store(const config::Config& cfg, const Say& say);
+
+// Reads everything back: retained messages into `shared`, each session to
+// the worker that owns its client id, and routes again the messages that
+// were handed between workers but whose receiver had not written what it
+// did with them. Then gives every worker its journal. False (logged) when
+// the store cannot be read at all.
+bool recover(broker::Store& store, broker::SharedState& shared, std::vector<std::unique_ptr<net::Worker>>& workers,
+             const Say& say);
+
+}  // namespace midge::server
