@@ -115,8 +115,10 @@ def store_dir(location, name="midge.db"):
     return Path(location) / name
 
 
-def log_since(b, offset):
-    return b.log.read_bytes()[offset:].decode("utf-8", "replace")
+def damage_logged(b, offset):
+    """Whether the log since offset tells of damage (paths left out: they name the test)."""
+    text = b.log.read_bytes()[offset:].decode("utf-8", "replace")
+    return any(w in text.replace(str(b.dir.parent), "").lower() for w in DAMAGE_WORDS)
 
 
 # ------------------------------------------------------------------ retained messages
@@ -521,8 +523,8 @@ def test_truncated_log_is_survived(pbroker, loc, connected):
     kept = retained_set(connected, b.port, "tr")
     for topic, payload in kept.items():  # what is served is right
         assert payload == payload_of(int(topic.split("/")[1])), topic
-    assert "tr/0" in kept, "the oldest message is far from the torn tail"
-    assert any(w in log_since(b, offset).lower() for w in DAMAGE_WORDS), b.log_tail()
+    assert len(kept) >= 58, "more than the torn tail lost: %d of 60 left" % len(kept)
+    assert damage_logged(b, offset), b.log_tail()
     mark(b.port, "tr/new", b"new")
     assert b.alive()
 
@@ -545,7 +547,7 @@ def test_corrupted_table_is_survived(pbroker, loc, connected):
     kept = retained_set(connected, b.port, "co")
     for topic, payload in kept.items():  # damaged records are skipped, never served
         assert payload == payload_of(int(topic.split("/")[1])), topic
-    assert any(w in log_since(b, offset).lower() for w in DAMAGE_WORDS), b.log_tail()
+    assert damage_logged(b, offset), b.log_tail()
     pub = connected(b.port, V5, "cpub2")
     pub.publish("co/new", b"new", qos=1, retain=True)
     assert retained_set(connected, b.port, "co").get("co/new") == b"new"
@@ -583,6 +585,15 @@ def refused(port, topic, proto=5, tries=8):
     assert proto != 5, "no v5 reason code in %d tries: %r" % (tries, seen)
 
 
+def accepted_again(port, topic, payload):
+    """Once the store can write, durable work is acknowledged again: on every worker (new
+    connections go to the workers in turn)."""
+    wait_until(lambda: durable_publish(port, topic, payload) in OK, timeout=15,
+               what="QoS 1 acknowledged again once the store can write")
+    codes = [durable_publish(port, topic, payload) for _ in range(8)]
+    assert all(rc in OK for rc in codes), codes
+
+
 @pytest.mark.midge_only(reason="MIDGE_STORE_FAULT_FILE is Midge's test hook")
 def test_write_faults_refuse_durable_work_and_lose_nothing(pbroker, tmp_path, connected):
     fault = tmp_path / "fault"
@@ -596,8 +607,7 @@ def test_write_faults_refuse_durable_work_and_lose_nothing(pbroker, tmp_path, co
     mark(b.port, "live/t", b"qos0 still flows", qos=0)
     sub.wait_messages(1, topic="live/t")
     fault.unlink()
-    wait_until(lambda: durable_publish(b.port, "w/after", b"after") in OK, timeout=15,
-               what="QoS 1 acknowledged again once the fault is gone")
+    accepted_again(b.port, "w/after", b"after")
     b.restart()
     kept = retained_set(connected, b.port, "w")
     assert kept.get("w/before") == b"kept" and kept.get("w/after") == b"after", kept
@@ -640,8 +650,7 @@ def test_disk_full_refuses_durable_work_and_loses_nothing(small_fs, broker, conn
     mark(b.port, "live/t", b"qos0 still flows", qos=0)
     sub.wait_messages(1, topic="live/t")
     grow("64m")
-    wait_until(lambda: durable_publish(b.port, "full/room", b"room") in OK, timeout=15,
-               what="QoS 1 acknowledged again once there is room")
+    accepted_again(b.port, "full/room", b"room")
     b.restart()
     kept = retained_set(connected, b.port, "full")
     for i in acked + ["room"]:
