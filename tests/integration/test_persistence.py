@@ -367,6 +367,36 @@ def test_message_expiry_runs_while_the_broker_is_down(pbroker, raw, connected, h
     assert retained_set(connected, b.port, "x") == {"x/r2": b"long"}
 
 
+def will_client(raw, port, cid, delay):
+    c = raw(port, 5)
+    will = dict(topic="will/" + cid, payload=b"lost " + cid.encode(), qos=1,
+                properties=[(m.P_WILL_DELAY, delay)] if delay else [])
+    assert c.connect(cid, clean=False, properties=[(m.P_SESSION_EXPIRY, 300)], will=will).rc == 0
+    return c
+
+
+@pytest.mark.midge_only(reason="Mosquitto 2.0.11 keeps no wills in its database")
+@pytest.mark.parametrize("how", ["restart", "kill9"])
+def test_wills_of_sessions_online_at_the_stop(pbroker, raw, how):
+    """Their connections ended without DISCONNECT: each will goes out once, after its delay,
+    unless the client is back in time."""
+    b = pbroker()
+    watcher, _ = session(raw, b.port, "watcher")
+    assert watcher.subscribe([("will/#", 1)]).codes == [1]
+    bye(watcher)
+    will_client(raw, b.port, "now", 0)
+    will_client(raw, b.port, "later", 2)
+    bounce(b, how)
+    back, ack = session(raw, b.port, "later", 5, expiry=300)  # in time: no will
+    assert ack.session_present
+    watcher, _ = session(raw, b.port, "watcher")
+    got = receive(watcher, has(b"lost now"))
+    time.sleep(2.5)  # past the 2 s will delay
+    mark(b.port, "will/end", b"end")
+    got += receive(watcher, has(b"end"))
+    assert [x.payload for x in got] == [b"lost now", b"end"]
+
+
 @pytest.mark.parametrize("proto", [4, 5])
 def test_clean_sessions_leave_nothing_behind(pbroker, raw, proto):
     b = pbroker()
