@@ -33,6 +33,7 @@ void Loader::record(std::string_view key, std::string_view value) {
     case kTransitTag: return transit(key, value);
     case kMarkerTag: return marker(key, value);
     case kWorkersTag: return;  // read by RocksStore::open
+    case kSessionTag: return bad(key, "malformed session key");
     default: return bad(key, "unknown kind of record");
   }
 }

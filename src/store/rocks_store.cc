@@ -64,6 +64,10 @@ std::unique_ptr<rocksdb::Options> make_options() {
   return o;
 }
 
+// The clocks are read only for a record that holds a deadline: most
+// messages have none, and this is the publish path.
+Clocks clocks(bool needed) { return needed ? Clocks::now() : Clocks{}; }
+
 bool file_exists(const std::string& path) {
   struct stat st;
   return !path.empty() && ::stat(path.c_str(), &st) == 0;
@@ -77,12 +81,12 @@ class RocksJournal final : public broker::Journal {
   }
 
   void put_retained(const broker::Message& message, const broker::RetainSource* source) override {
-    put(retained_key(message.topic), encode_retained(message, source, Clocks::now()));
+    put(retained_key(message.topic), encode_retained(message, source, clocks(message.expires_at.has_value())));
   }
   void erase_retained(std::string_view topic) override { erase(retained_key(topic)); }
 
   void put_session(const broker::Session& session, unsigned worker) override {
-    put(session_key(session.client_id, kSessionFields), encode_session(session, worker, Clocks::now()));
+    put(session_key(session.client_id, kSessionFields), encode_session(session, worker, clocks(session.expires_at || session.will_at)));
   }
   void erase_session(std::string_view client_id) override {
     const std::string prefix = session_prefix(client_id);
@@ -98,7 +102,7 @@ class RocksJournal final : public broker::Journal {
   }
 
   void put_delivery(std::string_view client_id, uint64_t seq, const broker::Delivery& delivery) override {
-    put(delivery_key(client_id, kDeliveryMessage, seq), encode_delivery(delivery, Clocks::now()));
+    put(delivery_key(client_id, kDeliveryMessage, seq), encode_delivery(delivery, clocks(delivery.message->expires_at.has_value())));
   }
   void put_inflight(std::string_view client_id, uint64_t seq, uint16_t packet_id, bool released) override {
     put(delivery_key(client_id, kDeliveryState, seq), encode_inflight(packet_id, released));
@@ -120,7 +124,7 @@ class RocksJournal final : public broker::Journal {
 
   void put_transit(unsigned origin, uint64_t id, const broker::Message& message,
                    const std::vector<Receiver>& receivers) override {
-    put(transit_key(origin, id), encode_transit(message, receivers, Clocks::now()));
+    put(transit_key(origin, id), encode_transit(message, receivers, clocks(message.expires_at.has_value())));
   }
   void erase_transits(unsigned origin, uint64_t up_to_id) override {
     batch_.DeleteRange(transit_key(origin, 0), transit_end(origin, up_to_id));

@@ -250,6 +250,26 @@ TEST(RocksStore, EraseSessionRemovesThatSessionOnly) {
   EXPECT_EQ(l.retained.size(), 1u);
 }
 
+TEST(RocksStore, SessionWrittenAfterItsEraseInOneBatchStarts) {
+  TempDir dir;
+  auto store = open_ok(dir.path());
+  auto j = store->journal();
+  put_full_session(*j, "c");
+  commit(*j);
+  // A clean start: the old session goes, the new one comes, in one batch.
+  j->erase_session("c");
+  j->put_session(make_session("c"), 1);
+  j->put_subscription("c", "new", {});
+  commit(*j);
+  Loaded l = load(*store);
+  ASSERT_EQ(l.sessions.size(), 1u);
+  EXPECT_EQ(l.sessions[0].worker, 1u);
+  ASSERT_EQ(l.sessions[0].subscriptions.size(), 1u);
+  EXPECT_EQ(l.sessions[0].subscriptions[0].filter, "new");
+  EXPECT_TRUE(l.sessions[0].deliveries.empty());
+  EXPECT_TRUE(l.sessions[0].incoming_qos2.empty());
+}
+
 TEST(RocksStore, EraseTransitsUpToAnId) {
   TempDir dir;
   auto store = open_ok(dir.path());
