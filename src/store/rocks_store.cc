@@ -2,6 +2,7 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/metadata.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
@@ -9,6 +10,7 @@
 #include <rocksdb/write_batch.h>
 #include <sys/stat.h>
 
+#include <cstdarg>
 #include <cstdlib>
 #include <utility>
 
@@ -23,6 +25,17 @@ namespace {
 // Repairs per store lifetime: damage that one repair does not cure is
 // reported and left, never repaired in a loop.
 constexpr int kMaxRepairs = 2;
+
+// RocksDB's own diagnostic log (the LOG files) is not written: on a full
+// disk, RocksDB 7.8 aborts on the log line that follows a failed one
+// (its assertions are on in Debian's build). What goes wrong reaches the
+// broker as a Status from a write, open or read.
+class NullLogger final : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char* /*format*/, va_list /*ap*/) override {}
+  void Logv(const rocksdb::InfoLogLevel /*level*/, const char* /*format*/, va_list /*ap*/) override {}
+};
 
 // Options for a broker's load: many small writes from a few threads, each
 // batch fsynced or not; reads only at start-up (a full scan). Chosen so
@@ -52,8 +65,7 @@ std::unique_ptr<rocksdb::Options> make_options() {
   o->max_write_buffer_number = 3;
   o->max_total_wal_size = 64 << 20;
   o->max_background_jobs = 2;
-  o->keep_log_file_num = 3;        // RocksDB's own LOG files in the directory
-  o->max_log_file_size = 1 << 20;
+  o->info_log = std::make_shared<NullLogger>();
   o->stats_dump_period_sec = 0;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(8 << 20);
@@ -326,6 +338,8 @@ std::unique_ptr<broker::Journal> RocksStore::journal() {
 
 bool RocksStore::resume() {
   if (!db_ || file_exists(fault_file_)) return false;
+  // Busy while RocksDB recovers by itself (after ENOSPC it waits for free
+  // space, checking every few seconds): not writable yet.
   return db_->Resume().ok();
 }
 

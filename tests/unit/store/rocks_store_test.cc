@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -526,6 +527,63 @@ TEST(RocksStore, FaultFileFailsCommitsUntilRemoved) {
   ASSERT_EQ(l.retained.size(), 2u);
   EXPECT_EQ(l.retained[0].message->topic, "ok/1");
   EXPECT_EQ(l.retained[1].message->topic, "ok/2");
+}
+
+// A real full disk: a small tmpfs (needs root; skipped otherwise).
+class SmallDisk {
+ public:
+  explicit SmallDisk(const std::string& dir) : dir_(dir) {
+    mounted_ = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=40m") == 0;
+  }
+  ~SmallDisk() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+};
+
+TEST(RocksStore, FullDiskFailsCommitsThenResumesWithoutLosingAnything) {
+  TempDir dir;
+  SmallDisk disk(dir.path());
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (not root)";
+  const std::string db = dir.path() + "/db";
+  fs::create_directory(db);
+  const std::string filler = dir.path() + "/filler";
+  std::ofstream(filler) << std::string(20 << 20, 'f');
+  auto store = open_ok(db);
+  ASSERT_TRUE(store);
+  auto j = store->journal();
+  const std::string payload(100000, 'x');
+  int committed = 0;
+  for (; committed < 1000; ++committed) {
+    j->put_retained(*message("t/" + std::to_string(committed), payload), nullptr);
+    if (!j->commit()) break;
+  }
+  ASSERT_LT(committed, 1000) << "the disk never filled";
+  EXPECT_FALSE(j->healthy());
+  EXPECT_NE(j->error().find("No space left on device"), std::string::npos) << j->error();
+  j->put_retained(*message("while-full", payload), nullptr);
+  EXPECT_FALSE(j->commit());
+
+  fs::remove(filler);
+  // RocksDB recovers by itself once there is room (it checks every few
+  // seconds); resume() says when.
+  bool resumed = false;
+  for (int i = 0; i < 300 && !(resumed = store->resume()); ++i) std::this_thread::sleep_for(milliseconds(100));
+  ASSERT_TRUE(resumed);
+  j->put_retained(*message("after", "x"), nullptr);
+  EXPECT_TRUE(commit(*j));
+  EXPECT_TRUE(j->healthy());
+  j.reset();
+  store.reset();
+
+  Loaded l = reopen_and_load(db);
+  EXPECT_TRUE(l.problems.empty()) << l.all_problems();
+  EXPECT_EQ(l.retained.size(), static_cast<size_t>(committed) + 1);
+  for (const auto& r : l.retained) EXPECT_NE(r.message->topic, "while-full");
 }
 
 TEST(RocksStore, ConcurrentJournalsAllLand) {
