@@ -4,6 +4,9 @@
 #include <rocksdb/db.h>
 #include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <csignal>
 
 #include <algorithm>
 #include <filesystem>
@@ -532,8 +535,8 @@ TEST(RocksStore, FaultFileFailsCommitsUntilRemoved) {
 // A real full disk: a small tmpfs (needs root; skipped otherwise).
 class SmallDisk {
  public:
-  explicit SmallDisk(const std::string& dir) : dir_(dir) {
-    mounted_ = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=40m") == 0;
+  explicit SmallDisk(const std::string& dir, unsigned long flags = 0) : dir_(dir) {
+    mounted_ = ::mount("tmpfs", dir.c_str(), "tmpfs", flags, "size=40m") == 0;
   }
   ~SmallDisk() {
     if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
@@ -584,6 +587,59 @@ TEST(RocksStore, FullDiskFailsCommitsThenResumesWithoutLosingAnything) {
   EXPECT_TRUE(l.problems.empty()) << l.all_problems();
   EXPECT_EQ(l.retained.size(), static_cast<size_t>(committed) + 1);
   for (const auto& r : l.retained) EXPECT_NE(r.message->topic, "while-full");
+}
+
+TEST(RocksStore, ReadOnlyDirectoryFailsClearly) {
+  TempDir dir;
+  SmallDisk disk(dir.path(), MS_RDONLY);
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (not root)";
+  std::string error;
+  EXPECT_FALSE(RocksStore::open(dir.path(), {}, error));
+  EXPECT_NE(error.find("cannot open the store in " + dir.path()), std::string::npos) << error;
+  EXPECT_NE(error.find("Read-only file system"), std::string::npos) << error;
+}
+
+// A child commits batches and reports each one after commit() returned;
+// it is killed with SIGKILL mid-stream. Every reported batch must load.
+TEST(RocksStore, KillNineLosesNothingCommitted) {
+  TempDir dir;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    std::string error;
+    auto store = RocksStore::open(dir.path(), {}, error);
+    if (!store) ::_exit(1);
+    auto j = store->journal();
+    for (uint32_t n = 1;; ++n) {
+      j->put_session(make_session("c" + std::to_string(n)), 0);
+      j->put_delivery("c" + std::to_string(n), n, delivery(std::string(500, 'p'), 1));
+      if (!j->commit() || ::write(fds[1], &n, sizeof n) != sizeof n) ::_exit(2);
+    }
+  }
+  ::close(fds[1]);
+  uint32_t last = 0;
+  while (last < 300 && ::read(fds[0], &last, sizeof last) == sizeof last) {
+  }
+  ::kill(child, SIGKILL);
+  uint32_t n = 0;
+  while (::read(fds[0], &n, sizeof n) == sizeof n) last = n;  // reported before it died
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+  ASSERT_GE(last, 300u);
+
+  Loaded l = reopen_and_load(dir.path());
+  EXPECT_TRUE(l.problems.empty()) << l.all_problems();
+  EXPECT_GE(l.sessions.size(), last);
+  for (uint32_t i = 1; i <= last; ++i) {
+    const broker::StoredSession* s = l.session("c" + std::to_string(i));
+    ASSERT_TRUE(s) << "committed session " << i << " of " << last << " lost";
+    ASSERT_EQ(s->deliveries.size(), 1u);
+  }
 }
 
 TEST(RocksStore, ConcurrentJournalsAllLand) {
