@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 
 #include <cstdarg>
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <utility>
 
 #include "broker/retained_store.h"
@@ -26,17 +28,6 @@ namespace {
 // reported and left, never repaired in a loop.
 constexpr int kMaxRepairs = 2;
 
-// RocksDB's own diagnostic log (the LOG files) is not written: on a full
-// disk, RocksDB 7.8 aborts on the log line that follows a failed one
-// (its assertions are on in Debian's build). What goes wrong reaches the
-// broker as a Status from a write, open or read.
-class NullLogger final : public rocksdb::Logger {
- public:
-  using rocksdb::Logger::Logv;
-  void Logv(const char* /*format*/, va_list /*ap*/) override {}
-  void Logv(const rocksdb::InfoLogLevel /*level*/, const char* /*format*/, va_list /*ap*/) override {}
-};
-
 // Options for a broker's load: many small writes from a few threads, each
 // batch fsynced or not; reads only at start-up (a full scan). Chosen so
 // that an idle store costs little memory:
@@ -49,14 +40,16 @@ class NullLogger final : public rocksdb::Logger {
 // - files with many deletes (acknowledged deliveries) are marked for
 //   compaction, which drops the tombstones instead of scanning them;
 // - kPointInTimeRecovery: a torn or corrupt WAL record ends the replay
-//   there. Every acknowledged batch was written whole before its
-//   acknowledgement left, so a torn record is one nobody was told about;
-//   stopping there keeps later batches from applying over a lost one.
+//   there. kill -9 tears nothing (each batch's write() reached the page
+//   cache before commit() returned); a power cut can, and with
+//   persistence_sync every acknowledged batch was fsynced before its
+//   acknowledgement left, so a torn record is one nobody was told about.
+//   Stopping there keeps later batches from applying over a lost one.
 //   (kTolerateCorruptedTailRecords refuses to open on damage before the
 //   tail; kSkipAnyCorruptedRecords would apply batches out of order.)
 // - paranoid checks: damage found at open is reported (then repaired),
 //   not served.
-std::unique_ptr<rocksdb::Options> make_options() {
+std::unique_ptr<rocksdb::Options> make_options(std::shared_ptr<rocksdb::Logger> log) {
   auto o = std::make_unique<rocksdb::Options>();
   o->create_if_missing = true;
   o->paranoid_checks = true;
@@ -65,7 +58,7 @@ std::unique_ptr<rocksdb::Options> make_options() {
   o->max_write_buffer_number = 3;
   o->max_total_wal_size = 64 << 20;
   o->max_background_jobs = 2;
-  o->info_log = std::make_shared<NullLogger>();
+  o->info_log = std::move(log);
   o->stats_dump_period_sec = 0;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(8 << 20);
@@ -181,8 +174,45 @@ bool RocksJournal::commit() {
 
 }  // namespace
 
+// RocksDB's own log. No LOG file is written: on a full disk, RocksDB 7.8
+// aborts on the log line that follows a failed one (its assertions are on
+// in Debian's build). Instead its warnings are kept while the store is
+// opened and loaded, and load() reports them (a WAL cut short at a torn
+// record, a table dropped by a repair); later ones are dropped, the
+// journals report write errors themselves. Called from RocksDB's threads.
+class RocksWarnings final : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char* /*format*/, va_list /*ap*/) override {}
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < rocksdb::InfoLogLevel::WARN_LEVEL) return;
+    char buf[512];
+    std::vsnprintf(buf, sizeof buf, format, ap);
+    std::string_view line(buf);
+    if (line.starts_with('[') && line.find("] ") != std::string_view::npos) line.remove_prefix(line.find("] ") + 2);
+    if (line.find("without unique ID") != std::string_view::npos) return;  // old tables, harmless
+    std::lock_guard lock(mutex_);
+    if (collecting_ && lines_.size() < kMaxLines) lines_.emplace_back(line);
+  }
+  // What was logged so far; nothing is kept after the first call.
+  std::vector<std::string> take() {
+    std::lock_guard lock(mutex_);
+    collecting_ = false;
+    return std::move(lines_);
+  }
+
+ private:
+  static constexpr size_t kMaxLines = 32;
+  std::mutex mutex_;
+  std::vector<std::string> lines_;  // guarded by mutex_
+  bool collecting_ = true;          // guarded by mutex_
+};
+
 RocksStore::RocksStore(std::string dir, const Options& options)
-    : dir_(std::move(dir)), options_(options), db_options_(make_options()) {
+    : dir_(std::move(dir)),
+      options_(options),
+      warnings_(std::make_shared<RocksWarnings>()),
+      db_options_(make_options(warnings_)) {
   if (const char* f = std::getenv("MIDGE_STORE_FAULT_FILE")) fault_file_ = f;
 }
 
@@ -269,6 +299,7 @@ bool RocksStore::load(const broker::RecoveryVisitor& visitor, std::string& error
     }
     loader.restart();  // the half-read session is read again after the repair
     if (repairs_ >= kMaxRepairs) {
+      report_warnings(loader);
       loader.problem("store: " + dir_ + " is still damaged after repair (" + s.ToString() +
                      "); records from " + describe_key(loader.resume_key()) + " on are not served");
       return true;
@@ -283,7 +314,12 @@ bool RocksStore::load(const broker::RecoveryVisitor& visitor, std::string& error
     problems_.clear();
   }
   loader.finish();
+  report_warnings(loader);
   return true;
+}
+
+void RocksStore::report_warnings(Loader& loader) {
+  for (const auto& line : warnings_->take()) loader.problem("store: RocksDB: " + line);
 }
 
 // RepairDB drops a damaged table file whole, including records the broker

@@ -403,6 +403,9 @@ TEST(RocksStore, TornWalLoadsTheBatchesBeforeTheTear) {
   Loaded l = reopen_and_load(dir.path());
   ASSERT_GT(l.retained.size(), 0u);
   ASSERT_LT(l.retained.size(), static_cast<size_t>(kBatches));
+  // The cut is reported (RocksDB's words).
+  EXPECT_NE(l.all_problems().find("store: RocksDB: "), std::string::npos) << l.all_problems();
+  EXPECT_NE(l.all_problems().find("Corruption"), std::string::npos) << l.all_problems();
   // What survives is a prefix of what was written, in order.
   for (size_t i = 0; i < l.retained.size(); ++i) {
     EXPECT_EQ(l.retained[i].message->topic, "t/" + std::to_string(1000 + i));
