@@ -103,7 +103,7 @@ class Broker:
     """One broker process with its own config file in a temp dir."""
 
     def __init__(self, tmp_path, extra_conf_lines=(), port=None, listener=True, args=(),
-                 binary=None):
+                 binary=None, env=None):
         self.bin = binary or BROKER_BIN  # binary=/usr/sbin/mosquitto: a side-by-side comparison
         self.dir = tmp_path
         self.port = port or free_port()
@@ -119,6 +119,7 @@ class Broker:
             lines.append("thread_count " + TEST_THREADS)
         self.conf.write_text("\n".join(lines) + "\n")
         self.args = list(args)
+        self.env = env  # extra environment variables (test hooks such as MIDGE_STORE_FAULT_FILE)
         self.proc = None
         self.logf = None
         self.failures = []
@@ -134,7 +135,8 @@ class Broker:
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen([self.bin, "-c", str(self.conf), "-v"] + self.args,
                                      stdout=self.logf, stderr=subprocess.STDOUT,
-                                     cwd=str(self.dir))
+                                     cwd=str(self.dir),
+                                     env=dict(os.environ, **self.env) if self.env else None)
         if wait:
             deadline = time.monotonic() + 10
             while not port_open(self.port):

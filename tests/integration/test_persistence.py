@@ -1,0 +1,695 @@
+"""Persistence (issue 12): retained messages, persistent sessions, their queues and in-flight
+state survive a restart (SIGTERM) and a crash (kill -9); a damaged store is skipped and logged,
+never a crash; store write faults are answered with the right codes.
+
+Mosquitto 2.0.11 saves its database on a clean stop only, so it passes the restart variants;
+the kill -9 variants are midge_only.
+"""
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import mqttraw as m
+from conftest import (BROKER_BIN, IS_MOSQUITTO, V311, V5, PacketTypes, free_port, port_open,
+                      props, wait_until)
+
+CRASH = pytest.mark.midge_only(
+    reason="Mosquitto saves only every autosave_interval; kill -9 loses what came since")
+STOPS = ["restart", pytest.param("kill9", marks=CRASH)]
+# Words a log line about a damaged store uses (case-insensitive).
+DAMAGE_WORDS = ("corrupt", "damage", "truncat", "torn", "skipp")
+
+
+def pconf(location, *more):
+    lines = ["persistence true", "persistence_location %s/" % location]
+    if IS_MOSQUITTO and os.getuid() == 0:
+        lines.append("user root")  # else it drops to 'mosquitto', which cannot write tmp_path
+    return lines + list(more)
+
+
+@pytest.fixture
+def loc(tmp_path):
+    d = tmp_path / "store"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def pbroker(broker, loc):
+    """Factory: a started broker with `persistence true` in `loc`, plus config lines."""
+    def make(*more, **kw):
+        return broker(pconf(loc, *more), **kw)
+    return make
+
+
+def bounce(b, how="restart"):
+    """Stops the broker (SIGTERM, or kill -9) and starts it again on the same port."""
+    if how == "kill9":
+        b.kill9()
+    else:
+        b.stop()
+    b.start()
+
+
+def session(raw, port, cid, proto=4, expiry=None):
+    """A raw client connected with clean session/start 0; returns (client, CONNACK)."""
+    c = raw(port, proto, timeout=10)
+    ack = c.connect(cid, clean=False,
+                    properties=[(m.P_SESSION_EXPIRY, expiry)] if expiry else None)
+    assert ack.rc == 0, "CONNACK rc %#x" % ack.rc
+    return c, ack
+
+
+def bye(c):
+    c.send(m.disconnect(c.proto))
+    c.wait_closed(5)
+
+
+def receive(c, done, timeout=10.0):
+    """Reads PUBLISHes, acknowledging each (QoS 1 PUBACK; QoS 2 PUBREC, then PUBCOMP for the
+    PUBREL), until done(publishes) holds and no QoS 2 handshake it began is half done."""
+    got, waiting_rel = [], set()
+    deadline = time.monotonic() + timeout
+    while not (done(got) and not waiting_rel):
+        try:
+            p = c.recv(max(0.01, deadline - time.monotonic()))
+        except (TimeoutError, m.Closed) as e:
+            pytest.fail("%r while receiving; got %r, PUBREL awaited for %r"
+                        % (e, [(x.topic, x.payload) for x in got], sorted(waiting_rel)))
+        if p.type == m.PUBLISH:
+            got.append(p)
+            if p.qos == 1:
+                c.send(m.puback(p.mid, c.proto))
+            elif p.qos == 2:
+                c.send(m.pubrec(p.mid, c.proto))
+                waiting_rel.add(p.mid)
+        elif p.type == m.PUBREL:
+            c.send(m.pubcomp(p.mid, c.proto))
+            waiting_rel.discard(p.mid)
+    return got
+
+
+def has(payload):
+    return lambda got: any(p.payload == payload for p in got)
+
+
+def mark(port, topic, payload, qos=1):
+    """Publishes from a fresh clean client, acknowledged: a marker the test waits for."""
+    c = m.RawClient(port, 4, timeout=10)
+    try:
+        assert c.connect("").rc == 0
+        if qos:
+            c.publish_acked(topic, payload, qos=qos)
+        else:
+            c.publish(topic, payload)
+            c.send(m.disconnect())
+            c.wait_closed(5)
+    finally:
+        c.close()
+
+
+def store_dir(location, name="midge.db"):
+    return Path(location) / name
+
+
+def log_since(b, offset):
+    return b.log.read_bytes()[offset:].decode("utf-8", "replace")
+
+
+# ------------------------------------------------------------------ retained messages
+
+RETAINED = [("r/q0", b"zero", 0), ("r/q1", b"one\x00\xffbin", 1), ("r/q2", b"two", 2),
+            ("r/deep/a/b", b"deep", 1), ("r/big", bytes(range(256)) * 64, 1)]
+JSON_PROPS = dict(ContentType="application/json", UserProperty=("origin", "test"))
+
+
+@pytest.mark.parametrize("how", STOPS)
+def test_retained_messages_survive(pbroker, connected, how):
+    b = pbroker()
+    pub = connected(b.port, V5, "rpub")
+    pub.publish("r/gone", b"soon cleared", qos=1, retain=True)
+    for topic, payload, qos in RETAINED:  # QoS 0 first: later acks prove it was handled
+        pub.publish(topic, payload, qos=qos, retain=True)
+    pub.publish("r/props", b'{"a": 1}', qos=1, retain=True,
+                properties=props(PacketTypes.PUBLISH, **JSON_PROPS))
+    pub.publish("r/gone", b"", qos=1, retain=True)  # cleared
+    bounce(b, how)
+    sub = connected(b.port, V5, "rsub")
+    sub.subscribe("r/#", 2)
+    mark(b.port, "r/zz-marker", b"live")  # retained messages come before any later message
+    sub.wait_messages(1, topic="r/zz-marker")
+    sub.wait_messages(1, topic="r/q2")  # paho hands QoS 2 over at PUBREL: maybe after the marker
+    got = {msg.topic: msg for msg in sub.messages()}
+    assert sorted(got) == sorted([t for t, _, _ in RETAINED] + ["r/props", "r/zz-marker"])
+    for topic, payload, qos in RETAINED:
+        msg = got[topic]
+        assert (msg.payload, msg.qos, msg.retain) == (payload, qos, True), topic
+    p = got["r/props"].properties
+    assert p.ContentType == "application/json"
+    assert p.UserProperty == [("origin", "test")]
+
+
+# ------------------------------------------------------------------ persistent sessions
+
+@pytest.mark.parametrize("proto", [4, 5])
+@pytest.mark.parametrize("how", STOPS)
+def test_persistent_subscriptions_survive(pbroker, raw, proto, how):
+    b = pbroker()
+    c, ack = session(raw, b.port, "keep", proto, expiry=300 if proto == 5 else None)
+    assert not ack.session_present
+    if proto == 5:  # options and subscription identifier are kept too
+        sub = c.subscribe([("k/t", m.sub_options(1)), ("k/nl", m.sub_options(1, no_local=True))],
+                          properties=[(m.P_SUBSCRIPTION_ID, 42)])
+    else:
+        sub = c.subscribe([("k/t", 1), ("k/nl", 1)])
+    assert sub.codes == [1, 1]
+    if how == "restart":
+        bye(c)
+    bounce(b, how)  # kill -9: SUBACK came, so the subscription must be there
+    c, ack = session(raw, b.port, "keep", proto, expiry=300 if proto == 5 else None)
+    assert ack.session_present
+    mark(b.port, "k/t", b"live")
+    p = c.recv_type(m.PUBLISH)
+    assert (p.topic, p.payload, p.qos) == ("k/t", b"live", 1)
+    c.send(m.puback(p.mid, proto))
+    if proto == 5:
+        assert p.prop_all(m.P_SUBSCRIPTION_ID) == [42]
+        c.publish("k/nl", b"own", qos=1, mid=9)  # no local: not sent back
+        assert c.recv_type(m.PUBACK).mid == 9
+    else:
+        mark(b.port, "k/nl", b"other")
+    mark(b.port, "k/t", b"after")
+    want = [b"after"] if proto == 5 else [b"after", b"other"]
+    got = receive(c, lambda g: all(has(w)(g) for w in want))
+    assert sorted(x.payload for x in got) == want
+
+
+@pytest.mark.parametrize("how", STOPS)
+def test_queued_messages_survive_in_order_once(pbroker, raw, connected, how):
+    b = pbroker("max_queued_messages 1000")
+    c, _ = session(raw, b.port, "queue")
+    assert c.subscribe([("q/t", 2)]).codes == [2]
+    bye(c)
+    pub = connected(b.port, V311, "qpub")
+    sent = [(b"m%02d" % i, 1 + i % 2) for i in range(30)]  # QoS 1 and 2 alternate
+    for payload, qos in sent:
+        pub.publish("q/t", payload, qos=qos)
+    bounce(b, how)
+    c, ack = session(raw, b.port, "queue")
+    assert ack.session_present
+    got = receive(c, lambda g: len(g) >= len(sent), timeout=20)
+    mark(b.port, "q/t", b"end")  # anything sent twice would come before it
+    got += receive(c, has(b"end"))
+    assert [(p.payload, p.qos) for p in got] == sent + [(b"end", 1)]
+
+
+def numbered_publisher(client, port, cid, topic, qos, count):
+    """A paho client queueing `count` numbered messages; paho sends them as acks allow (20 in
+    flight). Returns (client, {packet id: number})."""
+    c = client(port, V311, cid)
+    c.connect()
+    c.paho.max_inflight_messages_set(20)
+    mids = {}
+    for n in range(count):
+        info = c.paho.publish(topic, b"%d" % n, qos)
+        assert info.rc == 0
+        mids[info.mid] = n
+    return c, mids
+
+
+@pytest.mark.parametrize("how", STOPS)
+def test_publishers_interrupted_lose_nothing_acknowledged(pbroker, raw, client, how):
+    b = pbroker("max_queued_messages 100000")
+    c, _ = session(raw, b.port, "victim")
+    assert c.subscribe([("c/1", 2), ("c/2", 2)]).codes == [2, 2]
+    bye(c)
+    pubs = [numbered_publisher(client, b.port, "p%d" % q, "c/%d" % q, q, 5000) for q in (1, 2)]
+    for pub, _ in pubs:  # stop while both still publish
+        pub.ev.wait_for(lambda pub=pub: len(pub.ev.published) >= 300, timeout=30,
+                        what="300 acknowledgements")
+    if how == "kill9":
+        b.kill9()
+    else:
+        b.stop()
+    acked = {}
+    for q, (pub, mids) in zip((1, 2), pubs):
+        pub.wait_disconnected(10)  # every ack the broker sent has been read
+        with pub.ev.cond:
+            acked[q] = sorted(mids[mid] for mid in pub.ev.published)
+        assert acked[q][-1] < 4999, "the publisher finished before the stop"
+    b.start()
+    c, ack = session(raw, b.port, "victim")
+    assert ack.session_present
+
+    def numbers(got, topic):
+        return [int(p.payload) for p in got if p.topic == topic and p.payload != b"end"]
+    got = receive(c, lambda g: all(set(acked[q]) <= set(numbers(g, "c/%d" % q)) for q in (1, 2)),
+                  timeout=60)
+    mark(b.port, "c/1", b"end")
+    mark(b.port, "c/2", b"end", qos=2)
+    got += receive(c, lambda g: len([p for p in g if p.payload == b"end"]) == 2)
+    q1, q2 = numbers(got, "c/1"), numbers(got, "c/2")
+    assert q2 == sorted(set(q2)), "QoS 2: in order, exactly once"
+    firsts = [n for i, n in enumerate(q1) if n not in q1[:i]]
+    assert firsts == sorted(firsts), "QoS 1: in order"
+    for q, seen in ((1, q1), (2, q2)):
+        lost = sorted(set(acked[q]) - set(seen))
+        assert not lost, "QoS %d acknowledged but lost: %r" % (q, lost[:20])
+
+
+@pytest.mark.parametrize("how", STOPS)
+def test_inflight_messages_are_resent_with_their_ids(pbroker, raw, connected, how):
+    b = pbroker()
+    s, _ = session(raw, b.port, "fly")
+    assert s.subscribe([("f/#", 2)]).codes == [2]
+    pub = connected(b.port, V311, "fpub")
+    sent = [("f/1", b"a1", 1), ("f/2", b"b1", 2), ("f/1", b"a2", 1), ("f/2", b"b2", 2)]
+    for topic, payload, qos in sent:
+        pub.publish(topic, payload, qos=qos)
+    first = [s.recv_type(m.PUBLISH) for _ in sent]  # never acknowledged...
+    assert [(p.topic, p.payload, p.qos) for p in first] == sent
+    s.send(m.pubrec(first[1].mid))  # ...but b1's PUBREC
+    assert s.recv_type(m.PUBREL).mid == first[1].mid
+    bounce(b, how)
+    s, ack = session(raw, b.port, "fly")
+    assert ack.session_present
+    again = [s.recv() for _ in range(4)]
+    publishes = [p for p in again if p.type == m.PUBLISH]
+    assert [(p.payload, p.mid, p.dup) for p in publishes] == [
+        (p.payload, p.mid, True) for p in (first[0], first[2], first[3])]
+    assert [p.mid for p in again if p.type == m.PUBREL] == [first[1].mid]  # not b1 again
+    for p in publishes:
+        s.send(m.puback(p.mid) if p.qos == 1 else m.pubrec(p.mid))
+    s.send(m.pubcomp(first[1].mid))
+    assert s.recv_type(m.PUBREL).mid == first[3].mid
+    s.send(m.pubcomp(first[3].mid))
+    mark(b.port, "f/1", b"end")
+    assert [p.payload for p in receive(s, has(b"end"))] == [b"end"]
+
+
+@pytest.mark.parametrize("how", STOPS)
+def test_incoming_qos2_delivered_once_across_a_stop(pbroker, raw, how):
+    b = pbroker()
+    s, _ = session(raw, b.port, "in-sub")
+    assert s.subscribe([("in/t", 2)]).codes == [2]
+    p, _ = session(raw, b.port, "in-pub")
+    p.publish("in/t", b"once", qos=2, mid=7)
+    assert p.recv_type(m.PUBREC).mid == 7  # no PUBREL yet
+    mark(b.port, "in/t", b"mark1")  # delivered at PUBLISH (Midge) or at PUBREL (Mosquitto)
+    got = receive(s, has(b"mark1"))
+    bounce(b, how)
+    s, ack = session(raw, b.port, "in-sub")
+    assert ack.session_present
+    p, ack = session(raw, b.port, "in-pub")
+    assert ack.session_present
+    p.publish("in/t", b"once", qos=2, mid=7, dup=True)
+    assert p.recv_type(m.PUBREC).mid == 7
+    p.send(m.pubrel(7))
+    assert p.recv_type(m.PUBCOMP).mid == 7
+    mark(b.port, "in/t", b"mark2")
+    got += receive(s, has(b"mark2"))
+    assert [x.payload for x in got].count(b"once") == 1, [x.payload for x in got]
+
+
+@pytest.mark.parametrize("how", STOPS)
+def test_unsubscribe_and_discarded_sessions_stay_gone(pbroker, raw, how):
+    b = pbroker()
+    c, _ = session(raw, b.port, "unsub")
+    c.subscribe([("u/kept", 1), ("u/dropped", 1)])
+    c.send(m.unsubscribe(2, ["u/dropped"]))
+    c.recv_type(m.UNSUBACK)
+    bye(c)
+    c, _ = session(raw, b.port, "discarded")
+    c.subscribe([("u/kept", 1)])
+    bye(c)
+    c = raw(b.port, 4)
+    assert c.connect("discarded", clean=True).rc == 0  # discards the session
+    bye(c)
+    bounce(b, how)
+    c, ack = session(raw, b.port, "discarded")
+    assert not ack.session_present
+    c, ack = session(raw, b.port, "unsub")
+    assert ack.session_present
+    mark(b.port, "u/dropped", b"dropped")
+    mark(b.port, "u/kept", b"kept")
+    assert [p.payload for p in receive(c, has(b"kept"))] == [b"kept"]
+
+
+@pytest.mark.parametrize("how", STOPS)
+def test_message_expiry_runs_while_the_broker_is_down(pbroker, raw, connected, how):
+    b = pbroker()
+    c, _ = session(raw, b.port, "exp", 5, expiry=300)
+    c.subscribe([("x/t", m.sub_options(1))])
+    bye(c)
+    p = raw(b.port, 5)
+    assert p.connect("xpub").rc == 0
+    for mid, (topic, payload, expiry, retain) in enumerate([
+            ("x/t", b"short", 1, False), ("x/t", b"long", 600, False),
+            ("x/r1", b"short", 1, True), ("x/r2", b"long", 600, True)], 1):
+        p.publish_acked(topic, payload, qos=1, retain=retain, mid=mid,
+                        properties=[(m.P_MESSAGE_EXPIRY, expiry)])
+    if how == "kill9":
+        b.kill9()
+    else:
+        b.stop()
+    time.sleep(2.2)  # past the 1 s expiry (whole seconds in Mosquitto), with the broker down
+    b.start()
+    c, ack = session(raw, b.port, "exp", 5, expiry=300)
+    assert ack.session_present
+    got = receive(c, has(b"long"))  # "short" was queued first
+    assert [x.payload for x in got] == [b"long"]
+    assert 0 < got[0].prop(m.P_MESSAGE_EXPIRY) <= 598  # the time down counts
+    assert retained_set(connected, b.port, "x") == {"x/r2": b"long"}
+
+
+@pytest.mark.parametrize("proto", [4, 5])
+def test_clean_sessions_leave_nothing_behind(pbroker, raw, proto):
+    b = pbroker()
+    gone = raw(b.port, proto)
+    assert gone.connect("gone", clean=True).rc == 0
+    gone.subscribe([("g/t", 1)])
+    bye(gone)
+    online = raw(b.port, proto)  # still connected at the stop
+    assert online.connect("online", clean=True).rc == 0
+    online.subscribe([("g/t", 1)])
+    if proto == 5:  # clean start 0 without expiry: the session ends at disconnect
+        zero, _ = session(raw, b.port, "zero", 5)
+        zero.subscribe([("g/t", 1)])
+        bye(zero)
+    kept, _ = session(raw, b.port, "kept", proto, expiry=300 if proto == 5 else None)
+    kept.subscribe([("g/t", 1)])
+    bye(kept)
+    b.restart()
+    for cid in ["gone", "online"] + (["zero"] if proto == 5 else []):
+        c, ack = session(raw, b.port, cid, proto)
+        assert not ack.session_present, cid
+        bye(c)
+    c, ack = session(raw, b.port, "kept", proto, expiry=300 if proto == 5 else None)
+    assert ack.session_present  # the store works: the persistent one is there
+
+
+@pytest.mark.midge_only(reason="Mosquitto 2.0.11 does not expire sessions it loads (a FIXME in "
+                        "persist_read.c): it restarts their expiry")
+def test_session_expiry_runs_while_the_broker_is_down(pbroker, raw):
+    b = pbroker()
+    for cid, expiry in (("short", 2), ("long", 300)):
+        c, _ = session(raw, b.port, cid, 5, expiry)
+        c.subscribe([("e/t", 1)])
+        bye(c)
+    b.stop()
+    time.sleep(2.5)  # past the 2 s expiry, with no broker to ask
+    b.start()
+    c, ack = session(raw, b.port, "short", 5, expiry=2)
+    assert not ack.session_present
+    c, ack = session(raw, b.port, "long", 5, expiry=300)
+    assert ack.session_present
+
+
+@pytest.mark.midge_only(reason="persistence_sync is a Midge option")
+def test_persistence_sync_survives_a_crash(pbroker, raw, connected):
+    b = pbroker("persistence_sync true")
+    connected(b.port, V311, "spub").publish("sync/t", b"synced", qos=1, retain=True)
+    c, _ = session(raw, b.port, "sync")
+    c.subscribe([("sync/q", 2)])
+    bye(c)
+    connected(b.port, V311, "spub2").publish("sync/q", b"queued", qos=2)
+    bounce(b, "kill9")
+    assert retained_set(connected, b.port, "sync") == {"sync/t": b"synced"}
+    c, ack = session(raw, b.port, "sync")
+    assert ack.session_present
+    assert [p.payload for p in receive(c, has(b"queued"))] == [b"queued"]
+
+
+# ------------------------------------------------------------------ a bad location
+
+def run_broker(tmp_path, lines, timeout=15):
+    """Runs the broker in the foreground; returns (exit code or None if it was still up after
+    `timeout`, stderr). A broker still up is stopped."""
+    port = free_port()
+    conf = tmp_path / "fg.conf"
+    conf.write_text("\n".join(["listener %d 127.0.0.1" % port, "allow_anonymous true"]
+                              + list(lines)) + "\n")
+    proc = subprocess.Popen([BROKER_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, cwd=str(tmp_path))
+    try:
+        _, err = proc.communicate(timeout=timeout)
+        return proc.returncode, err.decode("utf-8", "replace"), port
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+        return None, err.decode("utf-8", "replace"), port
+
+
+@pytest.mark.midge_only(reason="Mosquitto 2.0.11 starts and fails only when it saves")
+def test_missing_location_refuses_to_start(tmp_path):
+    missing = tmp_path / "no" / "such"
+    rc, err, _ = run_broker(tmp_path, pconf(missing))
+    assert rc is not None and rc > 0, "exit code %r, stderr %r" % (rc, err)
+    assert [line for line in err.splitlines() if str(missing) in line], err
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory nobody can write: chmod 555, or as root (where modes do not bind) a
+    read-only tmpfs."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    if os.getuid() != 0:
+        d.chmod(0o555)
+        yield d
+        d.chmod(0o755)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(d)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("root without mount: cannot make a read-only directory")
+    try:
+        yield d
+    finally:  # lazily: a broker still running must not leave the mount behind
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+@pytest.mark.midge_only(reason="Mosquitto 2.0.11 starts and fails only when it saves")
+def test_read_only_location_is_refused_or_reported(read_only_dir, broker):  # broker stops first
+    b = broker(pconf(read_only_dir), start=False)
+    b.start(wait=False)
+    wait_until(lambda: not b.alive() or port_open(b.port), timeout=15,
+               what="the broker to exit or listen")
+    if not b.alive():
+        rc = b.wait_exit()
+        assert rc > 0, "exit code %r (negative: killed by a signal)" % rc
+        assert str(read_only_dir) in b.log_text(), b.log_tail()
+        return
+    wait_until(lambda: str(read_only_dir) in b.log_text(), what="an error naming the directory")
+    c = m.RawClient(b.port, 5)
+    try:
+        assert c.connect("ro").rc == 0
+        assert c.publish_acked("ro/t", b"x", qos=1, retain=True).rc in (0x97, 0x80)
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------------ a damaged store
+
+def retained_set(connected, port, prefix):
+    """Retained messages under prefix/ now served, as {topic: payload} (marker excluded)."""
+    sub = connected(port, V311, "")
+    sub.subscribe(prefix + "/#", 1)
+    mark(port, prefix + "/~marker", b"m")
+    sub.wait_messages(1, topic=prefix + "/~marker", timeout=10)
+    return {x.topic: x.payload for x in sub.messages() if x.retain}
+
+
+def payload_of(i):
+    return b"%05d:" % i + bytes([i % 251]) * 300
+
+
+@CRASH
+def test_truncated_log_is_survived(pbroker, loc, connected):
+    b = pbroker()
+    pub = connected(b.port, V311, "tpub")
+    for i in range(60):
+        pub.publish("tr/%d" % i, payload_of(i), qos=1, retain=True)
+    b.kill9()
+    logs = sorted(store_dir(loc).glob("*.log"), key=lambda f: f.stat().st_mtime)
+    assert logs and logs[-1].stat().st_size > 500, "no write-ahead log in %s" % store_dir(loc)
+    os.truncate(logs[-1], logs[-1].stat().st_size - 150)  # tears the last record(s)
+    offset = b.log.stat().st_size
+    b.start()
+    kept = retained_set(connected, b.port, "tr")
+    for topic, payload in kept.items():  # what is served is right
+        assert payload == payload_of(int(topic.split("/")[1])), topic
+    assert "tr/0" in kept, "the oldest message is far from the torn tail"
+    assert any(w in log_since(b, offset).lower() for w in DAMAGE_WORDS), b.log_tail()
+    mark(b.port, "tr/new", b"new")
+    assert b.alive()
+
+
+@pytest.mark.midge_only(reason="Midge's store files (RocksDB tables) and log lines")
+def test_corrupted_table_is_survived(pbroker, loc, connected):
+    b = pbroker()
+    pub = connected(b.port, V311, "cpub")
+    for i in range(1000):
+        pub.publish("co/%d" % i, payload_of(i), qos=1 if i % 100 == 99 else 0, retain=True)
+    b.restart()  # the log replayed at start-up goes into a table (*.sst)
+    b.stop()
+    tables = sorted(store_dir(loc).glob("*.sst"), key=lambda f: f.stat().st_size)
+    assert tables, "no table in %s: %s" % (store_dir(loc), os.listdir(store_dir(loc)))
+    with open(tables[-1], "r+b") as f:
+        f.seek(tables[-1].stat().st_size // 2)
+        f.write(b"\xa5" * 64)
+    offset = b.log.stat().st_size
+    b.start()
+    kept = retained_set(connected, b.port, "co")
+    for topic, payload in kept.items():  # damaged records are skipped, never served
+        assert payload == payload_of(int(topic.split("/")[1])), topic
+    assert any(w in log_since(b, offset).lower() for w in DAMAGE_WORDS), b.log_tail()
+    pub = connected(b.port, V5, "cpub2")
+    pub.publish("co/new", b"new", qos=1, retain=True)
+    assert retained_set(connected, b.port, "co").get("co/new") == b"new"
+
+
+# ------------------------------------------------------------------ write faults
+
+def durable_publish(port, topic, payload, proto=5):
+    """A retained QoS 1 publish on a fresh connection: the PUBACK's reason code, or None when
+    the broker closed the connection instead."""
+    c = m.RawClient(port, proto, timeout=10)
+    try:
+        assert c.connect("").rc == 0
+        return c.publish_acked(topic, payload, qos=1, retain=True).rc
+    except m.Closed:
+        return None
+    finally:
+        c.close()
+
+
+OK = (0, 0x10)  # 0x10: no matching subscribers
+REFUSED = (0x97, 0x80)
+
+
+def refused(port, topic, proto=5, tries=8):
+    """While the store fails, durable work is refused: the write that meets the fault costs its
+    client the connection (its acknowledgement was held; once per worker, each has its own
+    journal), later ones get a reason code (v5) or a disconnect (v3.1.1)."""
+    seen = []
+    for _ in range(tries):
+        seen.append(durable_publish(port, topic, b"refused", proto))
+        assert seen[-1] in (None,) + REFUSED, "acknowledged while the store fails: %r" % seen
+        if seen[-1] is not None:
+            return
+    assert proto != 5, "no v5 reason code in %d tries: %r" % (tries, seen)
+
+
+@pytest.mark.midge_only(reason="MIDGE_STORE_FAULT_FILE is Midge's test hook")
+def test_write_faults_refuse_durable_work_and_lose_nothing(pbroker, tmp_path, connected):
+    fault = tmp_path / "fault"
+    b = pbroker(env={"MIDGE_STORE_FAULT_FILE": str(fault)})
+    assert durable_publish(b.port, "w/before", b"kept") in OK
+    sub = connected(b.port, V311, "live")
+    sub.subscribe("live/t", 0)
+    fault.write_bytes(b"")
+    refused(b.port, "w/during")
+    refused(b.port, "w/during3", proto=4)
+    mark(b.port, "live/t", b"qos0 still flows", qos=0)
+    sub.wait_messages(1, topic="live/t")
+    fault.unlink()
+    wait_until(lambda: durable_publish(b.port, "w/after", b"after") in OK, timeout=15,
+               what="QoS 1 acknowledged again once the fault is gone")
+    b.restart()
+    kept = retained_set(connected, b.port, "w")
+    assert kept.get("w/before") == b"kept" and kept.get("w/after") == b"after", kept
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 4 MiB tmpfs (root only): a disk that fills up; grow(size) makes room."""
+    d = tmp_path / "small"
+    d.mkdir()
+    if os.getuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(d)],
+            capture_output=True).returncode != 0:
+        pytest.skip("needs root and mount for a small tmpfs")
+
+    def grow(size):
+        subprocess.run(["mount", "-o", "remount,size=" + size, str(d)], check=True)
+    try:
+        yield d, grow
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+@pytest.mark.midge_only(reason="Mosquitto 2.0.11 writes only when it saves")
+def test_disk_full_refuses_durable_work_and_loses_nothing(small_fs, broker, connected):
+    where, grow = small_fs
+    b = broker(pconf(where))
+    sub = connected(b.port, V311, "live")
+    sub.subscribe("live/t", 0)
+    acked = []
+    for i in range(200):  # 64 KiB each: 12.5 MiB at most
+        rc = durable_publish(b.port, "full/%d" % i, bytes([i]) * 65536)
+        if rc not in OK:
+            assert rc in (None,) + REFUSED, "PUBACK %#x" % rc
+            break
+        acked.append(i)
+    else:
+        pytest.fail("200 x 64 KiB acknowledged on a 4 MiB file system")
+    refused(b.port, "full/x")
+    mark(b.port, "live/t", b"qos0 still flows", qos=0)
+    sub.wait_messages(1, topic="live/t")
+    grow("64m")
+    wait_until(lambda: durable_publish(b.port, "full/room", b"room") in OK, timeout=15,
+               what="QoS 1 acknowledged again once there is room")
+    b.restart()
+    kept = retained_set(connected, b.port, "full")
+    for i in acked + ["room"]:
+        want = b"room" if i == "room" else bytes([i]) * 65536
+        assert kept.get("full/%s" % i) == want, "acknowledged, then lost: %s" % i
+
+
+# ------------------------------------------------------------------ configuration
+
+def test_tutorial_lines(broker, loc, connected):
+    """Debian's mosquitto.conf and the tutorial: trailing slash, autosave options."""
+    b = broker(["persistence true", "persistence_location %s/" % loc, "autosave_interval 1800",
+                "autosave_on_changes false"] + pconf(loc)[2:])
+    connected(b.port, V311, "tpub").publish("tut/t", b"kept", qos=1, retain=True)
+    b.restart()
+    assert retained_set(connected, b.port, "tut") == {"tut/t": b"kept"}
+    b.stop()
+    assert os.listdir(loc), "nothing written into %s" % loc
+
+
+def test_persistence_file_names_the_store(broker, loc, connected):
+    b = broker(pconf(loc, "persistence_file custom.db"))
+    connected(b.port, V311, "npub").publish("pf/t", b"kept", qos=1, retain=True)
+    b.restart()
+    assert retained_set(connected, b.port, "pf") == {"pf/t": b"kept"}
+    b.stop()
+    assert os.listdir(loc) == ["custom.db"]
+
+
+@pytest.mark.midge_only(reason="Mosquitto joins location and file without a separator")
+def test_location_without_trailing_slash(broker, loc, connected):
+    b = broker(["persistence true", "persistence_location %s" % loc])
+    connected(b.port, V311, "spub").publish("ns/t", b"kept", qos=1, retain=True)
+    b.restart()
+    assert retained_set(connected, b.port, "ns") == {"ns/t": b"kept"}
+    assert store_dir(loc).is_dir()
+
+
+@pytest.mark.parametrize("setting", [["persistence false"], []], ids=["false", "default"])
+def test_persistence_off_writes_nothing(broker, loc, raw, connected, setting):
+    b = broker(setting + ["persistence_location %s/" % loc] + pconf(loc)[2:])
+    connected(b.port, V311, "opub").publish("off/t", b"x", qos=1, retain=True)
+    c, _ = session(raw, b.port, "off-session")
+    c.subscribe([("off/q", 1)])
+    bye(c)
+    connected(b.port, V311, "opub2").publish("off/q", b"queued", qos=1)
+    b.restart()
+    assert os.listdir(loc) == []
+    assert retained_set(connected, b.port, "off") == {}
+    c, ack = session(raw, b.port, "off-session")
+    assert not ack.session_present
