@@ -162,7 +162,13 @@ class RocksJournal final : public broker::Journal {
 };
 
 bool RocksJournal::commit() {
-  if (batch_.Count() == 0) return true;  // nothing to write: nothing learnt about the disk
+  if (batch_.Count() == 0) {
+    if (healthy_) return true;
+    // After a failure (the worker calls this once Store::resume() says
+    // yes): a real write, of a deletion nothing will ever read, tells
+    // whether the disk takes writes again.
+    batch_.Delete("~probe");
+  }
   if (file_exists(fault_file_)) return fail("injected fault");
   const rocksdb::Status s = db_->Write(write_options_, &batch_);
   if (!s.ok()) return fail(s.ToString());
