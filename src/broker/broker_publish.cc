@@ -255,6 +255,9 @@ bool Broker::route(const MessagePtr& message, TimePoint now, bool from_remote, b
     Session* s = e.session;
     if (e.options.no_local && s->client_id == message->origin_client_id) return;  // [MQTT-3.8.3-3]
     if (replay_only_ && !(*replay_only_)(*s)) [[unlikely]] return;
+    // Sent already by this subscription's retained replay (another worker
+    // stored it, then this one replayed it before its live copy came).
+    if (message->retain_stamp != 0 && message->retain_stamp <= e.replayed_through) [[unlikely]] return;
     if (e.check_read && !may_read(*s, message->topic)) return;
     const uint8_t qos = outgoing_qos(message->qos, e.options.max_qos);
     if (s->match_stamp != stamp) {

@@ -86,6 +86,14 @@ bool Broker::store_refuses(Session& session, uint8_t qos, uint16_t packet_id, Ti
 // its delay) and its expiry runs from now, as if the connection had just
 // dropped.
 void Broker::restore(StoredSession&& stored, TimePoint now) {
+  if (stored.offline && stored.expires_at && *stored.expires_at <= now) {
+    // It expired while the broker was down; its delayed will, due by then
+    // at the latest, is not sent: the subscribers it was meant for are
+    // not restored yet, and the broker was not there to see it happen.
+    if (journal_) journal_->erase_session(stored.client_id);
+    Stats::add(stats_.clients_expired);
+    return;
+  }
   auto owned = std::make_unique<Session>();
   Session& session = *owned;
   session.client_id = std::move(stored.client_id);

@@ -129,8 +129,9 @@ void Broker::send_retained(Session& session, const std::string& filter,
   // what does not fit waits in the session queue, as references to the
   // stored messages, and goes out as the client reads; at most
   // kMaxQueuedReplays wait, beyond that the walk stops (counted as dropped).
-  shared_.retained.match(filter, now, [&](const MessagePtr& m, const RetainSource* source) {
-    if (!session.link) return false;
+  bool complete = true;
+  const uint64_t stamp = shared_.retained.match(filter, now, [&](const MessagePtr& m, const RetainSource* source) {
+    if (!session.link) return complete = false;
     if (!may_read(session, m->topic)) return true;  // the ACL: skipped, the walk goes on
     // check_retain_source: may its publisher still write there? (Under
     // the store's read lock: the rules are resolved for this one check.)
@@ -144,8 +145,10 @@ void Broker::send_retained(Session& session, const std::string& filter,
             std::move(ids), now);
     if (session.queued_replays < kMaxQueuedReplays) return true;
     Stats::add(stats_.publish_dropped);
-    return false;
+    return complete = false;
   });
+  if (!complete) return;
+  if (SubscriptionEntry* e = tree_.entry(filter, &session)) e->replayed_through = stamp;
 }
 
 bool Broker::unsubscribe_one(Session& session, const std::string& filter) {

@@ -84,6 +84,10 @@ class Message {
   std::string_view pass_through;
   std::optional<TimePoint> expires_at;
   std::string_view origin_client_id;
+  // Set by RetainedStore::put, under its lock, before the message reaches
+  // another thread: the order in which retained messages were stored
+  // (SubscriptionEntry::replayed_through); 0 for a message never retained.
+  uint64_t retain_stamp = 0;
 
   size_t footprint() const {
     return sizeof(Message) + topic.size() + payload.size() + pass_through.size() + origin_client_id.size();

@@ -42,6 +42,8 @@ void RetainedStore::put(const MessagePtr& message, std::shared_ptr<const RetainS
     prune(node);
     return;
   }
+  // The only writer: the publishing worker has not handed it on yet.
+  const_cast<Message*>(message.get())->retain_stamp = ++stamp_;
   node->message = message;
   node->source = std::move(source);
   ++count_;
@@ -88,9 +90,10 @@ void RetainedStore::expire(TimePoint now) {
                        std::memory_order_relaxed);
 }
 
-void RetainedStore::match(std::string_view filter, TimePoint now, const Visit& visit) const {
+uint64_t RetainedStore::match(std::string_view filter, TimePoint now, const Visit& visit) const {
   std::shared_lock lock(mutex_);
   walk(filter, now, visit);
+  return stamp_;
 }
 
 // Iterative (a filter may have 32768 levels): a stack of nodes with the part

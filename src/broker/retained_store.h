@@ -39,8 +39,10 @@ class RetainedStore {
 
   // Calls visit(MessagePtr) for every retained message matching `filter`
   // (a valid, non-shared topic filter) until it returns false. Expired
-  // messages are skipped here and removed by `expire`.
-  void match(std::string_view filter, TimePoint now, const Visit& visit) const;
+  // messages are skipped here and removed by `expire`. Returns the stamp
+  // of the last message stored before this walk (Message::retain_stamp):
+  // every message with a stamp up to it that was still retained was visited.
+  uint64_t match(std::string_view filter, TimePoint now, const Visit& visit) const;
 
   // Removes the messages whose expiry interval has passed [MQTT-3.3.2-5].
   // Cheap when nothing is due (no lock).
@@ -73,6 +75,7 @@ class RetainedStore {
   Deadlines deadlines_;         // guarded by mutex_
   std::atomic<TimePoint::rep> next_deadline_;
   size_t count_ = 0;            // guarded by mutex_
+  uint64_t stamp_ = 0;          // guarded by mutex_: the last Message::retain_stamp
   size_t bytes_ = 0;            // guarded by mutex_
 };
 

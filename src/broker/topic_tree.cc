@@ -33,7 +33,9 @@ bool TopicTree::subscribe(std::string_view filter, const SubscriptionEntry& entr
   }
   for (SubscriptionEntry& existing : node->entries) {
     if (existing.session == entry.session) {
+      const uint64_t replayed = existing.replayed_through;  // its replay's live copies may still come
       existing = entry;
+      existing.replayed_through = std::max(replayed, entry.replayed_through);
       return false;
     }
   }
@@ -52,6 +54,15 @@ TopicTree::Node* TopicTree::find(std::string_view filter) const {
     if (slash == std::string_view::npos) return node;
     filter.remove_prefix(slash + 1);
   }
+}
+
+SubscriptionEntry* TopicTree::entry(std::string_view filter, const Session* session) {
+  Node* node = find(filter);
+  if (!node) return nullptr;
+  for (SubscriptionEntry& e : node->entries) {
+    if (e.session == session) return &e;
+  }
+  return nullptr;
 }
 
 bool TopicTree::unsubscribe(std::string_view filter, const Session* session) {

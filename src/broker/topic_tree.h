@@ -24,6 +24,12 @@ struct SubscriptionEntry {
   // The session's ACL lets it read only part of what the filter matches:
   // each delivery asks Session::access (Coverage::kSome).
   bool check_read = false;
+  // The retained store's stamp when this subscription's retained messages
+  // were replayed (RetainedStore::match; 0: never). A retained message put
+  // before then (Message::retain_stamp at most this) was in that replay, so
+  // its live copy, still on its way from another worker, is not delivered
+  // again (Broker::route).
+  uint64_t replayed_through = 0;
 };
 
 class TopicTree {
@@ -38,6 +44,8 @@ class TopicTree {
   bool subscribe(std::string_view filter, const SubscriptionEntry& entry);
   // Returns true when the subscription existed.
   bool unsubscribe(std::string_view filter, const Session* session);
+  // `session`'s subscription to `filter`, or null; valid until the tree changes.
+  SubscriptionEntry* entry(std::string_view filter, const Session* session);
 
   // Calls visit(const SubscriptionEntry&) for every subscription matching
   // the topic name, per MQTT 4.7 ('$' topics are not matched by a leading

@@ -33,6 +33,7 @@ void Loader::record(std::string_view key, std::string_view value) {
     case kTransitTag: return transit(key, value);
     case kMarkerTag: return marker(key, value);
     case kWorkersTag: return;  // read by RocksStore::open
+    case kSessionTag: return bad(key, "malformed session key");
     default: return bad(key, "unknown kind of record");
   }
 }
@@ -103,22 +104,50 @@ void Loader::session_record(const SessionKey& key, std::string_view full_key, st
 }
 
 void Loader::delivery_record(const SessionKey& key, std::string_view full_key, std::string_view value) {
-  uint64_t seq = 0;
+  Pending& p = *pending_;
+  broker::StoredDelivery d;
   const char* why = "";
-  if (!parse_u64(key.rest, seq)) return bad(full_key, "malformed key");
-  // Decode into a scratch copy: a bad record must not touch what its
-  // partner record already filled in.
-  DeliveryParts& parts = pending_->deliveries[seq];
-  broker::StoredDelivery d = parts.delivery;
+  if (!parse_u64(key.rest, d.seq)) return bad(full_key, "malformed key");
   if (key.kind == kDeliveryMessage) {
     if (!decode_delivery(value, clocks_, d, why)) return bad(full_key, why);
-    parts.has_message = true;
+    p.messages.push_back(std::move(d));
   } else {
     if (!decode_inflight(value, d, why)) return bad(full_key, why);
-    parts.has_state = true;
+    p.states.push_back({d.seq, d.packet_id, d.released});
   }
-  d.seq = seq;
-  parts.delivery = std::move(d);
+}
+
+void Loader::lone_state(Pending& p, const State& state) {
+  if (!state.released) {
+    return bad(delivery_key(p.session.client_id, kDeliveryState, state.seq),
+               "in flight without its message and not released");
+  }
+  broker::StoredDelivery d;  // message null: released QoS 2
+  d.seq = state.seq;
+  d.qos = 2;
+  d.packet_id = state.packet_id;
+  d.released = true;
+  p.session.deliveries.push_back(std::move(d));
+}
+
+void Loader::merge_deliveries(Pending& p) {
+  auto& out = p.session.deliveries;
+  if (p.states.empty()) {
+    out = std::move(p.messages);  // all queued, never sent
+    return;
+  }
+  out.reserve(p.messages.size() + p.states.size());
+  size_t i = 0;
+  for (auto& m : p.messages) {
+    for (; i < p.states.size() && p.states[i].seq < m.seq; ++i) lone_state(p, p.states[i]);
+    if (i < p.states.size() && p.states[i].seq == m.seq) {
+      m.packet_id = p.states[i].packet_id;
+      m.released = p.states[i].released;
+      ++i;
+    }
+    out.push_back(std::move(m));
+  }
+  for (; i < p.states.size(); ++i) lone_state(p, p.states[i]);
 }
 
 void Loader::emit_session(Pending& p) {
@@ -128,15 +157,7 @@ void Loader::emit_session(Pending& p) {
             " (its fields record is missing or broken)");
     return;
   }
-  for (auto& [seq, parts] : p.deliveries) {
-    if (!parts.has_message && !parts.has_state) continue;  // both broken, reported
-    if (!parts.has_message && !parts.delivery.released) {
-      bad(delivery_key(p.session.client_id, kDeliveryState, seq), "in flight without its message and not released");
-      continue;
-    }
-    if (!parts.has_message) parts.delivery.message = nullptr;  // a released QoS 2 message
-    p.session.deliveries.push_back(std::move(parts.delivery));
-  }
+  merge_deliveries(p);
   if (visitor_.session) visitor_.session(std::move(p.session));
 }
 

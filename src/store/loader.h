@@ -5,10 +5,10 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "broker/store.h"
 #include "store/records.h"
@@ -30,17 +30,21 @@ class Loader {
   void problem(const std::string& line) const;
 
  private:
-  struct DeliveryParts {
-    broker::StoredDelivery delivery;
-    bool has_message = false;
-    bool has_state = false;
+  // In-flight state of a delivery ('i' record).
+  struct State {
+    uint64_t seq = 0;
+    uint16_t packet_id = 0;
+    bool released = false;
   };
   struct Pending {
     std::string prefix;
     broker::StoredSession session;
     bool has_fields = false;
     bool broken = false;  // its fields record did not decode
-    std::map<uint64_t, DeliveryParts> deliveries;
+    // Both in seq order, as the keys come ('i' sorts before 'q'); merged
+    // by seq when the session is handed over.
+    std::vector<State> states;
+    std::vector<broker::StoredDelivery> messages;
   };
 
   void retained(std::string_view key, std::string_view value);
@@ -49,6 +53,9 @@ class Loader {
   void session_record(const SessionKey& key, std::string_view full_key, std::string_view value);
   void delivery_record(const SessionKey& key, std::string_view full_key, std::string_view value);
   void emit_session(Pending& p);
+  void merge_deliveries(Pending& p);
+  // A state without its message: a released QoS 2 message, or an orphan.
+  void lone_state(Pending& p, const State& state);
   void bad(std::string_view key, const char* why) const;
 
   const broker::RecoveryVisitor& visitor_;

@@ -2,6 +2,7 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/metadata.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
@@ -9,7 +10,10 @@
 #include <rocksdb/write_batch.h>
 #include <sys/stat.h>
 
+#include <cstdarg>
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <utility>
 
 #include "broker/retained_store.h"
@@ -36,14 +40,16 @@ constexpr int kMaxRepairs = 2;
 // - files with many deletes (acknowledged deliveries) are marked for
 //   compaction, which drops the tombstones instead of scanning them;
 // - kPointInTimeRecovery: a torn or corrupt WAL record ends the replay
-//   there. Every acknowledged batch was written whole before its
-//   acknowledgement left, so a torn record is one nobody was told about;
-//   stopping there keeps later batches from applying over a lost one.
+//   there. kill -9 tears nothing (each batch's write() reached the page
+//   cache before commit() returned); a power cut can, and with
+//   persistence_sync every acknowledged batch was fsynced before its
+//   acknowledgement left, so a torn record is one nobody was told about.
+//   Stopping there keeps later batches from applying over a lost one.
 //   (kTolerateCorruptedTailRecords refuses to open on damage before the
 //   tail; kSkipAnyCorruptedRecords would apply batches out of order.)
 // - paranoid checks: damage found at open is reported (then repaired),
 //   not served.
-std::unique_ptr<rocksdb::Options> make_options() {
+std::unique_ptr<rocksdb::Options> make_options(std::shared_ptr<rocksdb::Logger> log) {
   auto o = std::make_unique<rocksdb::Options>();
   o->create_if_missing = true;
   o->paranoid_checks = true;
@@ -52,8 +58,7 @@ std::unique_ptr<rocksdb::Options> make_options() {
   o->max_write_buffer_number = 3;
   o->max_total_wal_size = 64 << 20;
   o->max_background_jobs = 2;
-  o->keep_log_file_num = 3;        // RocksDB's own LOG files in the directory
-  o->max_log_file_size = 1 << 20;
+  o->info_log = std::move(log);
   o->stats_dump_period_sec = 0;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(8 << 20);
@@ -63,6 +68,10 @@ std::unique_ptr<rocksdb::Options> make_options() {
       rocksdb::NewCompactOnDeletionCollectorFactory(1000, 500, 0.5));
   return o;
 }
+
+// The clocks are read only for a record that holds a deadline: most
+// messages have none, and this is the publish path.
+Clocks clocks(bool needed) { return needed ? Clocks::now() : Clocks{}; }
 
 bool file_exists(const std::string& path) {
   struct stat st;
@@ -77,12 +86,12 @@ class RocksJournal final : public broker::Journal {
   }
 
   void put_retained(const broker::Message& message, const broker::RetainSource* source) override {
-    put(retained_key(message.topic), encode_retained(message, source, Clocks::now()));
+    put(retained_key(message.topic), encode_retained(message, source, clocks(message.expires_at.has_value())));
   }
   void erase_retained(std::string_view topic) override { erase(retained_key(topic)); }
 
   void put_session(const broker::Session& session, unsigned worker) override {
-    put(session_key(session.client_id, kSessionFields), encode_session(session, worker, Clocks::now()));
+    put(session_key(session.client_id, kSessionFields), encode_session(session, worker, clocks(session.expires_at || session.will_at)));
   }
   void erase_session(std::string_view client_id) override {
     const std::string prefix = session_prefix(client_id);
@@ -98,7 +107,7 @@ class RocksJournal final : public broker::Journal {
   }
 
   void put_delivery(std::string_view client_id, uint64_t seq, const broker::Delivery& delivery) override {
-    put(delivery_key(client_id, kDeliveryMessage, seq), encode_delivery(delivery, Clocks::now()));
+    put(delivery_key(client_id, kDeliveryMessage, seq), encode_delivery(delivery, clocks(delivery.message->expires_at.has_value())));
   }
   void put_inflight(std::string_view client_id, uint64_t seq, uint16_t packet_id, bool released) override {
     put(delivery_key(client_id, kDeliveryState, seq), encode_inflight(packet_id, released));
@@ -120,7 +129,7 @@ class RocksJournal final : public broker::Journal {
 
   void put_transit(unsigned origin, uint64_t id, const broker::Message& message,
                    const std::vector<Receiver>& receivers) override {
-    put(transit_key(origin, id), encode_transit(message, receivers, Clocks::now()));
+    put(transit_key(origin, id), encode_transit(message, receivers, clocks(message.expires_at.has_value())));
   }
   void erase_transits(unsigned origin, uint64_t up_to_id) override {
     batch_.DeleteRange(transit_key(origin, 0), transit_end(origin, up_to_id));
@@ -153,7 +162,13 @@ class RocksJournal final : public broker::Journal {
 };
 
 bool RocksJournal::commit() {
-  if (batch_.Count() == 0) return true;  // nothing to write: nothing learnt about the disk
+  if (batch_.Count() == 0) {
+    if (healthy_) return true;
+    // After a failure (the worker calls this once Store::resume() says
+    // yes): a real write, of a deletion nothing will ever read, tells
+    // whether the disk takes writes again.
+    batch_.Delete("~probe");
+  }
   if (file_exists(fault_file_)) return fail("injected fault");
   const rocksdb::Status s = db_->Write(write_options_, &batch_);
   if (!s.ok()) return fail(s.ToString());
@@ -165,8 +180,45 @@ bool RocksJournal::commit() {
 
 }  // namespace
 
+// RocksDB's own log. No LOG file is written: on a full disk, RocksDB 7.8
+// aborts on the log line that follows a failed one (its assertions are on
+// in Debian's build). Instead its warnings are kept while the store is
+// opened and loaded, and load() reports them (a WAL cut short at a torn
+// record, a table dropped by a repair); later ones are dropped, the
+// journals report write errors themselves. Called from RocksDB's threads.
+class RocksWarnings final : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char* /*format*/, va_list /*ap*/) override {}
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < rocksdb::InfoLogLevel::WARN_LEVEL) return;
+    char buf[512];
+    std::vsnprintf(buf, sizeof buf, format, ap);
+    std::string_view line(buf);
+    if (line.starts_with('[') && line.find("] ") != std::string_view::npos) line.remove_prefix(line.find("] ") + 2);
+    if (line.find("without unique ID") != std::string_view::npos) return;  // old tables, harmless
+    std::lock_guard lock(mutex_);
+    if (collecting_ && lines_.size() < kMaxLines) lines_.emplace_back(line);
+  }
+  // What was logged so far; nothing is kept after the first call.
+  std::vector<std::string> take() {
+    std::lock_guard lock(mutex_);
+    collecting_ = false;
+    return std::move(lines_);
+  }
+
+ private:
+  static constexpr size_t kMaxLines = 32;
+  std::mutex mutex_;
+  std::vector<std::string> lines_;  // guarded by mutex_
+  bool collecting_ = true;          // guarded by mutex_
+};
+
 RocksStore::RocksStore(std::string dir, const Options& options)
-    : dir_(std::move(dir)), options_(options), db_options_(make_options()) {
+    : dir_(std::move(dir)),
+      options_(options),
+      warnings_(std::make_shared<RocksWarnings>()),
+      db_options_(make_options(warnings_)) {
   if (const char* f = std::getenv("MIDGE_STORE_FAULT_FILE")) fault_file_ = f;
 }
 
@@ -253,6 +305,7 @@ bool RocksStore::load(const broker::RecoveryVisitor& visitor, std::string& error
     }
     loader.restart();  // the half-read session is read again after the repair
     if (repairs_ >= kMaxRepairs) {
+      report_warnings(loader);
       loader.problem("store: " + dir_ + " is still damaged after repair (" + s.ToString() +
                      "); records from " + describe_key(loader.resume_key()) + " on are not served");
       return true;
@@ -267,7 +320,12 @@ bool RocksStore::load(const broker::RecoveryVisitor& visitor, std::string& error
     problems_.clear();
   }
   loader.finish();
+  report_warnings(loader);
   return true;
+}
+
+void RocksStore::report_warnings(Loader& loader) {
+  for (const auto& line : warnings_->take()) loader.problem("store: RocksDB: " + line);
 }
 
 // RepairDB drops a damaged table file whole, including records the broker
@@ -322,6 +380,8 @@ std::unique_ptr<broker::Journal> RocksStore::journal() {
 
 bool RocksStore::resume() {
   if (!db_ || file_exists(fault_file_)) return false;
+  // Busy while RocksDB recovers by itself (after ENOSPC it waits for free
+  // space, checking every few seconds): not writable yet.
   return db_->Resume().ok();
 }
 

@@ -20,6 +20,9 @@ struct Options;
 
 namespace midge::store {
 
+class Loader;
+class RocksWarnings;
+
 class RocksStore : public broker::Store {
  public:
   struct Options {
@@ -39,6 +42,9 @@ class RocksStore : public broker::Store {
   unsigned previous_workers() const override { return previous_workers_; }
   void set_workers(unsigned workers) override;
   std::unique_ptr<broker::Journal> journal() override;
+  // False while the disk is still failing, and while RocksDB's own
+  // recovery runs: after ENOSPC it checks every 5 s or so for room (about
+  // one memtable, 16 MiB, free) and resumes by itself; call again later.
   bool resume() override;
 
  private:
@@ -46,6 +52,7 @@ class RocksStore : public broker::Store {
   bool open_db(std::string& error);
   bool repair(const std::string& why, std::string& error);
   void read_workers();
+  void report_warnings(Loader& loader);
   struct Served {
     std::string from;  // empty: nothing at risk
     std::vector<std::pair<std::string, std::string>> records;
@@ -55,6 +62,7 @@ class RocksStore : public broker::Store {
 
   std::string dir_;
   Options options_;
+  std::shared_ptr<RocksWarnings> warnings_;  // RocksDB's log (no LOG file)
   std::unique_ptr<rocksdb::Options> db_options_;
   std::unique_ptr<rocksdb::DB> db_;
   // Test hook: MIDGE_STORE_FAULT_FILE, read once at open (see README.md).

@@ -1847,5 +1847,40 @@ TEST_F(StoreTest, ARestoredSessionResendsInFlightAndQueuedThenNew) {
   EXPECT_TRUE(watcher.take().empty());
 }
 
+
+// Another worker stores a retained message and hands it on; this worker
+// replays it to a new subscription before the live copy arrives: the client
+// gets it once. (Seen in CI with 4 workers.)
+TEST_F(BrokerTest, ALiveCopyOfAReplayedRetainedMessageIsNotDeliveredAgain) {
+  broker();
+  auto retained = [&](const std::string& payload) {
+    MessageFields f;
+    f.topic = "r/t";
+    f.payload = payload;
+    f.retain = true;
+    MessagePtr m = Message::create(f);
+    shared_->retained.put(m);  // as the publishing worker does before routing
+    return m;
+  };
+  FakeLink& s = connect("s");
+  const MessagePtr before = retained("before");
+  EXPECT_EQ(payloads(publishes(subscribe(s, "r/#", 0))), (Strings{"before"}));
+  broker().on_remote_publish(before, now_);
+  EXPECT_TRUE(s.take().empty());
+  const MessagePtr after = retained("after");  // stored after the replay: live
+  broker().on_remote_publish(after, now_);
+  EXPECT_EQ(payloads(publishes(s)), (Strings{"after"}));
+
+  // Retain Handling 2 replays nothing: a message stored before still
+  // comes live.
+  FakeLink& n = connect("n");
+  const MessagePtr unseen = retained("unseen");
+  SubscribeOptions never;
+  never.retain_handling = 2;
+  EXPECT_TRUE(subscribe(n, "r/#", never).empty());
+  broker().on_remote_publish(unseen, now_);
+  EXPECT_EQ(payloads(publishes(n)), (Strings{"unseen"}));
+}
+
 }  // namespace
 }  // namespace midge::broker

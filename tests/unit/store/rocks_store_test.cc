@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <csignal>
 
 #include <algorithm>
 #include <filesystem>
@@ -250,6 +254,26 @@ TEST(RocksStore, EraseSessionRemovesThatSessionOnly) {
   EXPECT_EQ(l.retained.size(), 1u);
 }
 
+TEST(RocksStore, SessionWrittenAfterItsEraseInOneBatchStarts) {
+  TempDir dir;
+  auto store = open_ok(dir.path());
+  auto j = store->journal();
+  put_full_session(*j, "c");
+  commit(*j);
+  // A clean start: the old session goes, the new one comes, in one batch.
+  j->erase_session("c");
+  j->put_session(make_session("c"), 1);
+  j->put_subscription("c", "new", {});
+  commit(*j);
+  Loaded l = load(*store);
+  ASSERT_EQ(l.sessions.size(), 1u);
+  EXPECT_EQ(l.sessions[0].worker, 1u);
+  ASSERT_EQ(l.sessions[0].subscriptions.size(), 1u);
+  EXPECT_EQ(l.sessions[0].subscriptions[0].filter, "new");
+  EXPECT_TRUE(l.sessions[0].deliveries.empty());
+  EXPECT_TRUE(l.sessions[0].incoming_qos2.empty());
+}
+
 TEST(RocksStore, EraseTransitsUpToAnId) {
   TempDir dir;
   auto store = open_ok(dir.path());
@@ -379,6 +403,9 @@ TEST(RocksStore, TornWalLoadsTheBatchesBeforeTheTear) {
   Loaded l = reopen_and_load(dir.path());
   ASSERT_GT(l.retained.size(), 0u);
   ASSERT_LT(l.retained.size(), static_cast<size_t>(kBatches));
+  // The cut is reported (RocksDB's words).
+  EXPECT_NE(l.all_problems().find("store: RocksDB: "), std::string::npos) << l.all_problems();
+  EXPECT_NE(l.all_problems().find("Corruption"), std::string::npos) << l.all_problems();
   // What survives is a prefix of what was written, in order.
   for (size_t i = 0; i < l.retained.size(); ++i) {
     EXPECT_EQ(l.retained[i].message->topic, "t/" + std::to_string(1000 + i));
@@ -506,6 +533,116 @@ TEST(RocksStore, FaultFileFailsCommitsUntilRemoved) {
   ASSERT_EQ(l.retained.size(), 2u);
   EXPECT_EQ(l.retained[0].message->topic, "ok/1");
   EXPECT_EQ(l.retained[1].message->topic, "ok/2");
+}
+
+// A real full disk: a small tmpfs (needs root; skipped otherwise).
+class SmallDisk {
+ public:
+  explicit SmallDisk(const std::string& dir, unsigned long flags = 0) : dir_(dir) {
+    mounted_ = ::mount("tmpfs", dir.c_str(), "tmpfs", flags, "size=40m") == 0;
+  }
+  ~SmallDisk() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+};
+
+TEST(RocksStore, FullDiskFailsCommitsThenResumesWithoutLosingAnything) {
+  TempDir dir;
+  SmallDisk disk(dir.path());
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (not root)";
+  const std::string db = dir.path() + "/db";
+  fs::create_directory(db);
+  const std::string filler = dir.path() + "/filler";
+  std::ofstream(filler) << std::string(20 << 20, 'f');
+  auto store = open_ok(db);
+  ASSERT_TRUE(store);
+  auto j = store->journal();
+  const std::string payload(100000, 'x');
+  int committed = 0;
+  for (; committed < 1000; ++committed) {
+    j->put_retained(*message("t/" + std::to_string(committed), payload), nullptr);
+    if (!j->commit()) break;
+  }
+  ASSERT_LT(committed, 1000) << "the disk never filled";
+  EXPECT_FALSE(j->healthy());
+  EXPECT_NE(j->error().find("No space left on device"), std::string::npos) << j->error();
+  j->put_retained(*message("while-full", payload), nullptr);
+  EXPECT_FALSE(j->commit());
+
+  fs::remove(filler);
+  // RocksDB recovers by itself once there is room (it checks every few
+  // seconds); resume() says when.
+  bool resumed = false;
+  for (int i = 0; i < 300 && !(resumed = store->resume()); ++i) std::this_thread::sleep_for(milliseconds(100));
+  ASSERT_TRUE(resumed);
+  j->put_retained(*message("after", "x"), nullptr);
+  EXPECT_TRUE(commit(*j));
+  EXPECT_TRUE(j->healthy());
+  j.reset();
+  store.reset();
+
+  Loaded l = reopen_and_load(db);
+  EXPECT_TRUE(l.problems.empty()) << l.all_problems();
+  EXPECT_EQ(l.retained.size(), static_cast<size_t>(committed) + 1);
+  for (const auto& r : l.retained) EXPECT_NE(r.message->topic, "while-full");
+}
+
+TEST(RocksStore, ReadOnlyDirectoryFailsClearly) {
+  TempDir dir;
+  SmallDisk disk(dir.path(), MS_RDONLY);
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (not root)";
+  std::string error;
+  EXPECT_FALSE(RocksStore::open(dir.path(), {}, error));
+  EXPECT_NE(error.find("cannot open the store in " + dir.path()), std::string::npos) << error;
+  EXPECT_NE(error.find("Read-only file system"), std::string::npos) << error;
+}
+
+// A child commits batches and reports each one after commit() returned;
+// it is killed with SIGKILL mid-stream. Every reported batch must load.
+TEST(RocksStore, KillNineLosesNothingCommitted) {
+  TempDir dir;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    std::string error;
+    auto store = RocksStore::open(dir.path(), {}, error);
+    if (!store) ::_exit(1);
+    auto j = store->journal();
+    for (uint32_t n = 1;; ++n) {
+      j->put_session(make_session("c" + std::to_string(n)), 0);
+      j->put_delivery("c" + std::to_string(n), n, delivery(std::string(500, 'p'), 1));
+      if (!j->commit() || ::write(fds[1], &n, sizeof n) != sizeof n) ::_exit(2);
+    }
+  }
+  ::close(fds[1]);
+  uint32_t last = 0;
+  while (last < 300 && ::read(fds[0], &last, sizeof last) == sizeof last) {
+  }
+  ::kill(child, SIGKILL);
+  uint32_t n = 0;
+  while (::read(fds[0], &n, sizeof n) == sizeof n) last = n;  // reported before it died
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+  ASSERT_GE(last, 300u);
+
+  Loaded l = reopen_and_load(dir.path());
+  EXPECT_TRUE(l.problems.empty()) << l.all_problems();
+  EXPECT_GE(l.sessions.size(), last);
+  for (uint32_t i = 1; i <= last; ++i) {
+    const broker::StoredSession* s = l.session("c" + std::to_string(i));
+    ASSERT_TRUE(s) << "committed session " << i << " of " << last << " lost";
+    ASSERT_EQ(s->deliveries.size(), 1u);
+  }
 }
 
 TEST(RocksStore, ConcurrentJournalsAllLand) {
