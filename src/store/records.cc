@@ -211,7 +211,8 @@ int64_t to_wall_ms(TimePoint t, const Clocks& clocks) {
   using namespace std::chrono;
   Duration::rep span = 0;
   if (__builtin_sub_overflow(t.time_since_epoch().count(), clocks.steady.time_since_epoch().count(), &span)) {
-    span = t > clocks.steady ? std::numeric_limits<Duration::rep>::max() : std::numeric_limits<Duration::rep>::min();
+    using Limits = std::numeric_limits<Duration::rep>;
+    span = t > clocks.steady ? Limits::max() : Limits::min();
   }
   return clocks.wall_ms + clamp_span(duration_cast<milliseconds>(Duration(span)).count());
 }

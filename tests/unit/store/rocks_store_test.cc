@@ -462,6 +462,26 @@ TEST(RocksStore, DamagedTableIsRepairedAndTheRestServed) {
   }
 }
 
+TEST(RocksStore, DamagedCurrentFileIsRepairedAtOpen) {
+  TempDir dir;
+  {
+    auto store = open_ok(dir.path());
+    auto j = store->journal();
+    for (int i = 0; i < 100; ++i) j->put_retained(*message("t/" + std::to_string(i), "x"), nullptr);
+    put_full_session(*j, "c");
+    commit(*j);
+  }
+  std::ofstream(dir.path() + "/CURRENT", std::ios::trunc) << "garbage";
+  Loaded l = reopen_and_load(dir.path());
+  EXPECT_EQ(l.retained.size(), 100u);
+  EXPECT_EQ(l.sessions.size(), 1u);
+  EXPECT_NE(l.all_problems().find("found opening it: Corruption"), std::string::npos) << l.all_problems();
+  // Repaired for good: the next start is clean.
+  Loaded again = reopen_and_load(dir.path());
+  EXPECT_TRUE(again.problems.empty()) << again.all_problems();
+  EXPECT_EQ(again.retained.size(), 100u);
+}
+
 TEST(RocksStore, ReopenKeepsEverythingAcrossRuns) {
   TempDir dir;
   for (int run = 0; run < 3; ++run) {
