@@ -213,19 +213,37 @@ TEST(RocksStore, EveryRecordRoundTrips) {
   EXPECT_EQ(l.markers[0], std::make_tuple(2u, 1u, uint64_t{12}));
 }
 
+// A link that is never used: a session holding one is online.
+class IdleLink : public broker::Link {
+ public:
+  std::string& out() override { return out_; }
+  void commit() override {}
+  size_t pending_bytes() const override { return 0; }
+  void close() override {}
+
+ private:
+  std::string out_;
+};
+
 TEST(RocksStore, OnlineSessionLoadsAsOnline) {
   TempDir dir;
   {
     auto store = open_ok(dir.path());
     auto j = store->journal();
-    j->put_session(make_session("c"), 0);  // expires_at unset: online
+    IdleLink link;
+    broker::Session online = make_session("c");
+    online.link = &link;
+    j->put_session(online, 0);
+    j->put_session(make_session("never-expires"), 0);  // offline without a deadline
     commit(*j);
   }
   Loaded l = reopen_and_load(dir.path());
-  ASSERT_EQ(l.sessions.size(), 1u);
+  ASSERT_EQ(l.sessions.size(), 2u);
   EXPECT_FALSE(l.sessions[0].offline);
   EXPECT_FALSE(l.sessions[0].expires_at);
   EXPECT_FALSE(l.sessions[0].will);
+  EXPECT_TRUE(l.sessions[1].offline);
+  EXPECT_FALSE(l.sessions[1].expires_at);
 }
 
 TEST(RocksStore, EraseSessionRemovesThatSessionOnly) {
