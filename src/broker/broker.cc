@@ -585,7 +585,11 @@ void Broker::tick(TimePoint now) {
     }
     arm_timer(session);
   }
-  if (worker_ == 0) shared_.retained.expire(now);
+  if (worker_ == 0) {
+    shared_.retained.expire(now, [this](const Message& m) {
+      if (journal_) journal_->erase_retained(m.topic);  // [MQTT-3.3.2-5]: gone from the store too
+    });
+  }
   if (worker_ == 0 && settings_.sys_interval > 0 && now >= next_sys_) {
     publish_sys(now);
     next_sys_ = now + seconds(settings_.sys_interval);

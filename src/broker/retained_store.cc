@@ -77,11 +77,12 @@ void RetainedStore::prune(Node* node) {
   }
 }
 
-void RetainedStore::expire(TimePoint now) {
+void RetainedStore::expire(TimePoint now, const std::function<void(const Message&)>& removed) {
   if (next_deadline_.load(std::memory_order_relaxed) > now.time_since_epoch().count()) return;
   std::unique_lock lock(mutex_);
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
     Node* node = deadlines_.begin()->second;
+    if (removed) removed(*node->message);
     clear_message(*node);  // erases the deadline too
     prune(node);
   }

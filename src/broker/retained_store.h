@@ -46,7 +46,8 @@ class RetainedStore {
 
   // Removes the messages whose expiry interval has passed [MQTT-3.3.2-5].
   // Cheap when nothing is due (no lock).
-  void expire(TimePoint now);
+  // `removed` (optional) sees each message before it goes.
+  void expire(TimePoint now, const std::function<void(const Message&)>& removed = nullptr);
 
   size_t count() const;
   size_t bytes() const;

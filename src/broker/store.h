@@ -128,9 +128,10 @@ struct StoredSession {
   protocol::Version version = protocol::Version::kV311;
   uint32_t expiry_interval = 0;
   std::optional<std::string> username;
-  // Absent: the session was online when it was last written (the broker
-  // stopped or crashed under it).
+  // Set while offline, unless the session never expires.
   std::optional<TimePoint> expires_at;
+  // False: the session was online when it was last written (the broker
+  // stopped or crashed under it).
   bool offline = false;
   std::optional<protocol::Will> will;
   std::optional<TimePoint> will_at;

@@ -211,7 +211,8 @@ int64_t to_wall_ms(TimePoint t, const Clocks& clocks) {
   using namespace std::chrono;
   Duration::rep span = 0;
   if (__builtin_sub_overflow(t.time_since_epoch().count(), clocks.steady.time_since_epoch().count(), &span)) {
-    span = t > clocks.steady ? std::numeric_limits<Duration::rep>::max() : std::numeric_limits<Duration::rep>::min();
+    using Limits = std::numeric_limits<Duration::rep>;
+    span = t > clocks.steady ? Limits::max() : Limits::min();
   }
   return clocks.wall_ms + clamp_span(duration_cast<milliseconds>(Duration(span)).count());
 }
@@ -406,6 +407,7 @@ std::string encode_session(const broker::Session& s, unsigned worker, const Cloc
   put_time(out, maybe(s.will_at), clocks);
   put_be<uint32_t>(out, worker);
   put_be<uint16_t>(out, s.last_packet_id);
+  put_u8(out, s.link ? 0 : 1);  // offline (a session that never expires has no deadline)
   return out;
 }
 
@@ -414,14 +416,16 @@ bool decode_session(std::string_view value, const Clocks& clocks, broker::Stored
   In in(value);
   uint8_t version = 0;
   uint32_t worker = 0;
+  uint8_t offline = 0;
   if (in.version() && in.u8(version, "protocol version") && in.be(out.expiry_interval, "expiry interval") &&
       in.opt_str(out.username, "user name") && in.time(out.expires_at, clocks, "session deadline") &&
       read_will(in, out.will) && in.time(out.will_at, clocks, "will deadline") && in.be(worker, "worker") &&
-      in.be(out.last_packet_id, "last packet id")) {
+      in.be(out.last_packet_id, "last packet id") && in.u8(offline, "offline flag")) {
     if (version < 3 || version > 5) in.fail("unknown protocol version");
+    if (offline > 1) in.fail("offline flag");
     out.version = static_cast<protocol::Version>(version);
     out.worker = worker;
-    out.offline = out.expires_at.has_value();
+    out.offline = offline == 1;
   }
   return in.finish(why);
 }

@@ -213,19 +213,37 @@ TEST(RocksStore, EveryRecordRoundTrips) {
   EXPECT_EQ(l.markers[0], std::make_tuple(2u, 1u, uint64_t{12}));
 }
 
+// A link that is never used: a session holding one is online.
+class IdleLink : public broker::Link {
+ public:
+  std::string& out() override { return out_; }
+  void commit() override {}
+  size_t pending_bytes() const override { return 0; }
+  void close() override {}
+
+ private:
+  std::string out_;
+};
+
 TEST(RocksStore, OnlineSessionLoadsAsOnline) {
   TempDir dir;
   {
     auto store = open_ok(dir.path());
     auto j = store->journal();
-    j->put_session(make_session("c"), 0);  // expires_at unset: online
+    IdleLink link;
+    broker::Session online = make_session("c");
+    online.link = &link;
+    j->put_session(online, 0);
+    j->put_session(make_session("never-expires"), 0);  // offline without a deadline
     commit(*j);
   }
   Loaded l = reopen_and_load(dir.path());
-  ASSERT_EQ(l.sessions.size(), 1u);
+  ASSERT_EQ(l.sessions.size(), 2u);
   EXPECT_FALSE(l.sessions[0].offline);
   EXPECT_FALSE(l.sessions[0].expires_at);
   EXPECT_FALSE(l.sessions[0].will);
+  EXPECT_TRUE(l.sessions[1].offline);
+  EXPECT_FALSE(l.sessions[1].expires_at);
 }
 
 TEST(RocksStore, EraseSessionRemovesThatSessionOnly) {
@@ -460,6 +478,26 @@ TEST(RocksStore, DamagedTableIsRepairedAndTheRestServed) {
   for (size_t i = 0; i < l.retained.size(); ++i) {
     EXPECT_EQ(again.retained[i].message->topic, l.retained[i].message->topic);
   }
+}
+
+TEST(RocksStore, DamagedCurrentFileIsRepairedAtOpen) {
+  TempDir dir;
+  {
+    auto store = open_ok(dir.path());
+    auto j = store->journal();
+    for (int i = 0; i < 100; ++i) j->put_retained(*message("t/" + std::to_string(i), "x"), nullptr);
+    put_full_session(*j, "c");
+    commit(*j);
+  }
+  std::ofstream(dir.path() + "/CURRENT", std::ios::trunc) << "garbage";
+  Loaded l = reopen_and_load(dir.path());
+  EXPECT_EQ(l.retained.size(), 100u);
+  EXPECT_EQ(l.sessions.size(), 1u);
+  EXPECT_NE(l.all_problems().find("found opening it: Corruption"), std::string::npos) << l.all_problems();
+  // Repaired for good: the next start is clean.
+  Loaded again = reopen_and_load(dir.path());
+  EXPECT_TRUE(again.problems.empty()) << again.all_problems();
+  EXPECT_EQ(again.retained.size(), 100u);
 }
 
 TEST(RocksStore, ReopenKeepsEverythingAcrossRuns) {
