@@ -387,7 +387,7 @@ def test_wills_of_sessions_online_at_the_stop(pbroker, raw, how):
     will_client(raw, b.port, "now", 0)
     will_client(raw, b.port, "later", 2)
     bounce(b, how)
-    back, ack = session(raw, b.port, "later", 5, expiry=300)  # in time: no will
+    _, ack = session(raw, b.port, "later", 5, expiry=300)  # in time: no will
     assert ack.session_present
     watcher, _ = session(raw, b.port, "watcher")
     got = receive(watcher, has(b"lost now"))
@@ -460,25 +460,24 @@ def test_persistence_sync_survives_a_crash(pbroker, raw, connected):
 def run_broker(tmp_path, lines, timeout=15):
     """Runs the broker in the foreground; returns (exit code or None if it was still up after
     `timeout`, stderr). A broker still up is stopped."""
-    port = free_port()
     conf = tmp_path / "fg.conf"
-    conf.write_text("\n".join(["listener %d 127.0.0.1" % port, "allow_anonymous true"]
+    conf.write_text("\n".join(["listener %d 127.0.0.1" % free_port(), "allow_anonymous true"]
                               + list(lines)) + "\n")
     proc = subprocess.Popen([BROKER_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, cwd=str(tmp_path))
     try:
         _, err = proc.communicate(timeout=timeout)
-        return proc.returncode, err.decode("utf-8", "replace"), port
+        return proc.returncode, err.decode("utf-8", "replace")
     except subprocess.TimeoutExpired:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
-        return None, err.decode("utf-8", "replace"), port
+        return None, err.decode("utf-8", "replace")
 
 
 @pytest.mark.midge_only(reason="Mosquitto 2.0.11 starts and fails only when it saves")
 def test_missing_location_refuses_to_start(tmp_path):
     missing = tmp_path / "no" / "such"
-    rc, err, _ = run_broker(tmp_path, pconf(missing))
+    rc, err = run_broker(tmp_path, pconf(missing))
     assert rc is not None and rc > 0, "exit code %r, stderr %r" % (rc, err)
     assert [line for line in err.splitlines() if str(missing) in line], err
 
