@@ -79,7 +79,7 @@ struct Config {
   // service
   std::string pid_file;
   bool persistence = false;
-  std::string persistence_location, persistence_file;  // persistence_file unset: midge.db
+  std::string persistence_location, persistence_file = "mosquitto.db";
   bool persistence_sync = false;
   uint32_t autosave_interval = 1800;
   std::vector<std::string> log_dest;  // raw values: "stderr", "file /var/log/x.log", "syslog", ...; empty = default (stderr)

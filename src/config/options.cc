@@ -354,7 +354,7 @@ constexpr Option kOptions[] = {
   security<&Config::password_file, &Listener::password_file>("password_file", P, "Password file made with mosquitto_passwd."),
   special("per_listener_settings", B, Scope::kGlobal, R, "Security options in a listener block apply to it (password_file, allow_anonymous, psk_file); the others must be the same on every listener.", &set_per_listener_settings, &show<&Config::per_listener_settings>),
   opt<&Config::persistence>("persistence", B, kNoFlags, "Keep retained messages, persistent sessions (subscriptions, queued and in-flight messages) on disk: each change is written before it is acknowledged, so a restart, kill -9 or crash loses nothing acknowledged."),
-  opt<&Config::persistence_file>("persistence_file", S, kNoFlags, "Name of the store inside persistence_location: a directory (RocksDB), not Mosquitto's single file; unset = midge.db."),
+  opt<&Config::persistence_file>("persistence_file", S, kNoFlags, "Mosquitto's database file name: Midge keeps its store in the directory NAME.midge beside it (RocksDB; Mosquitto's file is neither read nor touched)."),
   opt<&Config::persistence_location>("persistence_location", P, kNoFlags, "Directory that holds the store; it must exist. Unset = the current directory."),
   opt<&Config::persistence_sync>("persistence_sync", B, kMidgeExtension, "fsync each batch of writes before acknowledging it: survives a power cut, not just a crash, at a cost (README, persistence)."),
   opt<&Config::persistent_client_expiration>("persistent_client_expiration", Kind::kDuration, R, "Expire disconnected persistent clients after N h/d/w/m/y (at most 200 years: longer is cut to that, with a warning); unset = never.", 1, kMaxExpiration),

@@ -17,7 +17,7 @@ namespace midge::server {
 std::string store_path(const config::Config& cfg) {
   std::string dir = cfg.persistence_location.empty() ? std::string(".") : cfg.persistence_location;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  return dir + "/" + (cfg.persistence_file.empty() ? std::string("midge.db") : cfg.persistence_file);
+  return dir + "/" + cfg.persistence_file + ".midge";
 }
 
 std::unique_ptr<broker::Store> open_store(const config::Config& cfg, const Say& say) {
@@ -29,8 +29,7 @@ std::unique_ptr<broker::Store> open_store(const config::Config& cfg, const Say& 
   }
   const std::string path = store_path(cfg);
   if (::stat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
-    say("Error: " + path + " is a file (a Mosquitto database?): Midge keeps its store in a directory; name another "
-        "with persistence_file.");
+    say("Error: " + path + " is a file: Midge keeps its store in a directory of that name.");
     return nullptr;
   }
   if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {

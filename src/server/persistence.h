@@ -16,8 +16,9 @@ namespace midge::server {
 
 using Say = std::function<void(const std::string&)>;
 
-// The store's directory: persistence_location/persistence_file, the file
-// name being midge.db when unset.
+// The store's directory: persistence_location/persistence_file + ".midge"
+// (mosquitto.db.midge by default), beside Mosquitto's file, never it: a
+// script that removes or copies mosquitto.db meets no directory.
 std::string store_path(const config::Config& cfg);
 
 // Opens the store; null after logging one line when it cannot be (a

@@ -458,7 +458,12 @@ int run(int argc, char** argv) {
     shared.authorizer = files.acls.get(cfg.acl_file);
     if (!shared.authorizer) return 3;
   }
-  const unsigned threads = cfg.thread_count != 0 ? cfg.thread_count : std::max(1u, std::thread::hardware_concurrency());
+  unsigned threads = cfg.thread_count != 0 ? cfg.thread_count : std::max(1u, std::thread::hardware_concurrency());
+  if (cfg.persistence && threads > 255) {
+    // The store names workers in one byte (Journal::Receiver).
+    say("Warning: with persistence, at most 255 worker threads: using 255.");
+    threads = 255;
+  }
   // Declared before the workers so that they are destroyed after them: a
   // listener's connection counter must outlive every ListenerSlot, some of
   // which may still wait in a worker's mailbox at shutdown (review L2).

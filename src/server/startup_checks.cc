@@ -80,7 +80,7 @@ void check_persistence(const config::Config& cfg, const std::string& config_file
   }
   const std::string path = store_path(cfg);
   if (std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec)) {
-    out.error(where, path + " is a file (a Mosquitto database?): Midge keeps its store in a directory");
+    out.error(where, path + " is a file: Midge keeps its store in a directory of that name");
   }
 }
 

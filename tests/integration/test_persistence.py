@@ -111,8 +111,9 @@ def mark(port, topic, payload, qos=1):
         c.close()
 
 
-def store_dir(location, name="midge.db"):
-    return Path(location) / name
+def store_dir(location, name="mosquitto.db"):
+    """Midge's store: a directory named after persistence_file (default mosquitto.db) + .midge."""
+    return Path(location) / (name + ".midge")
 
 
 def damage_logged(b, offset):
@@ -754,7 +755,8 @@ def test_persistence_file_names_the_store(broker, loc, connected):
     b.restart()
     assert retained_set(connected, b.port, "pf") == {"pf/t": b"kept"}
     b.stop()
-    assert os.listdir(loc) == ["custom.db"]
+    # Mosquitto's file; Midge's store directory beside where that file would be.
+    assert os.listdir(loc) == ["custom.db" if IS_MOSQUITTO else "custom.db.midge"]
 
 
 @pytest.mark.midge_only(reason="Mosquitto joins location and file without a separator")

@@ -386,7 +386,7 @@ def test_debian_default_mosquitto_conf_starts_and_keeps_its_store(run, tmp_path)
     log = wait_until(lambda: " running\n" in (tmp_path / "mosquitto.log").read_text()
                      and (tmp_path / "mosquitto.log").read_text(), what="the start-up lines")
     assert "option 'persistence" not in log, log  # applied: the store is in persistence_location
-    assert (tmp_path / "midge.db").is_dir()
+    assert (tmp_path / "mosquitto.db.midge").is_dir()
     assert "Error" not in log, log
     assert (tmp_path / "mosquitto.pid").read_text() == "%d\n" % r.proc.pid
     c = m.RawClient(port)

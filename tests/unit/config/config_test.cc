@@ -72,7 +72,7 @@ TEST(ConfigDefaults, EmptyFileIsLocalOnly) {
   EXPECT_EQ(c.max_queued_messages, 1000u);
   EXPECT_EQ(c.max_inflight_messages, 20u);
   EXPECT_EQ(c.max_keepalive, 65535u);
-  EXPECT_EQ(c.persistence_file, "");  // the store is midge.db (server/persistence.cc)
+  EXPECT_EQ(c.persistence_file, "mosquitto.db");  // the store is mosquitto.db.midge (server/persistence.cc)
   EXPECT_FALSE(c.persistence_sync);
   EXPECT_EQ(c.autosave_interval, 1800u);
   EXPECT_EQ(c.auto_id_prefix, "auto-");
