@@ -124,7 +124,7 @@ bool recover(broker::Store& store, broker::SharedState& shared, std::vector<std:
   };
   v.problem = [&](const std::string& line) {
     ++problems;
-    say("Warning: store: " + line);
+    say("Warning: " + line);  // the store's lines start with "store: "
   };
   std::string error;
   if (!store.load(v, error)) {

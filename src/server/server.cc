@@ -425,6 +425,12 @@ int run(int argc, char** argv) {
 
   config::Config cfg;
   if (!load_config(opt, cfg)) return 3;
+  // Signals are handled by this (main) thread only: blocked before any
+  // other thread exists (workers, the password hashing pool, RocksDB's
+  // background threads), which inherit the mask; a thread that did not
+  // block SIGTERM would take it with its default action and end the
+  // process without a clean stop. wait_for_stop() takes them here.
+  const sigset_t signals = block_signals();
 
   Logger log;
   if (std::string err = log.configure(opt.verbose ? std::vector<std::string>{} : cfg.log_dest, cfg.log_timestamp,
@@ -486,9 +492,6 @@ int run(int argc, char** argv) {
   write_pid_file(cfg.pid_file, log);
   if (!drop_privileges(cfg.user, log)) return 1;
 
-  // Signals are handled by this (main) thread only: block them before the
-  // workers start so that they inherit the mask, then wait for them here.
-  const sigset_t signals = block_signals();
   for (auto& w : workers) w->start();
   say(std::string("midge version ") + kVersion + " running");
   log.flush();  // start-up lines go out at once
