@@ -251,8 +251,8 @@ class Broker {
   bool durable(const Session& session) const { return journal_ && session.expiry_interval != 0; }
   void store_session(Session& session);
   void unstore_session(Session& session);
-  void store_delivery(Session& session, Delivery& delivery);
-  void store_inflight(Session& session, const InflightOut& f);
+  void store_delivery(Session& session, Delivery& delivery, uint16_t packet_id = 0);
+  void store_inflight(Session& session, InflightOut& f);
   void unstore_delivery(Session& session, const Delivery& delivery);
   void store_retained(const Message& message, const RetainSource* source);
   void store_incoming(Session& session, uint16_t packet_id, bool add);

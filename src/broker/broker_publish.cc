@@ -409,8 +409,12 @@ void Broker::send_qos(Session& session, Delivery&& delivery, TimePoint now) {
   session.inflight_bytes += bytes;
   session.inflight.push_back(InflightOut{id, bytes, std::move(delivery), false});
   if (durable(session)) {
-    store_delivery(session, session.inflight.back().delivery);
-    store_inflight(session, session.inflight.back());
+    InflightOut& f = session.inflight.back();
+    if (f.delivery.store_seq == 0) {
+      store_delivery(session, f.delivery, id);  // one record: message and packet id
+    } else {
+      store_inflight(session, f);  // it was queued: its message is stored already
+    }
   }
 }
 

@@ -29,21 +29,23 @@ void Broker::unstore_session(Session& session) {
 }
 
 // A delivery kept for a durable session (queued or in flight) is written
-// once, with its message; later changes write only its small in-flight record.
-void Broker::store_delivery(Session& session, Delivery& delivery) {
+// once, with its message (and its packet id when it goes out at once);
+// later changes write only its small in-flight record.
+void Broker::store_delivery(Session& session, Delivery& delivery, uint16_t packet_id) {
   if (!durable(session) || delivery.store_seq != 0) return;
   delivery.store_seq = ++store_seq_;
-  journal_->put_delivery(session.client_id, delivery.store_seq, delivery);
+  journal_->put_delivery(session.client_id, delivery.store_seq, delivery, packet_id);
 }
 
-void Broker::store_inflight(Session& session, const InflightOut& f) {
+void Broker::store_inflight(Session& session, InflightOut& f) {
   if (!durable(session) || f.delivery.store_seq == 0) return;
   journal_->put_inflight(session.client_id, f.delivery.store_seq, f.packet_id, f.released);
+  f.delivery.state_stored = true;
 }
 
 void Broker::unstore_delivery(Session& session, const Delivery& delivery) {
   if (!journal_ || !session.stored || delivery.store_seq == 0) return;
-  journal_->erase_delivery(session.client_id, delivery.store_seq);
+  journal_->erase_delivery(session.client_id, delivery.store_seq, delivery.state_stored);
 }
 
 // $SYS messages are the broker's own, made again at every start.
@@ -118,7 +120,9 @@ void Broker::restore(StoredSession&& stored, TimePoint now) {
   }
   for (StoredDelivery& d : stored.deliveries) {
     store_seq_ = std::max(store_seq_, d.seq);
-    Delivery delivery{std::move(d.message), d.qos, d.retain, std::move(d.subscription_ids), d.from_retained, d.seq};
+    // Whether an in-flight record exists is not known: erase it anyway.
+    Delivery delivery{std::move(d.message), d.qos, d.retain, std::move(d.subscription_ids), d.from_retained, d.seq,
+                      d.packet_id != 0};
     const size_t payload = delivery.message ? delivery.message->payload.size() : 0;
     if (delivery.message) {
       Stats::add(stats_.stored_messages, 1);

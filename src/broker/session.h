@@ -34,6 +34,7 @@ struct Delivery {
   bool from_retained = false;  // sent because of a new subscription
   // Its records in the store (Journal::put_delivery); 0: not stored.
   uint64_t store_seq = 0;
+  bool state_stored = false;  // a Journal::put_inflight record exists too
 };
 
 // What a queued Delivery costs against max_queued_bytes: the payload and

@@ -61,17 +61,22 @@ class Journal {
 
   // A message kept for a session (queued or in flight), under a sequence
   // number that grows in the order deliveries are made (Delivery::store_seq).
-  virtual void put_delivery(std::string_view client_id, uint64_t seq, const Delivery& delivery) = 0;
-  // Its in-flight state: the packet id it went out with, and for QoS 2
-  // whether PUBREC came (PUBREL sent). A small record of its own, so that
-  // sending or releasing does not write the payload again.
+  // `packet_id`: the id it goes out with when it is sent at once (most
+  // messages to a connected client: one record), 0 while it waits.
+  virtual void put_delivery(std::string_view client_id, uint64_t seq, const Delivery& delivery,
+                            uint16_t packet_id) = 0;
+  // Its in-flight state when that changes later: the packet id it went out
+  // with, and for QoS 2 whether PUBREC came (PUBREL sent). A small record
+  // of its own, so that sending or releasing does not write the payload
+  // again; it overrides the packet id of put_delivery.
   virtual void put_inflight(std::string_view client_id, uint64_t seq, uint16_t packet_id,
                             bool released) = 0;
   // A QoS 2 message released: its message record goes, its in-flight state
   // stays until PUBCOMP.
   virtual void erase_delivery_message(std::string_view client_id, uint64_t seq) = 0;
-  // Done (acknowledged, dropped or expired): both records go.
-  virtual void erase_delivery(std::string_view client_id, uint64_t seq) = 0;
+  // Done (acknowledged, dropped or expired): its records go; `with_state`:
+  // put_inflight wrote one for it (Delivery::state_stored).
+  virtual void erase_delivery(std::string_view client_id, uint64_t seq, bool with_state) = 0;
 
   // Incoming QoS 2 packet ids awaiting PUBREL [MQTT-4.3.3-9].
   virtual void put_incoming(std::string_view client_id, uint16_t packet_id) = 0;

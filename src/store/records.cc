@@ -452,12 +452,13 @@ bool decode_subscription(std::string_view value, broker::StoredSubscription& out
   return in.finish(why);
 }
 
-std::string encode_delivery(const broker::Delivery& d, const Clocks& clocks) {
+std::string encode_delivery(const broker::Delivery& d, uint16_t packet_id, const Clocks& clocks) {
   std::string out = start_value();
   put_message(out, *d.message, clocks);
   put_u8(out, d.qos);
   put_u8(out, d.retain ? 1 : 0);
   put_u8(out, d.from_retained ? 1 : 0);
+  put_be<uint16_t>(out, packet_id);
   put_be<uint32_t>(out, static_cast<uint32_t>(d.subscription_ids.size()));
   for (uint32_t id : d.subscription_ids) put_be<uint32_t>(out, id);
   return out;
@@ -469,8 +470,9 @@ bool decode_delivery(std::string_view value, const Clocks& clocks, broker::Store
   uint32_t count = 0;
   if (in.version() && read_message(in, clocks, out.message) && in.u8(out.qos, "delivery qos") &&
       in.flag(out.retain, "delivery retain") && in.flag(out.from_retained, "from retained") &&
-      in.be(count, "subscription id count")) {
+      in.be(out.packet_id, "packet id") && in.be(count, "subscription id count")) {
     if (!qos_ok(out.qos)) in.fail("delivery qos above 2");
+    if (out.packet_id != 0 && out.qos == 0) in.fail("packet id of a QoS 0 message");
     if (count > in.remaining() / 4) in.fail("subscription ids truncated");
     out.subscription_ids.resize(in.remaining() / 4 >= count ? count : 0);
     for (auto& id : out.subscription_ids) in.be(id, "subscription id");

@@ -112,7 +112,7 @@ bool decode_subscription(std::string_view value, broker::StoredSubscription& out
 
 // The message part of a delivery (message, qos, retain, from_retained,
 // subscription ids).
-std::string encode_delivery(const broker::Delivery& delivery, const Clocks& clocks);
+std::string encode_delivery(const broker::Delivery& delivery, uint16_t packet_id, const Clocks& clocks);
 bool decode_delivery(std::string_view value, const Clocks& clocks, broker::StoredDelivery& out,
                      const char*& why);
 // The in-flight part (packet id, released).

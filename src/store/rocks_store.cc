@@ -117,9 +117,10 @@ class RocksJournal final : public broker::Journal {
     erase(subscription_key(client_id, filter));
   }
 
-  void put_delivery(std::string_view client_id, uint64_t seq, const broker::Delivery& delivery) override {
+  void put_delivery(std::string_view client_id, uint64_t seq, const broker::Delivery& delivery,
+                    uint16_t packet_id) override {
     const bool deadline = delivery.message->expires_at.has_value();
-    put(delivery_key(client_id, kDeliveryMessage, seq), encode_delivery(delivery, clocks(deadline)));
+    put(delivery_key(client_id, kDeliveryMessage, seq), encode_delivery(delivery, packet_id, clocks(deadline)));
   }
   void put_inflight(std::string_view client_id, uint64_t seq, uint16_t packet_id, bool released) override {
     put(delivery_key(client_id, kDeliveryState, seq), encode_inflight(packet_id, released));
@@ -127,9 +128,9 @@ class RocksJournal final : public broker::Journal {
   void erase_delivery_message(std::string_view client_id, uint64_t seq) override {
     erase(delivery_key(client_id, kDeliveryMessage, seq));
   }
-  void erase_delivery(std::string_view client_id, uint64_t seq) override {
+  void erase_delivery(std::string_view client_id, uint64_t seq, bool with_state) override {
     erase(delivery_key(client_id, kDeliveryMessage, seq));
-    erase(delivery_key(client_id, kDeliveryState, seq));
+    if (with_state) erase(delivery_key(client_id, kDeliveryState, seq));
   }
 
   void put_incoming(std::string_view client_id, uint16_t packet_id) override {

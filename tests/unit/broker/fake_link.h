@@ -82,8 +82,9 @@ class FakeJournal : public Journal {
   void erase_subscription(std::string_view id, std::string_view filter) override {
     log("erase_subscription " + std::string(id) + " " + std::string(filter));
   }
-  void put_delivery(std::string_view id, uint64_t seq, const Delivery& d) override {
-    log("put_delivery " + std::string(id) + " " + std::to_string(seq) + " " + std::string(d.message->payload));
+  void put_delivery(std::string_view id, uint64_t seq, const Delivery& d, uint16_t packet_id) override {
+    log("put_delivery " + std::string(id) + " " + std::to_string(seq) + " " + std::string(d.message->payload) +
+        (packet_id ? " id" + std::to_string(packet_id) : ""));
   }
   void put_inflight(std::string_view id, uint64_t seq, uint16_t packet_id, bool released) override {
     log("put_inflight " + std::string(id) + " " + std::to_string(seq) + " id" + std::to_string(packet_id) +
@@ -92,8 +93,8 @@ class FakeJournal : public Journal {
   void erase_delivery_message(std::string_view id, uint64_t seq) override {
     log("erase_delivery_message " + std::string(id) + " " + std::to_string(seq));
   }
-  void erase_delivery(std::string_view id, uint64_t seq) override {
-    log("erase_delivery " + std::string(id) + " " + std::to_string(seq));
+  void erase_delivery(std::string_view id, uint64_t seq, bool with_state) override {
+    log("erase_delivery " + std::string(id) + " " + std::to_string(seq) + (with_state ? " +state" : ""));
   }
   void put_incoming(std::string_view id, uint16_t packet_id) override {
     log("put_incoming " + std::string(id) + " " + std::to_string(packet_id));

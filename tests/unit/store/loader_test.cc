@@ -25,7 +25,7 @@ std::string delivery_value(std::string_view payload) {
   broker::Delivery d;
   d.message = message("t", payload, 2);
   d.qos = 2;
-  return encode_delivery(d, kClocks);
+  return encode_delivery(d, 0, kClocks);
 }
 
 // Feeds records in key order, as RocksDB hands them over.

@@ -39,7 +39,7 @@ std::vector<std::pair<const char*, std::string>> samples() {
       {"retained", encode_retained(*d.message, &source, kClocks)},
       {"session", encode_session(s, 1, kClocks)},
       {"subscription", encode_subscription(sub)},
-      {"delivery", encode_delivery(d, kClocks)},
+      {"delivery", encode_delivery(d, 0, kClocks)},
       {"inflight", encode_inflight(3, true)},
       {"incoming", encode_incoming()},
       {"transit", encode_transit(*d.message, {{1, 9}, {2, 10}}, kClocks)},

@@ -71,7 +71,7 @@ void put_full_session(broker::Journal& j, const std::string& id) {
   broker::Session s = make_session(id);
   j.put_session(s, 0);
   j.put_subscription(id, "a/#", {});
-  j.put_delivery(id, 1, delivery("one", 1));
+  j.put_delivery(id, 1, delivery("one", 1), 0);
   j.put_inflight(id, 2, 5, true);
   j.put_incoming(id, 9);
 }
@@ -118,18 +118,19 @@ TEST(RocksStore, EveryRecordRoundTrips) {
     queued.retain = true;
     queued.from_retained = true;
     queued.subscription_ids = {42, 7};
-    j->put_delivery("client", 30, queued);        // queued, never sent
-    j->put_delivery("client", 10, delivery("inflight", 2));
+    j->put_delivery("client", 30, queued, 0);        // queued, never sent
+    j->put_delivery("client", 10, delivery("inflight", 2), 0);
     j->put_inflight("client", 10, 100, false);    // sent, awaiting PUBREC
-    j->put_delivery("client", 20, delivery("released", 2));
+    j->put_delivery("client", 20, delivery("released", 2), 0);
     j->put_inflight("client", 20, 101, true);
     j->erase_delivery_message("client", 20);      // released: only the state stays
+    j->put_delivery("client", 40, delivery("at once", 1), 102);  // sent at once: one record
     j->put_incoming("client", 513);
     j->put_incoming("client", 2);
 
     j->put_transit(1, 5, *message("t/x", "moving", 1), {{0, 11}, {2, 12}});
     j->put_marker(2, 1, 12);
-    EXPECT_EQ(j->size(), 16u);
+    EXPECT_EQ(j->size(), 17u);
     ASSERT_TRUE(commit(*j));
     EXPECT_TRUE(j->empty());
   }
@@ -184,7 +185,7 @@ TEST(RocksStore, EveryRecordRoundTrips) {
   EXPECT_EQ(s.subscriptions[1].options, (protocol::SubscribeOptions{2, true, true, 2}));
   EXPECT_EQ(s.subscriptions[1].subscription_id, 42u);
 
-  ASSERT_EQ(s.deliveries.size(), 3u);
+  ASSERT_EQ(s.deliveries.size(), 4u);
   EXPECT_EQ(s.deliveries[0].seq, 10u);
   EXPECT_EQ(s.deliveries[0].message->payload, "inflight");
   EXPECT_EQ(s.deliveries[0].qos, 2);
@@ -200,6 +201,10 @@ TEST(RocksStore, EveryRecordRoundTrips) {
   EXPECT_TRUE(s.deliveries[2].retain);
   EXPECT_TRUE(s.deliveries[2].from_retained);
   EXPECT_EQ(s.deliveries[2].subscription_ids, (std::vector<uint32_t>{42, 7}));
+  EXPECT_EQ(s.deliveries[3].seq, 40u);
+  EXPECT_EQ(s.deliveries[3].message->payload, "at once");
+  EXPECT_EQ(s.deliveries[3].packet_id, 102);
+  EXPECT_FALSE(s.deliveries[3].released);
   EXPECT_EQ(s.incoming_qos2, (std::vector<uint16_t>{2, 513}));
 
   ASSERT_EQ(l.transits.size(), 1u);
@@ -315,9 +320,9 @@ TEST(RocksStore, DeliveriesComeBackInSeqOrderAndErasedOnesStayGone) {
     auto j = store->journal();
     j->put_session(make_session("c"), 0);
     // Seqs that sort wrongly as text (9 < 10 < 256).
-    for (uint64_t seq : {256u, 9u, 10u, 1000u}) j->put_delivery("c", seq, delivery(std::to_string(seq), 1));
+    for (uint64_t seq : {256u, 9u, 10u, 1000u}) j->put_delivery("c", seq, delivery(std::to_string(seq), 1), 0);
     commit(*j);
-    j->erase_delivery("c", 10);
+    j->erase_delivery("c", 10, true);
     j->put_inflight("c", 9, 1, false);
     commit(*j);
   }
@@ -656,7 +661,7 @@ TEST(RocksStore, KillNineLosesNothingCommitted) {
     auto j = store->journal();
     for (uint32_t n = 1;; ++n) {
       j->put_session(make_session("c" + std::to_string(n)), 0);
-      j->put_delivery("c" + std::to_string(n), n, delivery(std::string(500, 'p'), 1));
+      j->put_delivery("c" + std::to_string(n), n, delivery(std::string(500, 'p'), 1), 0);
       if (!j->commit() || ::write(fds[1], &n, sizeof n) != sizeof n) ::_exit(2);
     }
   }
@@ -693,7 +698,7 @@ TEST(RocksStore, ConcurrentJournalsAllLand) {
       const std::string id = "w" + std::to_string(worker);
       j->put_session(make_session(id), worker);
       for (int i = 1; i <= kPerThread; ++i) {
-        j->put_delivery(id, i, delivery(std::to_string(i), 1));
+        j->put_delivery(id, i, delivery(std::to_string(i), 1), 0);
         if (i % 3 == 0) j->put_inflight(id, i, static_cast<uint16_t>(i), false);
         if (i % 7 == 0) {
           EXPECT_TRUE(j->commit()) << j->error();
