@@ -144,13 +144,14 @@ void Worker::set_store(broker::Store* store) {
   journal_ = store ? store->journal() : nullptr;
   broker_.set_journal(journal_.get());
   channel_seq_.assign(all_.size(), 0);
-  marker_pending_.assign(all_.size(), 0);
+  handled_from_.assign(all_.size(), 0);
   committed_from_ = std::vector<std::atomic<uint64_t>>(all_.size());
 }
 
 void Worker::set_transit_base(uint64_t base) {
   transit_id_ = base;
   for (uint64_t& s : channel_seq_) s = base;
+  for (uint64_t& s : handled_from_) s = base;
   for (auto& c : committed_from_) c.store(base, std::memory_order_relaxed);
 }
 
@@ -170,6 +171,13 @@ void Worker::prune_transits() {
   if (done != 0) journal_->erase_transits(index_, done);
 }
 
+bool Worker::markers_behind() const {
+  for (size_t origin = 0; origin < handled_from_.size(); ++origin) {
+    if (handled_from_[origin] > committed_from_[origin].load(std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
+
 void Worker::hold_until_commit(Connection& connection) {
   awaiting_commit_.push_back(connection.shared_from_this());
 }
@@ -179,15 +187,20 @@ void Worker::hold_until_commit(Connection& connection) {
 // batch would have covered by dropping their connections' output.
 void Worker::commit_journal() {
   committing_ = true;
+  // The last message from each peer whose effects are all in this batch
+  // (recovery routes again only what no committed marker covers).
+  for (size_t origin = 0; origin < handled_from_.size(); ++origin) {
+    if (handled_from_[origin] > committed_from_[origin].load(std::memory_order_relaxed)) {
+      journal_->put_marker(index_, static_cast<unsigned>(origin), handled_from_[origin]);
+    }
+  }
   const bool ok = journal_->commit();
   std::vector<std::shared_ptr<Connection>> held;
   held.swap(awaiting_commit_);
   if (ok) {
     for (auto& c : held) c->commit_done();
-    for (size_t origin = 0; origin < marker_pending_.size(); ++origin) {
-      if (marker_pending_[origin] == 0) continue;
-      committed_from_[origin].store(marker_pending_[origin], std::memory_order_release);
-      marker_pending_[origin] = 0;
+    for (size_t origin = 0; origin < handled_from_.size(); ++origin) {
+      committed_from_[origin].store(handled_from_[origin], std::memory_order_release);
     }
     if (store_failed_) {
       store_failed_ = false;
@@ -209,7 +222,7 @@ void Worker::commit_journal() {
 void Worker::retry_store(TimePoint now) {
   if (!journal_) return;
   prune_transits();
-  if (!journal_->empty()) commit_journal();  // records of turns that wrote nothing
+  if (!journal_->empty() || markers_behind()) commit_journal();  // turns that wrote nothing
   if (journal_->healthy() || now < next_store_retry_) return;
   next_store_retry_ = now + seconds(1);
   if (store_->resume()) commit_journal();
@@ -238,24 +251,17 @@ void Worker::flush_turn() {
 void Worker::run_tasks(std::vector<Task>& tasks, unsigned origin) {
   const TimePoint now = Clock::now();
   size_t bytes = 0;
-  uint64_t last_durable = 0;
   for (Task& t : tasks) {
     bytes += task_bytes(t.message);
-    if (t.seq != 0) last_durable = t.seq;
     if (t.member) {
       broker_.on_shared_delivery(*t.member, t.message, now);
     } else {
       broker_.on_remote_publish(t.message, now);
     }
+    if (t.seq != 0 && journal_) handled_from_[origin] = t.seq;  // its effects are journaled
   }
   inbox_pending_.fetch_sub(tasks.size(), std::memory_order_relaxed);
   inbox_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-  if (last_durable != 0 && journal_) {
-    // In the same batch as what the broker did with them (recovery routes
-    // again only what no committed marker covers).
-    journal_->put_marker(index_, origin, last_durable);
-    marker_pending_[origin] = last_durable;
-  }
 }
 
 bool Worker::peers_overloaded() const {

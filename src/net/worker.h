@@ -107,6 +107,7 @@ class Worker final : public broker::Router {
     std::vector<broker::Journal::Receiver> receivers;
   };
   void prune_transits();
+  bool markers_behind() const;
   void schedule_flush();
   void flush_turn();
   void commit_journal();
@@ -142,7 +143,7 @@ class Worker final : public broker::Router {
   std::vector<uint64_t> channel_seq_;     // per receiver: the last durable task sent
   uint64_t transit_id_ = 0;
   std::deque<Transit> transits_;
-  std::vector<uint64_t> marker_pending_;  // per origin: in the journal, not yet committed
+  std::vector<uint64_t> handled_from_;    // per origin: the last durable task run here
   std::vector<std::atomic<uint64_t>> committed_from_;  // per origin (read by the origin)
   bool store_failed_ = false;  // logged once per failure, until it writes again
   TimePoint next_store_retry_{};
