@@ -81,10 +81,10 @@ write_conf() {  # kind port dir
 
 broker_pid=""
 t_exec=""
-start_broker() {  # kind -> broker_pid, t_exec (unix seconds just before exec)
+start_broker() {  # kind -> broker_pid, t_exec (unix ns just before exec)
   local bin=$midge
   [ "$1" = mosquitto ] && bin=$mosquitto
-  t_exec=$(date +%s.%N)
+  t_exec=$(date +%s%N)
   taskset -c 0 "$bin" -c "$work/$1.conf" >> "$work/$1.log" 2>&1 &
   broker_pid=$!
 }
@@ -125,7 +125,7 @@ run_case() {  # kind case
     load=(--scenario load-sessions --sessions "$sessions" --queued "$queued" --concurrency 256)
     probe_args=(--scenario probe-session --sessions "$sessions")
   fi
-  echo "  $kind $case: loading" >&2
+  echo "  $(date +%T) $kind $case: loading" >&2
   start_broker "$kind"
   wait_listener "$port"
   local loaded
@@ -143,9 +143,9 @@ run_case() {  # kind case
     rss_restored=$(rss_kb "$broker_pid")
     stop_broker
     probes+=("$p")
-    starts+=("$($py -c 'import json,sys; d=json.loads(sys.argv[1]); r=d.get("ready_unix_s",0)
-print(round(r-float(sys.argv[2]),3) if r>0 and d.get("check")=="pass" else -1)' "$p" "$t0")")
-    echo "  $kind $case: start $i ${starts[-1]} s" >&2
+    starts+=("$($py -c 'import json,sys; d=json.loads(sys.argv[1]); r=d.get("ready_unix_ns",0)
+print(round((r-int(sys.argv[2]))/1e9,3) if r>0 and d.get("check")=="pass" else -1)' "$p" "$t0")")
+    echo "  $(date +%T) $kind $case: start $i ${starts[-1]} s" >&2
   done
   $py - "$kind" "$case" "$loaded" "$rss_loaded" "$first_stop" "$store_kb" "$rss_restored" \
     "${probes[-1]}" "${starts[@]}" >> "$out" <<'PY'

@@ -36,10 +36,11 @@ const std::string kQueuePrefix = "midge-bench-queue/";
 const std::string kSessionPrefix = "midge-bench-session-";
 constexpr uint32_t kWindow = 1000;  // QoS 1 PUBLISHes awaiting PUBACK
 
-double unix_now() {
+// Wall clock in ns: recovery.sh compares it with the broker's exec time.
+int64_t unix_now_ns() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 class Populate final : public PacketHandler {
@@ -82,8 +83,8 @@ class Populate final : public PacketHandler {
   int attempts_ = 0;
   bool got_ = false;
   bool session_present_ = false;
-  double connack_at_ = 0;
-  double ready_at_ = 0;
+  int64_t connack_at_ = 0;
+  int64_t ready_at_ = 0;
 };
 
 void Populate::on_closed(Conn& conn, const char* why) {
@@ -101,14 +102,10 @@ void Populate::on_publish(Conn& conn, const PublishView& p, int64_t /*now*/) {
                                     : kQueuePrefix + std::to_string(o_.sessions - 1);
   if (p.topic == want && (!retained || p.retain) && !got_) {
     got_ = true;
-    ready_at_ = unix_now();
+    ready_at_ = unix_now_ns();
   }
-  if (p.qos == 1) {
-    AckPacket ack;
-    ack.packet_id = p.packet_id;
-    conn.send(Packet{ack});
-    loop_.mark(conn);
-  }
+  // No PUBACK: the session keeps its queue for the next restart (what is in
+  // flight is sent again then).
 }
 
 void Populate::on_packet(Conn& conn, Packet& packet, int64_t /*now*/) {
@@ -119,7 +116,7 @@ void Populate::on_packet(Conn& conn, Packet& packet, int64_t /*now*/) {
     }
     conn.connected = true;
     if (&conn == probe_.get()) {
-      connack_at_ = unix_now();
+      connack_at_ = unix_now_ns();
       session_present_ = c->session_present;
       if (o_.scenario == "probe-retained") {
         protocol::SubscribePacket s;
@@ -338,8 +335,8 @@ bool Populate::run(Report& report) {
   report.add("label", o_.label);
   if (o_.scenario.starts_with("probe")) {
     report.add("attempts", attempts_);
-    report.add("connack_unix_s", connack_at_);
-    report.add("ready_unix_s", ready_at_);
+    report.add("connack_unix_ns", connack_at_);
+    report.add("ready_unix_ns", ready_at_);
     report.add("session_present", static_cast<int>(session_present_));
   } else {
     report.add("retained", o_.scenario == "load-retained" ? o_.retained : 0);
