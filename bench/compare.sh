@@ -6,7 +6,7 @@
 # Each scenario gets a freshly started broker on a free loopback port.
 #
 #   bench/compare.sh [--quick] [--repeat N] [--build DIR] [--out FILE] [--no-two-workers]
-#                    [--tls | --tls-only] [--acl | --acl-only]
+#                    [--tls | --tls-only] [--acl | --acl-only] [--persist | --persist-only]
 #
 # --tls adds the TLS, WebSocket (ws) and wss scenarios (fan-in, fan-out,
 # pairs, and TLS handshakes per second of broker CPU), both brokers serving
@@ -18,6 +18,11 @@
 # and a deny line that takes part of their subscriptions, so every publish
 # and every delivery is checked); compare each ratio with the same scenario's
 # without ACL. --acl-only runs just those.
+#
+# --persist adds QoS 1 and QoS 2 fan-in (8 publishers, window 100) to a
+# persistent subscriber (clean session false): Mosquitto with persistence
+# true, Midge without persistence, with it, and with persistence_sync true;
+# each store in the run's temp dir. --persist-only runs just those.
 #
 # --repeat N runs every scenario N times (mosquitto and midge alternating)
 # and reports the median of each figure: this VM's speed drifts by 20 % or
@@ -36,6 +41,7 @@ out=""
 plain=1
 secure=0
 acl=0
+persist=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -47,7 +53,9 @@ while [ $# -gt 0 ]; do
     --tls-only) secure=1; plain=0 ;;
     --acl) acl=1 ;;
     --acl-only) acl=1; plain=0 ;;
-    -h|--help) sed -n 2,28p "$0"; exit 0 ;;
+    --persist) persist=1 ;;
+    --persist-only) persist=1; plain=0 ;;
+    -h|--help) sed -n 2,33p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -134,6 +142,17 @@ if [ $acl = 1 ]; then
   )
 fi
 
+# name|midge_bench arguments: the subscriber holds a persistent session; each
+# runs on mosquitto (persistence true), midge without persistence, midge with
+# it, and midge with persistence_sync true.
+persist_scenarios=()
+if [ $persist = 1 ]; then
+  persist_scenarios=(
+    "persist fan-in q1|--scenario fan-in --qos 1 --publishers 8 --window 100 --persistent"
+    "persist fan-in q2|--scenario fan-in --qos 2 --publishers 8 --window 100 --persistent"
+  )
+fi
+
 # A CA and a server certificate (EC P-256, SAN 127.0.0.1 and localhost)
 # that both brokers serve and midge_bench checks.
 make_certs() {
@@ -197,6 +216,12 @@ start_broker() {  # kind threads pin [transport] -> sets broker_pid, port
       echo "keyfile $work/certs/server.key" ;;
     esac
     [ "$transport" = acl ] && echo "acl_file $work/acl"
+    case $transport in persist|persist-sync)
+      mkdir -p "$work/db-$port"
+      echo "persistence true"
+      echo "persistence_location $work/db-$port/" ;;
+    esac
+    [ "$transport" = persist-sync ] && echo "persistence_sync true"
     echo "allow_anonymous true"
     echo "max_inflight_messages 1000"
     echo "max_queued_messages 1000000"
@@ -232,9 +257,11 @@ stop_broker() {
 run_one() {  # label kind threads broker_pin bench_pin name args [transport]
   local label=$1 kind=$2 threads=$3 bpin=$4 gpin=$5 name=$6 args=$7 transport=${8:-tcp}
   start_broker "$kind" "$threads" "$bpin" "$transport" || return 0
-  local perf_pid="" perf_out="$work/perf-$port.txt"
+  local perf_pid="" perf_out="$work/perf-$port.txt" events=raw_syscalls:sys_enter
+  # write(2) is RocksDB's WAL append (midge's sockets use sendmsg), fdatasync its sync.
+  case $transport in persist*) events+=,syscalls:sys_enter_write,syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync ;; esac
   if [ $have_perf = 1 ]; then
-    perf stat -e raw_syscalls:sys_enter -x, -o "$perf_out" -p "$broker_pid" > /dev/null 2>&1 &
+    perf stat -e "$events" -x, -o "$perf_out" -p "$broker_pid" > /dev/null 2>&1 &
     perf_pid=$!
   fi
   local cmd=("$bench" --host 127.0.0.1 --port "$port" --duration "$dur" --drain-timeout "$drain"
@@ -249,17 +276,27 @@ run_one() {  # label kind threads broker_pin bench_pin name args [transport]
   else
     line=$("${cmd[@]}" | grep '^{' || true)
   fi
-  local syscalls=-1
+  local syscalls=-1 writes=-1 syncs=-1 store_kb=-1
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
     syscalls=$(awk -F, '/raw_syscalls/ {print $1}' "$perf_out" 2>/dev/null | head -1)
     [[ "$syscalls" =~ ^[0-9]+$ ]] || syscalls=-1
+    writes=$(awk -F, '/sys_enter_write,/ {print $1}' "$perf_out" 2>/dev/null | head -1)
+    [[ "$writes" =~ ^[0-9]+$ ]] || writes=-1
+    syncs=$(awk -F, '/sys_enter_f(data)?sync,/ {n += $1; found = 1} END {if (found) print n}' "$perf_out" 2>/dev/null)
+    [[ "$syncs" =~ ^[0-9]+$ ]] || syncs=-1
   fi
   stop_broker
+  if [ -d "$work/db-$port" ]; then  # after the stop: Mosquitto writes its file on exit
+    store_kb=$(du -sk "$work/db-$port" | cut -f1)
+    rm -rf "$work/db-$port"
+  fi
   [ -n "$line" ] || line='{"error":"no output"}'
-  $py -c 'import json,sys; d=json.loads(sys.argv[1]); d["name"]=sys.argv[2]; d["broker_syscalls"]=int(sys.argv[3]); print(json.dumps(d))' \
-    "$line" "$name" "$syscalls" >> "$out"
+  $py -c 'import json,sys; d=json.loads(sys.argv[1]); d["name"]=sys.argv[2]; d["broker_syscalls"]=int(sys.argv[3])
+d["broker_writes"]=int(sys.argv[4]); d["broker_syncs"]=int(sys.argv[5]); d["store_kb"]=int(sys.argv[6]); d["setup"]=sys.argv[7]
+print(json.dumps(d))' \
+    "$line" "$name" "$syscalls" "$writes" "$syncs" "$store_kb" "$transport" >> "$out"
   printf '  %-10s %-18s %s\n' "$label" "$name" "$(echo "$line" | grep -o '"check":"[a-z]*"' || echo 'no result')" >&2
 }
 
@@ -288,6 +325,16 @@ for entry in "${secure_scenarios[@]}"; do
   for _ in $(seq "$repeat"); do
     run_one mosquitto mosquitto 1 0 1 "$name" "$args" "$transport"
     run_one midge midge 1 0 1 "$name" "$args" "$transport"
+  done
+done
+for entry in "${persist_scenarios[@]}"; do
+  name=${entry%%|*}
+  args=${entry#*|}
+  for _ in $(seq "$repeat"); do
+    run_one mosquitto mosquitto 1 0 1 "$name" "$args" persist
+    run_one midge-off midge 1 0 1 "$name" "$args"
+    run_one midge midge 1 0 1 "$name" "$args" persist
+    run_one midge-sync midge 1 0 1 "$name" "$args" persist-sync
   done
 done
 echo "compare.sh: $(( $(date +%s) - start )) s" >&2
@@ -349,8 +396,11 @@ def sc_per_msg(r):
     sc = r.get("broker_syscalls", -1)
     return "%.3f" % (sc / d) if sc >= 0 and d else "-"
 
-print("%-18s %-10s %11s %11s %8s %11s %13s %9s %7s" % ("scenario", "figure", "mosquitto", "midge",
-      "ratio", "midge 2w", "sc/msg md/mq", "cpu% md", "checks"))
+persist_names = [n for n in order if (n or "").startswith("persist ")]
+order = [n for n in order if n not in persist_names]
+if order:
+    print("%-18s %-10s %11s %11s %8s %11s %13s %9s %7s" % ("scenario", "figure", "mosquitto", "midge",
+          "ratio", "midge 2w", "sc/msg md/mq", "cpu% md", "checks"))
 for name in order:
     mq = by.get((name, "mosquitto"), {})
     md = by.get((name, "midge"), {})
@@ -366,6 +416,40 @@ for name in order:
             cpu = "%d/%d" % (md["broker_cpu_pct"], md.get("bench_cpu_pct", -1))
         print("%-18s %-10s %11s %11s %8s %11s %13s %9s %7s" % (name if i == 0 else "", title, fmt(a), fmt(b),
               ratio, fmt(c) if m2 else "", sc, cpu, checks))
+
+def ratio(a, b):
+    return "%.2fx" % (a / b) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0 else "-"
+
+def per(n, d):
+    return "%.1f" % (n / d) if isinstance(d, (int, float)) and d > 0 else "-"
+
+if persist_names:
+    print("%-18s %-11s %10s %8s %8s %9s %8s %9s %9s %8s %6s" % ("persistence", "broker", "msg/s", "p50 us",
+          "vs mosq", "vs md off", "cpu% md", "msg/write", "msg/fsync", "store kB", "check"))
+for name in persist_names:
+    mq = by.get((name, "mosquitto"), {})
+    off = by.get((name, "midge-off"), {})
+    for i, (label, title) in enumerate((("mosquitto", "mosquitto p"), ("midge-off", "midge off"),
+                                        ("midge", "midge p"), ("midge-sync", "midge p+sync"))):
+        r = by.get((name, label))
+        if not r:
+            continue
+        rate = r.get("delivered_per_s")
+        is_midge = label != "mosquitto"
+        # RocksDB appends each committed batch with one write(2); midge's sockets use sendmsg.
+        writes = per(r.get("delivered", 0), r.get("broker_writes")) if label in ("midge", "midge-sync") else "-"
+        syncs = per(r.get("delivered", 0), r.get("broker_syncs")) if label == "midge-sync" else "-"
+        cpu = "%d/%d" % (r["broker_cpu_pct"], r.get("bench_cpu_pct", -1)) if is_midge and r.get("broker_cpu_pct", -1) >= 0 else ""
+        store = fmt(r.get("store_kb")) if r.get("store_kb", -1) >= 0 else "-"
+        print("%-18s %-11s %10s %8s %8s %9s %8s %9s %9s %8s %6s" % (name if i == 0 else "", title, fmt(rate),
+              fmt(r.get("p50_us")), ratio(rate, mq.get("delivered_per_s")),
+              ratio(rate, off.get("delivered_per_s")) if is_midge else "", cpu, writes, syncs, store,
+              r.get("check", "?")))
+if persist_names:
+    print("persistence: the subscriber holds a persistent session (clean session false); mosquitto p =")
+    print("persistence true (it writes its file every autosave_interval and on exit); msg/write = delivered")
+    print("messages per write(2) of the broker (RocksDB WAL appends: messages per committed batch);")
+    print("msg/fsync = per fdatasync/fsync (perf syscall tracepoints); store kB = du after the stop")
 errors = [(r.get("name"), r.get("label"), r.get("error")) for r in rows if r.get("error")]
 for e in errors:
     print("error: %s / %s: %s" % e)

@@ -170,21 +170,22 @@ bool Flow::setup() {
     return false;
   }
   const std::string tag = run_tag();
-  auto start = [&](Conn& c, const std::string& id) {
+  auto start = [&](Conn& c, const std::string& id, bool persistent) {
     if (!c.start_connect(to, nullptr)) {
       error_ = "connect failed";
       return false;
     }
     loop_.add(c);
-    c.send(connect_packet(o_, id));
+    c.send(connect_packet(o_, id, persistent));
     loop_.mark(c);
     return true;
   };
   for (size_t i = 0; i < subs_.size(); ++i) {
-    if (!start(*subs_[i].conn, tag + "s" + std::to_string(i))) return false;
+    // Run-tagged ids: a persistent session is new (checked at CONNACK).
+    if (!start(*subs_[i].conn, tag + "s" + std::to_string(i), o_.persistent)) return false;
   }
   for (size_t i = 0; i < pubs_.size(); ++i) {
-    if (!start(*pubs_[i].conn, tag + "p" + std::to_string(i))) return false;
+    if (!start(*pubs_[i].conn, tag + "p" + std::to_string(i), false)) return false;
   }
   const int64_t deadline = now_ns() + static_cast<int64_t>(o_.connect_timeout * 1e9);
   while (error_.empty() && now_ns() < deadline) {
@@ -247,6 +248,10 @@ void Flow::on_subscriber_packet(Subscriber& s, Packet& packet, int64_t /*now*/) 
   } else if (auto* connack = std::get_if<protocol::ConnackPacket>(&packet)) {
     if (protocol::is_error(connack->reason)) {
       error_ = "subscriber refused by CONNACK";
+      return;
+    }
+    if (connack->session_present) {
+      error_ = "subscriber resumed an old session";
       return;
     }
     s.conn->connected = true;
@@ -449,6 +454,7 @@ void Flow::fill(Report& report, bool /*ok_check*/, const char* check) const {
   report.add("payload", static_cast<int64_t>(payload_.size()));
   report.add("publishers", static_cast<int64_t>(pubs_.size()));
   report.add("subscribers", static_cast<int64_t>(subs_.size()));
+  report.add("persistent", static_cast<int64_t>(o_.persistent));
   report.add("window", window_);
   report.add("rate", rate_);
   report.add("seconds", deliver_s);

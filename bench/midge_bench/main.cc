@@ -36,10 +36,14 @@ std::string run_tag() {
   return tag;
 }
 
-protocol::Packet connect_packet(const Options& options, const std::string& client_id) {
+protocol::Packet connect_packet(const Options& options, const std::string& client_id,
+                                bool persistent) {
   protocol::ConnectPacket c;
   c.version = options.version;
-  c.clean_start = true;
+  c.clean_start = !persistent;
+  if (persistent && options.version == protocol::Version::kV5) {
+    c.properties.session_expiry_interval = 0xFFFFFFFF;
+  }
   c.keep_alive = 0;  // idle connections must stay; runs are short
   c.client_id = client_id;
   return c;
@@ -68,6 +72,8 @@ int main(int argc, char** argv) {
     ok = run_handshakes(options, link, report);
   } else if (options.scenario == "retained") {
     ok = run_retained(options, link, report);
+  } else if (options.scenario.starts_with("load-") || options.scenario.starts_with("probe-")) {
+    ok = run_populate(options, link, report);
   } else {
     ok = run_flow(options, link, report);
   }

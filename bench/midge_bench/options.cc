@@ -14,7 +14,8 @@ constexpr const char* kUsage = R"(usage: midge_bench [options]
   --host H              broker address (127.0.0.1)
   --port P              broker port (1883)
   --scenario S          fan-in | fan-out | pairs | shared | latency | connections |
-                        handshakes | retained
+                        handshakes | retained | load-retained | load-sessions |
+                        probe-retained | probe-session (bench/recovery.sh)
   --publishers N        publishers (fan-in 8, fan-out 1, pairs 100, shared 8, latency 1)
   --subscribers N       subscribers (fan-in 1, fan-out 100, pairs = publishers, shared 4)
   --qos Q               0, 1 or 2 (0)
@@ -22,7 +23,7 @@ constexpr const char* kUsage = R"(usage: midge_bench [options]
   --window N            outstanding messages per publisher, 0 = open loop flood (100);
                         QoS 0: counted end to end (sent - received by the slowest
                         subscriber); QoS 1/2: also bounded by unacknowledged messages
-  --duration S          seconds of sending (5)
+  --duration S          seconds of sending (5); probe-*: give up after S seconds
   --messages N          total messages to send instead of a duration
   --rate R              total messages/s over all publishers (latency: 10000)
   --drain-timeout S     seconds to wait for the last deliveries (10)
@@ -31,9 +32,13 @@ constexpr const char* kUsage = R"(usage: midge_bench [options]
   --connections N       connections scenario: idle connections (10000)
   --sources K           connections scenario: 127.0.0.x source addresses (N/10000 + 1)
   --hold S              connections scenario: idle seconds before measuring (1)
-  --retained N          retained scenario: retained topics (100000)
+  --retained N          retained, load-retained, probe-retained: retained topics (100000)
   --handshakes N        handshakes scenario: connections opened (CONNECT, CONNACK,
                         DISCONNECT, close) with at most --concurrency in flight (10000)
+  --persistent          fan-in, fan-out, pairs, shared: subscribers hold persistent
+                        sessions (3.1.1 clean session false; 5.0 session expiry)
+  --sessions N          load-sessions, probe-session: persistent sessions (100000)
+  --queued K            load-sessions: QoS 1 messages queued per session (10)
   --concurrency N       connections and handshakes scenarios: connects in flight (256)
   --tls                 MQTT over TLS (full handshakes, no session resumption)
   --cafile F            CA certificates to check the broker's certificate with
@@ -53,7 +58,7 @@ enum Opt : int {
   kHost = 1000, kPort, kScenario, kPublishers, kSubscribers, kQos, kPayload, kWindow,
   kDuration, kMessages, kRate, kDrain, kVersion, kBrokerPid, kConnections, kSources, kHold,
   kRetained, kLabel, kJson, kCheck, kQuiet, kHelp, kHandshakes, kConcurrency, kTls, kCafile,
-  kCert, kKey, kInsecure, kWs, kWsPath,
+  kCert, kKey, kInsecure, kWs, kWsPath, kPersistent, kSessions, kQueued,
 };
 
 bool number(const char* text, double& out) {
@@ -98,6 +103,9 @@ bool parse_options(int argc, char** argv, Options& o, int& exit_code) {
       {"insecure", no_argument, nullptr, kInsecure},
       {"ws", no_argument, nullptr, kWs},
       {"ws-path", required_argument, nullptr, kWsPath},
+      {"persistent", no_argument, nullptr, kPersistent},
+      {"sessions", required_argument, nullptr, kSessions},
+      {"queued", required_argument, nullptr, kQueued},
       {nullptr, 0, nullptr, 0},
   };
   exit_code = 2;
@@ -123,6 +131,9 @@ bool parse_options(int argc, char** argv, Options& o, int& exit_code) {
       case kInsecure: o.insecure = true; break;
       case kWs: o.ws = true; break;
       case kWsPath: o.ws_path = optarg; break;
+      case kPersistent: o.persistent = true; break;
+      case kSessions: if (!need_number("sessions") || v < 1) return false; o.sessions = static_cast<int>(v); break;
+      case kQueued: if (!need_number("queued")) return false; o.queued = static_cast<int>(v); break;
       case kHandshakes: if (!need_number("handshakes")) return false; o.handshakes = static_cast<int>(v); break;
       case kConcurrency: if (!need_number("concurrency") || v < 1) return false; o.connect_concurrency = static_cast<int>(v); break;
       case kHelp: std::fputs(kUsage, stdout); exit_code = 0; return false;
@@ -154,7 +165,8 @@ bool parse_options(int argc, char** argv, Options& o, int& exit_code) {
   }
   static constexpr std::string_view kScenarios[] = {"fan-in", "fan-out", "pairs", "shared",
                                                     "latency", "connections", "handshakes",
-                                                    "retained"};
+                                                    "retained", "load-retained", "load-sessions",
+                                                    "probe-retained", "probe-session"};
   bool known = false;
   for (std::string_view s : kScenarios) known = known || s == o.scenario;
   if (!known) {

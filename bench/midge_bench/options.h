@@ -12,7 +12,8 @@ struct Options {
   std::string host = "127.0.0.1";
   int port = 1883;
   std::string scenario = "fan-in";  // fan-in fan-out pairs shared latency connections
-                                    // handshakes retained
+                                    // handshakes retained load-retained load-sessions
+                                    // probe-retained probe-session
   std::string label;                // free text copied into the report (e.g. broker name)
   int publishers = -1;              // -1: the scenario's default
   int subscribers = -1;
@@ -36,6 +37,9 @@ struct Options {
   double hold = 1;          // seconds idle connections are held before measuring memory
   int retained = 100000;    // retained scenario
   int handshakes = 10000;   // handshakes scenario
+  bool persistent = false;  // flow subscribers hold persistent sessions
+  int sessions = 100000;    // load-sessions, probe-session
+  int queued = 10;          // load-sessions: QoS 1 messages queued per session
   // Under MQTT: TLS and/or WebSocket (both: wss).
   bool tls = false;
   std::string cafile;

@@ -104,6 +104,51 @@ def test_retained_all_arrive(broker):
     assert r["received"] == 2000 and r["duplicated"] == 0 and r["check"] == "pass", r
 
 
+# ------------------------------------------------------------ persistence (issue 12)
+
+# Mosquitto started as root drops to user 'mosquitto', which cannot write the tmp dirs.
+PERSIST_USER = ["user root"] if IS_MOSQUITTO and os.geteuid() == 0 else []
+
+
+def persist_conf(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir(exist_ok=True)
+    return BENCH_CONF + PERSIST_USER + ["persistence true", "persistence_location %s/" % store]
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_fan_in_qos1_to_persistent_subscriber(broker, tmp_path, version):
+    b = broker(persist_conf(tmp_path))
+    r = run_bench(b, "--scenario", "fan-in", "--qos", 1, "--publishers", 4, "--window", 50,
+                  "--messages", 4000, "--persistent", "--mqtt-version", version)
+    assert r["persistent"] == 1 and r["expected"] == 4000
+    assert_exactly_once(r)
+
+
+def test_loaded_sessions_and_retained_survive_a_restart(broker, tmp_path):
+    """bench/recovery.sh's loader and probes: what load-* stored, probe-* finds after a
+    restart (the probe of a session gets its first queued message)."""
+    b = broker(persist_conf(tmp_path))
+    r = run_bench(b, "--scenario", "load-sessions", "--sessions", 200, "--queued", 3,
+                  "--concurrency", 16)
+    assert r["acked"] == 600 and r["check"] == "pass", r
+    r = run_bench(b, "--scenario", "load-retained", "--retained", 1000)
+    assert r["acked"] == 1000 and r["check"] == "pass", r
+    b.restart()
+    r = run_bench(b, "--scenario", "probe-session", "--sessions", 200, "--duration", 10)
+    assert r["check"] == "pass" and r["session_present"] == 1 and r["ready_unix_ns"] > 0, r
+    r = run_bench(b, "--scenario", "probe-retained", "--retained", 1000, "--duration", 10)
+    assert r["check"] == "pass" and r["ready_unix_ns"] > 0, r
+
+
+def test_probe_without_the_restored_message_fails(broker, tmp_path):
+    """A probe does not succeed on an empty broker: it needs the restored message."""
+    b = broker(persist_conf(tmp_path))
+    r = run_bench(b, "--scenario", "probe-retained", "--retained", 10, "--duration", 1,
+                  expect_rc=1)
+    assert r["check"] == "fail" and r["ready_unix_ns"] == 0, r
+
+
 def test_idle_connections_all_accepted(broker):
     b = broker(BENCH_CONF)
     r = run_bench(b, "--scenario", "connections", "--connections", 300, "--sources", 3,
