@@ -1,6 +1,5 @@
 // Idle connections: how fast the broker accepts them (CONNECT..CONNACK) and
 // what each one costs in broker memory (VmRSS from /proc/PID/status).
-#include <sys/resource.h>
 
 #include <arpa/inet.h>
 
@@ -74,12 +73,7 @@ bool Connections::open_one(const sockaddr_in& to) {
 }
 
 bool Connections::run(Report& report) {
-  // The hard limit (20000 here) bounds one process; raise the soft one.
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
+  raise_fd_limit();  // the hard limit (20000 here) bounds one process
   const int n = std::max(o_.connections, 1);
   const int k = o_.sources > 0 ? o_.sources : n / 10000 + 1;
   for (int i = 0; i < k; ++i) {

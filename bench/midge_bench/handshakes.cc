@@ -3,7 +3,6 @@
 // closes, with at most --concurrency in flight. Reports handshakes per second
 // and per second of broker CPU (what a reconnect storm costs the broker).
 #include <arpa/inet.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstring>
@@ -148,12 +147,7 @@ bool Handshakes::run(Report& report) {
 }  // namespace
 
 bool run_handshakes(const Options& options, const Link& link, Report& report) {
-  // Each connection holds one descriptor; raise the soft limit as far as allowed.
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
+  raise_fd_limit();
   Handshakes h(options, link);
   return h.run(report);
 }

@@ -9,7 +9,6 @@
 //   probe-session   resumes the last session and waits for its first queued message
 // Session and topic names carry no run tag: the probe is another process.
 #include <arpa/inet.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -355,11 +354,7 @@ bool Populate::run(Report& report) {
 }  // namespace
 
 bool run_populate(const Options& options, const Link& link, Report& report) {
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
+  raise_fd_limit();
   Populate p(options, link);
   return p.run(report);
 }

@@ -86,4 +86,8 @@ double cpu_seconds(int pid);
 // VmRSS of a process in kB from /proc/PID/status; -1 when unknown.
 int64_t rss_kb(int pid);
 
+// Raises this process's soft limit of open descriptors to the hard one:
+// each connection holds one.
+void raise_fd_limit();
+
 }  // namespace midge::bench
