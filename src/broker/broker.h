@@ -21,6 +21,7 @@
 #include "broker/authenticator.h"
 #include "broker/interest.h"
 #include "broker/link.h"
+#include "util/log_type.h"
 #include "broker/message.h"
 #include "broker/session.h"
 #include "broker/shared_state.h"
@@ -46,6 +47,11 @@ class Router {
   virtual bool broadcast(const MessagePtr& message, bool durable) = 0;
   // Delivers a message to a $share group member that lives on `member.worker`.
   virtual void deliver_shared(const SharedMember& member, const MessagePtr& message) = 0;
+  // A log line of `type` (written only if `log_type` has it; see SharedState::logs).
+  virtual void log(util::LogType type, const std::string& line) {
+    (void)type;
+    (void)line;
+  }
 };
 
 class Broker {
@@ -100,6 +106,9 @@ class Broker {
   void on_shared_delivery(const SharedMember& member, const MessagePtr& message, TimePoint now);
   // A message from the broker itself ($SYS); retained.
   void publish_internal(std::string topic, std::string payload, bool retain, TimePoint now);
+  // `log_dest topic`: a log line on $SYS/broker/log/E, W, N, I, M/subscribe, M/unsubscribe or
+  // WS, at QoS 2 with a 20 s message expiry, not retained (as Mosquitto 2.0).
+  void publish_log(util::LogType type, std::string line, TimePoint now);
 
   // Runs due timers: delayed wills, session expiry, $SYS (on worker 0).
   void tick(TimePoint now);

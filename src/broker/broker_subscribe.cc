@@ -54,6 +54,10 @@ void Broker::subscribe_all(Session& session, const protocol::SubscribePacket& p,
     const bool existed = session.subscriptions.count(sub.filter) != 0;
     const ReasonCode reason = subscribe_one(session, sub, subscription_id, now);
     ack.reasons.push_back(reason);
+    if (shared_.logs(util::LogType::kSubscribe)) {  // `log_type subscribe`: "client qos filter", as Mosquitto
+      router_.log(util::LogType::kSubscribe,
+                  session.client_id + " " + std::to_string(static_cast<unsigned>(reason)) + " " + sub.filter);
+    }
     if (protocol::is_error(reason)) continue;
     // Retain Handling 0: always send retained messages, 1: only for a new
     // subscription, 2: never [MQTT-3.3.1-9..11].
@@ -173,6 +177,7 @@ void Broker::handle_unsubscribe(Session& session, const protocol::UnsubscribePac
   for (const std::string& filter : p.filters) {
     const std::string_view mount = session.link->mount_point();
     const bool existed = unsubscribe_one(session, mount.empty() ? filter : mount_filter(mount, filter));
+    if (shared_.logs(util::LogType::kUnsubscribe)) router_.log(util::LogType::kUnsubscribe, session.client_id + " " + filter);
     ack.reasons.push_back(existed ? ReasonCode::kSuccess : ReasonCode::kNoSubscriptionExisted);
   }
   protocol::encode(ack, session.version, session.link->out());

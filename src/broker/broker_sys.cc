@@ -56,6 +56,33 @@ std::string fixed2(double v) {
 
 }  // namespace
 
+namespace {
+
+std::string_view log_topic(util::LogType type) {
+  switch (type) {
+    case util::LogType::kError: return "$SYS/broker/log/E";
+    case util::LogType::kWarning: return "$SYS/broker/log/W";
+    case util::LogType::kNotice: return "$SYS/broker/log/N";
+    case util::LogType::kInformation: return "$SYS/broker/log/I";
+    case util::LogType::kSubscribe: return "$SYS/broker/log/M/subscribe";
+    case util::LogType::kUnsubscribe: return "$SYS/broker/log/M/unsubscribe";
+    case util::LogType::kWebsockets: return "$SYS/broker/log/WS";
+    case util::LogType::kDebug: return "$SYS/broker/log/D";
+  }
+  return "$SYS/broker/log/E";
+}
+
+}  // namespace
+
+void Broker::publish_log(util::LogType type, std::string line, TimePoint now) {
+  MessageFields f;
+  f.topic = log_topic(type);
+  f.payload = line;
+  f.qos = 2;
+  f.expires_at = now + std::chrono::seconds(20);
+  route(Message::create(f), now, /*from_remote=*/false);
+}
+
 void Broker::publish_sys(TimePoint now) {
   const Totals t = sum(shared_.worker_stats);
   auto pub = [&](const std::string& name, const std::string& value) {

@@ -18,6 +18,7 @@
 #include "broker/retained_store.h"
 #include "broker/stats.h"
 #include "protocol/packets.h"
+#include "util/log_type.h"
 #include "util/string_hash.h"
 #include "util/time.h"
 
@@ -139,6 +140,10 @@ struct SharedState {
   // rules (no acl_file): every topic is allowed. Set before the workers
   // start; thread-safe (a reload happens inside it).
   std::shared_ptr<Authorizer> authorizer;
+  // The `log_type` set in force (util::LogType bits): a line of a type that is not logged is not
+  // even built (subscribe lines are on the SUBSCRIBE path). Set by the server, also on reload.
+  std::atomic<uint32_t> log_types{util::kDefaultLogTypes};
+  bool logs(util::LogType type) const { return (log_types.load(std::memory_order_relaxed) & util::log_bit(type)) != 0; }
 };
 
 }  // namespace midge::broker

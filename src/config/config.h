@@ -83,11 +83,12 @@ struct Config {
   bool persistence_sync = false;
   uint32_t autosave_interval = 1800;
   std::vector<std::string> log_dest;  // raw values: "stderr", "file /var/log/x.log", "syslog", ...; empty = default (stderr)
+  std::optional<uint32_t> log_facility;  // syslog local0..local7; unset = daemon
   std::vector<std::string> log_type;  // "error", "warning", ..., "all", "none"; empty = default set
   bool connection_messages = true;
   bool log_timestamp = true;
   std::string log_timestamp_format;
-  std::optional<std::string> user;  // unset: no privilege drop (mosquitto's default is "mosquitto")
+  std::string user = "midge";  // as Mosquitto's "mosquitto": if missing, nobody
   uint16_t websockets_log_level = 0;
   // "file:line: ..." for options Midge accepts but does not apply, and ignored extra arguments.
   std::vector<std::string> warnings;

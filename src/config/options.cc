@@ -285,10 +285,7 @@ Err set_log_dest(ParseState& st, const Value& v) {
     return std::nullopt;
   }
   if (!rest.empty() && rest.front() != '#') st.warn("extra argument '" + std::string(rest) + "' for log_dest ignored");
-  if (dest == "topic" || dest == "dlt") {
-    st.warn("option 'log_dest " + std::string(dest) + "' is not applied by Midge yet (" +
-            (dest == "topic" ? "log lines are not published under $SYS/broker/log" : "there is no DLT output") + ")");
-  }
+  if (dest == "dlt") st.warn("option 'log_dest dlt' is not applied by Midge yet (there is no DLT output)");
   st.config.log_dest.emplace_back(dest);
   return std::nullopt;
 }
@@ -335,11 +332,11 @@ constexpr Option kOptions[] = {
   refuse(unsupported("clientid_prefixes", Scope::kGlobal, "Deprecated: only allow client ids with this prefix."), "client id prefixes are not checked; clients with any client id would be accepted"),
   opt<&Config::connection_messages>("connection_messages", B, R, "Log client connects and disconnects."),
   special("include_dir", Kind::kPath, Scope::kGlobal, kNoFlags, "Parse every *.conf file in this directory, in mosquitto's order.", &set_include_dir),
-  special("log_dest", Kind::kSpecial, Scope::kGlobal, R, "Log destination: stdout, stderr, syslog, file PATH or none; repeatable (topic and dlt: a warning).", &set_log_dest, &show_log_dest),
-  warn(unsupported("log_facility", Scope::kGlobal, "Syslog facility local0..local7."), "syslog lines use the daemon facility"),
+  special("log_dest", Kind::kSpecial, Scope::kGlobal, R, "Log destination: stdout, stderr, syslog, topic ($SYS/broker/log/...), file PATH or none; repeatable (dlt: a warning).", &set_log_dest, &show_log_dest),
+  opt<&Config::log_facility>("log_facility", U, R, "Syslog facility: N means localN (0..7); unset = daemon.", 0, 7),
   opt<&Config::log_timestamp>("log_timestamp", B, R, "Prefix each log line with a timestamp."),
   opt<&Config::log_timestamp_format>("log_timestamp_format", S, R, "strftime() format of the log timestamp (local time); unset = seconds since the epoch."),
-  warn({"log_type", E, Scope::kGlobal, R, 0, 0, kLogTypes, "Message types to log; repeatable.", &store<&Config::log_type>, &show_log_type, Applied::kYes, {}, {}}, "every message type is logged", "all"),
+  {"log_type", E, Scope::kGlobal, R, 0, 0, kLogTypes, "Message types to log; repeatable. Midge writes no per-packet debug lines (Mosquitto's -v shows each packet).", &store<&Config::log_type>, &show_log_type, Applied::kYes, {}, {}},
   opt<&Config::max_inflight_bytes>("max_inflight_bytes", U, R, "Per-client limit of the payload bytes of outgoing QoS 1/2 messages in flight: a message goes out while fewer bytes are in flight, the others wait in the queue; 0 = no limit.", 0, kI64),
   opt<&Config::max_inflight_messages>("max_inflight_messages", U, R, "Per-client limit of outgoing QoS 1/2 messages in flight; 0 = no limit.", 0, 65535),
   opt<&Config::max_keepalive>("max_keepalive", U, R, "Largest keepalive accepted; MQTT 5 clients asking for more are told this value.", 10, 65535),
@@ -370,7 +367,7 @@ constexpr Option kOptions[] = {
   opt<&Config::sys_interval>("sys_interval", U, R, "Seconds between $SYS updates; 0 disables $SYS.", 0, 65535),
   opt<&Config::thread_count>("thread_count", U, kMidgeExtension, "Worker threads; 0 = one per core.", 0, 1024),
   opt<&Config::upgrade_outgoing_qos>("upgrade_outgoing_qos", B, R, "Deliver at the subscription's granted QoS, not the lower of it and the published one (non-standard, breaks MQTT-3.8.4-8)."),
-  opt<&Config::user>("user", S, kNoFlags, "When started as root, switch to this user after opening listeners, log and pid files (unknown user: nobody). Unset = stay root."),
+  opt<&Config::user>("user", S, kNoFlags, "When started as root, switch to this user after opening listeners, log and pid files and the store ('root': stay root). If user 'midge' does not exist, 'nobody' is used; any other user that does not exist stops the start-up."),
   // ---- listeners ----
   special("bind_address", S, Scope::kListener, D, "Deprecated: bind address of the default listener.", &set_bind_address),
   refuse(unsupported("bind_interface", Scope::kListener, "Listen only on this network interface.", D), "the listener would accept connections on every interface"),

@@ -21,7 +21,7 @@ constexpr auto kPause = milliseconds(1);
 }  // namespace
 
 Worker::Worker(unsigned index, broker::SharedState& shared, std::vector<std::unique_ptr<Worker>>& all,
-               std::function<void(const std::string&)> log)
+               std::function<void(util::LogType, const std::string&)> log)
     : index_(index), shared_(shared), all_(all), log_(std::move(log)), broker_(index, shared, *this) {}
 
 Worker::~Worker() {

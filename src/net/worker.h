@@ -28,7 +28,7 @@ class Server;
 class Worker final : public broker::Router {
  public:
   Worker(unsigned index, broker::SharedState& shared, std::vector<std::unique_ptr<Worker>>& all,
-         std::function<void(const std::string&)> log);
+         std::function<void(util::LogType, const std::string&)> log);
   ~Worker() override;
 
   void start();   // spawns the thread
@@ -41,10 +41,12 @@ class Worker final : public broker::Router {
   unsigned index() const { return index_; }
   unsigned worker_count() const { return static_cast<unsigned>(all_.size()); }
   const broker::Settings& settings() const { return broker_.settings(); }
-  void log(const std::string& line) { log_(line); }
-  // Connection events, unless `connection_messages false`.
+  // A line typed by its prefix ("Error: ", "Warning: "; otherwise information).
+  void log(const std::string& line) { log_(util::log_type_of_line(line), line); }
+  void log(util::LogType type, const std::string& line) override { log_(type, line); }
+  // Connection events (notices, as in Mosquitto), unless `connection_messages false`.
   void log_connection(const std::string& line) {
-    if (broker_.settings().connection_messages) log_(line);
+    if (broker_.settings().connection_messages) log_(util::LogType::kNotice, line);
   }
 
   // A freshly accepted socket for this worker (called on this thread); its
@@ -121,7 +123,7 @@ class Worker final : public broker::Router {
   const unsigned index_;
   broker::SharedState& shared_;
   std::vector<std::unique_ptr<Worker>>& all_;
-  std::function<void(const std::string&)> log_;
+  std::function<void(util::LogType, const std::string&)> log_;
   EventLoop loop_;
   broker::Broker broker_;
   std::thread thread_;

@@ -1,6 +1,9 @@
 #include "server/persistence.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -147,6 +150,25 @@ bool recover(broker::Store& store, broker::SharedState& shared, std::vector<std:
       (replayed ? ", " + std::to_string(replayed) + " routed again" : std::string()) + ") in " + std::to_string(ms) +
       " ms" + (problems ? ", skipping " + std::to_string(problems) + " damaged records" : std::string()) + ".");
   return true;
+}
+
+bool hand_over_store(const std::string& dir, uid_t uid, gid_t gid) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return false;
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    ::close(fd);
+    return false;
+  }
+  bool ok = ::fchown(fd, uid, gid) == 0;
+  while (const dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    ok = ok && ::fchownat(fd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0;
+  }
+  const int error = errno;
+  ::closedir(d);
+  errno = error;
+  return ok;
 }
 
 }  // namespace midge::server

@@ -2,6 +2,8 @@
 // back into the workers before any listener opens (issue 12).
 #pragma once
 
+#include <sys/types.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,5 +35,10 @@ std::unique_ptr<broker::Store> open_store(const config::Config& cfg, const Say& 
 // the store cannot be read at all.
 bool recover(broker::Store& store, broker::SharedState& shared, std::vector<std::unique_ptr<net::Worker>>& workers,
              const Say& say);
+
+// Started as root and about to switch user: the store's directory and the files in it become
+// `uid`'s, so that the store can go on writing (new files) and be opened by the next start.
+// Symbolic links are not followed. False with errno set on failure.
+bool hand_over_store(const std::string& dir, uid_t uid, gid_t gid);
 
 }  // namespace midge::server

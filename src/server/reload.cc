@@ -12,8 +12,8 @@ namespace {
 // The options that end up in broker::Settings (make_settings in
 // server.cc), which every worker replaces on reload, the global files and
 // the logger's destinations and timestamps.
-constexpr std::array<std::string_view, 25> kLive = {
-    "check_retain_source",   "log_timestamp",        "log_timestamp_format", "max_inflight_bytes",
+constexpr std::array<std::string_view, 26> kLive = {
+    "check_retain_source",   "log_timestamp",        "log_timestamp_format", "log_facility", "max_inflight_bytes",
     "allow_anonymous",       "max_queued_messages",  "max_queued_bytes",
     "queue_qos0_messages",   "upgrade_outgoing_qos", "max_inflight_messages",
     "message_size_limit",    "max_packet_size",      "max_pending_output",
@@ -91,7 +91,7 @@ ConfigChanges compare_configs(const config::Config& before, const config::Config
     out.applied.push_back("log_dest " + join(before.log_dest) + " -> " + join(after.log_dest));
   }
   if (before.log_type != after.log_type) {
-    out.restart.push_back("log_type " + join(before.log_type) + " -> " + join(after.log_type));
+    out.applied.push_back("log_type " + join(before.log_type) + " -> " + join(after.log_type));
   }
   compare_listeners(before, after, out);
   return out;

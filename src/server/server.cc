@@ -39,6 +39,7 @@
 #include "server/reload.h"
 #include "server/logger.h"
 #include "server/startup_checks.h"
+#include "server/systemd.h"
 
 namespace midge::server {
 namespace {
@@ -282,47 +283,66 @@ void reload_tls(const std::vector<std::unique_ptr<net::Listener>>& listeners, co
 }
 
 // O_NOFOLLOW: started as root, Midge must not write through a symbolic link that the owner of the
-// pid file's directory planted there (security review M7).
-void write_pid_file(const std::string& path, Logger& log) {
-  if (path.empty()) return;
+// pid file's directory planted there (security review M7). False (logged) when it cannot be
+// written: like Mosquitto, the broker then does not start.
+bool write_pid_file(const std::string& path, Logger& log) {
+  if (path.empty()) return true;
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
   const std::string text = std::to_string(getpid()) + "\n";
   const bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   const int error = errno;
   if (fd >= 0) ::close(fd);
-  if (!ok) log.log("Warning: Unable to write pid file " + path + ": " + std::strerror(error) + ".");
+  if (!ok) log.log("Error: Unable to write pid file " + path + ": " + std::strerror(error) + ".");
+  return ok;
 }
 
-// `user NAME`: started as root, switch to that user once the listeners, the log and the pid file
-// are open. An unknown user falls back to nobody, as in mosquitto. Without `user`, nothing changes.
-bool drop_privileges(const std::optional<std::string>& user, Logger& log) {
-  if (!user) return true;
-  if (geteuid() != 0) {
-    log.log("Not started as root: option 'user " + *user + "' has no effect.");
-    return true;
-  }
-  if (*user == "root") {
+// The user Midge runs as once started as root: `user` ("midge" by default). Null when it stays
+// as it is (not started as root, or `user root`) or cannot switch (`error` then says why).
+struct Identity {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+std::optional<Identity> target_identity(const std::string& user, Logger& log, std::string& error) {
+  if (geteuid() != 0) return std::nullopt;
+  if (user == "root") {
     log.log("Warning: running as root, as option 'user root' asks.");
-    return true;
+    return std::nullopt;
   }
-  std::string name = *user;
+  // As Mosquitto 2.0: the default user, if missing, falls back to nobody; another is an error.
+  std::string name = user;
   const passwd* pw = ::getpwnam(name.c_str());
+  if (!pw && name != "midge") {
+    error = "Error: Unable to drop privileges to '" + name + "' because this user does not exist.";
+    return std::nullopt;
+  }
   if (!pw) {
-    log.log("Warning: user '" + name + "' does not exist; switching to user 'nobody' instead.");
+    log.log("Warning: Unable to drop privileges to '" + name +
+            "' because this user does not exist. Trying 'nobody' instead.");
     name = "nobody";
     pw = ::getpwnam(name.c_str());
   }
   if (!pw) {
-    log.log("Error: cannot drop privileges: user 'nobody' does not exist either.");
+    error = "Error: Unable to drop privileges to 'nobody'.";
+    return std::nullopt;
+  }
+  return Identity{name, pw->pw_uid, pw->pw_gid};
+}
+
+// Started as root: switch to `who` once the listeners, the log, the pid file and the store are
+// open. What is written later (the store's new files, a log file reopened on SIGHUP) must be
+// theirs: the store directory and the log files Midge created are handed over first.
+bool drop_privileges(const Identity& who, Logger& log, const std::string& store_dir) {
+  log.hand_over(who.uid, who.gid);
+  if (!store_dir.empty() && !hand_over_store(store_dir, who.uid, who.gid)) {
+    log.log("Error: cannot give the store " + store_dir + " to user '" + who.name + "': " + std::strerror(errno) + ".");
     return false;
   }
-  const uid_t uid = pw->pw_uid;
-  const gid_t gid = pw->pw_gid;
-  if (::initgroups(name.c_str(), gid) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
-    log.log("Error: cannot switch to user '" + name + "': " + std::strerror(errno) + ".");
+  if (::initgroups(who.name.c_str(), who.gid) != 0 || ::setgid(who.gid) != 0 || ::setuid(who.uid) != 0) {
+    log.log("Error: cannot switch to user '" + who.name + "': " + std::strerror(errno) + ".");
     return false;
   }
-  log.log("Running as user '" + name + "'.");
+  log.log("Running as user '" + who.name + "'.");
   return true;
 }
 
@@ -387,6 +407,20 @@ void apply_config(const config::Config& before, const config::Config& after, Acc
   }
 }
 
+// The `log_type` set (util::LogType bits): Mosquitto's default set when none is given; -v: all.
+uint32_t log_types(const config::Config& cfg, bool verbose) {
+  if (verbose) return util::kAllLogTypes;
+  if (cfg.log_type.empty()) return util::kDefaultLogTypes;
+  uint32_t types = 0;
+  for (const std::string& word : cfg.log_type) types |= util::log_types_of(word);
+  return types;
+}
+
+void set_log_types(Logger& log, broker::SharedState& shared, uint32_t types) {
+  log.set_types(types);
+  shared.log_types.store(types, std::memory_order_relaxed);
+}
+
 sigset_t block_signals() {
   sigset_t signals;
   sigemptyset(&signals);
@@ -413,6 +447,7 @@ void wait_for_stop(const sigset_t& signals, Logger& log, const std::function<voi
       reload();
       continue;
     }
+    systemd::stopping();
     log.log(std::string("midge received signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping.");
     return;
   }
@@ -434,12 +469,14 @@ int run(int argc, char** argv) {
 
   Logger log;
   if (std::string err = log.configure(opt.verbose ? std::vector<std::string>{} : cfg.log_dest, cfg.log_timestamp,
-                                     cfg.log_timestamp_format);
+                                     cfg.log_timestamp_format, cfg.log_facility);
       !err.empty()) {
     std::fprintf(stderr, "Error: %s\n", err.c_str());
     return 1;
   }
+  log.set_types(log_types(cfg, opt.verbose));
   auto say = [&log](const std::string& line) { log.log(line); };
+  auto typed_say = [&log](util::LogType type, const std::string& line) { log.log(type, line); };
   say(std::string("midge version ") + kVersion + " starting");
   say(opt.config_file.empty() ? "Using default config." : "Config loaded from " + opt.config_file + ".");
   for (const std::string& w : cfg.warnings) say("Warning: " + w);
@@ -448,10 +485,17 @@ int run(int argc, char** argv) {
     say("Create a configuration file which defines a listener to allow remote access.");
   }
   raise_file_limit();
+  std::string user_error;
+  const std::optional<Identity> identity = target_identity(cfg.user, log, user_error);
+  if (!user_error.empty()) {
+    say(user_error);
+    return 1;
+  }
 
   HeapTrimmer heap;
   broker::SharedState shared(make_settings(cfg));
   shared.start_time = Clock::now();
+  set_log_types(log, shared, log_types(cfg, opt.verbose));
   // Like Mosquitto, a password file that cannot be read stops the start-up
   // (with its exit code 13); bad lines in it only drop those users. An
   // acl_file that cannot be read or has a bad line stops it too.
@@ -477,7 +521,7 @@ int run(int argc, char** argv) {
   std::unique_ptr<broker::Store> store;
   std::vector<std::unique_ptr<net::Listener>> listeners;
   std::vector<std::unique_ptr<net::Worker>> workers;
-  for (unsigned i = 0; i < threads; ++i) workers.push_back(std::make_unique<net::Worker>(i, shared, workers, say));
+  for (unsigned i = 0; i < threads; ++i) workers.push_back(std::make_unique<net::Worker>(i, shared, workers, typed_say));
   for (auto& w : workers) shared.worker_stats.push_back(&w->stats());
   if (cfg.persistence) {
     store = open_store(cfg, say);
@@ -489,16 +533,26 @@ int run(int argc, char** argv) {
     say("Error: cannot daemonize.");
     return 1;
   }
-  write_pid_file(cfg.pid_file, log);
-  if (!drop_privileges(cfg.user, log)) return 1;
+  if (!write_pid_file(cfg.pid_file, log)) return 1;
+  if (identity && !drop_privileges(*identity, log, cfg.persistence ? store_path(cfg) : "")) return 1;
 
   for (auto& w : workers) w->start();
+  // `log_dest topic`: worker 0 publishes each line on $SYS/broker/log/... (Broker::publish_log).
+  net::Worker* first = workers[0].get();
+  log.set_topic_sink([first](util::LogType type, const std::string& line) {
+    first->loop().post([first, type, line] { first->broker().publish_log(type, line, Clock::now()); });
+  });
   say(std::string("midge version ") + kVersion + " running");
   log.flush();  // start-up lines go out at once
+  systemd::ready();
   config::Config current = cfg;
   wait_for_stop(signals, log, [&] {
     heap.tick(shared);
   }, [&] {
+    systemd::reloading();
+    struct ReadyAgain {  // whichever way the reload ends
+      ~ReadyAgain() { systemd::ready(); }
+    } ready_again;
     log.reopen();
     say("Received SIGHUP: log files re-opened.");
     std::optional<config::Config> next;
@@ -507,15 +561,17 @@ int run(int argc, char** argv) {
       if (!next) return;
       apply_config(current, *next, files, workers, say);
       const bool logging_changed = next->log_dest != current.log_dest || next->log_timestamp != current.log_timestamp ||
-                                   next->log_timestamp_format != current.log_timestamp_format;
+                                   next->log_timestamp_format != current.log_timestamp_format ||
+                                   next->log_facility != current.log_facility;
       if (logging_changed && !opt.verbose) {
-        if (std::string err = log.configure(next->log_dest, next->log_timestamp, next->log_timestamp_format);
+        if (std::string err = log.configure(next->log_dest, next->log_timestamp, next->log_timestamp_format, next->log_facility);
             !err.empty()) {
           say("Error: " + err + "; logging stays as it was.");
         } else {
           say(std::string("midge version ") + kVersion + ": log destinations reloaded from " + opt.config_file + ".");
         }
       }
+      if (!opt.verbose) set_log_types(log, shared, log_types(*next, false));
       current = std::move(*next);
     }
     files.passwords.reload();
@@ -530,6 +586,7 @@ int run(int argc, char** argv) {
     }
     reload_tls(listeners, say);
   });
+  log.set_topic_sink(nullptr);  // no line may be posted to a stopped worker
   workers[0]->loop().post([&listeners] {
     for (auto& l : listeners) l->close();
   });

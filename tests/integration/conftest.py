@@ -76,6 +76,14 @@ def free_port():
     return port
 
 
+def keep_root(text):
+    """A Midge config's text with `user root` added when the tests run as root and the text does
+    not choose a user: see Broker (test_service.py tests the privilege drop itself)."""
+    if IS_MOSQUITTO or os.geteuid() != 0 or any(line.split()[:1] == ["user"] for line in text.splitlines()):
+        return text
+    return text.rstrip("\n") + "\nuser root\n"
+
+
 def tools_dir(program):
     """The folder of Midge's command-line tools holding `program` (e.g. "midge_sub"):
     $MIDGE_TOOLS_DIR, where a missing program is an error (scripts/test names it), else the
@@ -117,6 +125,11 @@ class Broker:
         if TEST_THREADS and midge and not any(
                 str(line).split()[:1] == ["thread_count"] for line in lines):
             lines.append("thread_count " + TEST_THREADS)
+        # Started as root, Midge drops to user midge (or nobody), who cannot enter the test's
+        # temporary folders (mode 0700): the tests of other things keep root; test_service.py
+        # tests the drop itself.
+        if midge and os.geteuid() == 0 and not any(str(line).split()[:1] == ["user"] for line in lines):
+            lines.append("user root")
         self.conf.write_text("\n".join(lines) + "\n")
         self.args = list(args)
         self.env = env  # extra environment variables (test hooks such as MIDGE_STORE_FAULT_FILE)

@@ -243,5 +243,6 @@ def test_refusals_are_logged_with_the_peer(http_broker):
     assert fetch(port, "/nothere.html")[0] == 404
     assert fetch(port, "/escape")[0] == 403
     wait_until(lambda: "HTTP 404 for GET /nothere.html: not found" in b.log_text(), what="404 log line")
+    wait_until(lambda: "HTTP 403 for GET /escape" in b.log_text(), what="403 log line")
     line = [l for l in b.log_text().splitlines() if "HTTP 403 for GET /escape" in l]
     assert line and "127.0.0.1:" in line[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import mqttraw as m
-from conftest import (BROKER_BIN, IS_MOSQUITTO, V311, V5, PacketTypes, free_port, port_open,
+from conftest import (BROKER_BIN, IS_MOSQUITTO, V311, V5, PacketTypes, free_port, keep_root, port_open,
                       props, wait_until)
 
 CRASH = pytest.mark.midge_only(
@@ -512,8 +512,8 @@ def run_broker(tmp_path, lines, timeout=15):
     """Runs the broker in the foreground; returns (exit code or None if it was still up after
     `timeout`, stderr). A broker still up is stopped."""
     conf = tmp_path / "fg.conf"
-    conf.write_text("\n".join(["listener %d 127.0.0.1" % free_port(), "allow_anonymous true"]
-                              + list(lines)) + "\n")
+    conf.write_text(keep_root("\n".join(["listener %d 127.0.0.1" % free_port(), "allow_anonymous true"]
+                                        + list(lines)) + "\n"))
     proc = subprocess.Popen([BROKER_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, cwd=str(tmp_path))
     try:

@@ -161,11 +161,12 @@ def test_users_removed_or_changed_are_disconnected(broker, tmp_path):
 def test_log_destination_change_applies(tmp_path):
     """Without -v (which sends everything to stderr), log_dest follows the reloaded file."""
     import subprocess
-    from conftest import BROKER_BIN, free_port, port_open
+    from conftest import BROKER_BIN, free_port, keep_root, port_open
     port = free_port()
     first, second = tmp_path / "first.log", tmp_path / "second.log"
     conf = tmp_path / "midge.conf"
     base = "listener %d 127.0.0.1\nallow_anonymous true\n" % port + "\n".join(auth_conf()) + "\n"
+    base = keep_root(base)
     conf.write_text(base + "log_dest file %s\n" % first)
     proc = subprocess.Popen([BROKER_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

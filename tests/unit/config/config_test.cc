@@ -76,7 +76,7 @@ TEST(ConfigDefaults, EmptyFileIsLocalOnly) {
   EXPECT_FALSE(c.persistence_sync);
   EXPECT_EQ(c.autosave_interval, 1800u);
   EXPECT_EQ(c.auto_id_prefix, "auto-");
-  EXPECT_FALSE(c.user.has_value());  // no privilege drop unless asked
+  EXPECT_EQ(c.user, "midge");  // started as root, Midge drops to midge (or nobody)
   EXPECT_EQ(c.max_packet_size, 0u);  // Mosquitto's default: the protocol's limit
   EXPECT_EQ(c.max_pending_output, 1048576u);
   EXPECT_EQ(c.max_topic_alias, 10u);
@@ -234,11 +234,11 @@ TEST(ConfigWarnings, NotAppliedMosquittoOptionsAreAcceptedWithAWarning) {
   EXPECT_EQ(c.autosave_interval, 60u);  // stored all the same
 }
 
-TEST(ConfigWarnings, LogDestTopicAndDltAreNotApplied) {
+TEST(ConfigWarnings, LogDestDltIsNotAppliedButTopicIs) {
   Config c = parse_ok("log_dest topic\nlog_dest dlt\nlog_dest stderr\n");
-  ASSERT_EQ(c.warnings.size(), 2u);
-  EXPECT_EQ(c.warnings[0], "test.conf:1: option 'log_dest topic' is not applied by Midge yet "
-                           "(log lines are not published under $SYS/broker/log)");
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_EQ(c.warnings[0], "test.conf:2: option 'log_dest dlt' is not applied by Midge yet (there is no DLT output)");
+  EXPECT_EQ(c.log_dest, (std::vector<std::string>{"topic", "dlt", "stderr"}));
 }
 
 TEST(ConfigWarnings, ExpirationLongerThan200YearsIsCut) {

@@ -45,7 +45,7 @@ class RecoveryTest : public ::testing::Test {
     shared_ = std::make_unique<broker::SharedState>(broker::Settings{});
     workers_.clear();
     for (unsigned i = 0; i < n; ++i) {
-      workers_.push_back(std::make_unique<net::Worker>(i, *shared_, workers_, [](const std::string&) {}));
+      workers_.push_back(std::make_unique<net::Worker>(i, *shared_, workers_, [](util::LogType, const std::string&) {}));
     }
     EXPECT_TRUE(recover(*s, *shared_, workers_, [this](const std::string& line) { log_.push_back(line); }));
     std::vector<std::string> payloads;
