@@ -19,6 +19,7 @@ import grp
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,8 @@ WANT_INSTALL = os.environ.get("MIDGE_PACKAGE_INSTALL") == "1"
 IS_ROOT = os.geteuid() == 0
 
 pytestmark = [
+    # dpkg -i and --purge run man-db's trigger: tens of seconds on a loaded machine.
+    pytest.mark.timeout(300),
     pytest.mark.skipif(IS_MOSQUITTO, reason="Midge's own package"),
     pytest.mark.skipif(not DEB, reason="MIDGE_DEB is unset: build the package with `cmake --build build "
                        "--target package` and set MIDGE_DEB=build/midge_VERSION_ARCH.deb (scripts/test "
@@ -44,6 +47,7 @@ NEEDS_DPKG = "needs the package installed by dpkg (MIDGE_PACKAGE_INSTALL=1 as ro
 CONFFILES = ["/etc/midge/midge.conf", "/etc/midge/conf.d/README", "/etc/logrotate.d/midge"]
 PACKAGED_PATHS = ["/etc/midge", "/var/lib/midge", "/var/log/midge", "/run/midge"]
 LOCK = "/tmp/midge-package-test.lock"  # one install at a time, whatever runs the tests
+MARK = "/var/tmp/midge-package-test.installed"  # this test installed the package (and made the user?)
 
 
 def sh(argv, check=True, **kw):
@@ -81,35 +85,47 @@ class Install:
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
     """The package, installed once for the module (again after a test purged it)."""
-    if WANT_INSTALL and not IS_ROOT:
-        pytest.fail("MIDGE_PACKAGE_INSTALL=1 needs root: dpkg -i installs into /")
     if not os.path.isfile(DEB):
         pytest.fail("MIDGE_DEB=%s: no such file" % DEB)
-    with open(LOCK, "w") as lock:
+    if not WANT_INSTALL:
+        root = str(tmp_path_factory.mktemp("root"))
+        sh(["dpkg-deb", "-x", DEB, root])
+        inst = Install(root, dpkg=False)
+        # What postinst and systemd's RuntimeDirectory= would make.
+        for p in ("/var/lib/midge", "/var/log/midge", "/run/midge"):
+            os.makedirs(inst.path(p), exist_ok=True)
+        yield lambda: inst
+        return
+    if not IS_ROOT:
+        pytest.fail("MIDGE_PACKAGE_INSTALL=1 needs root: dpkg -i installs into /")
+    with open(LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if WANT_INSTALL:
-            if installed_by_dpkg():
-                pytest.fail("the midge package is already installed here: the test would replace and "
-                            "purge it (dpkg --purge midge first)")
-            state = {"user_existed": user_exists()}
-            yield lambda: dpkg_install(state)
-            if installed_by_dpkg():
-                stop_leftover_broker()
-                sh(["dpkg", "--purge", "midge"])
-            if not state["user_existed"] and user_exists():
-                # Debian leaves a purged package's user; this machine's other tests must not
-                # find one (`user midge` falls back to nobody only when it is missing).
-                sh(["deluser", "--system", "--quiet", "midge"])
-                if group_exists("midge"):
-                    sh(["delgroup", "--system", "--quiet", "midge"])
-        else:
-            root = str(tmp_path_factory.mktemp("root"))
-            sh(["dpkg-deb", "-x", DEB, root])
-            inst = Install(root, dpkg=False)
-            # What postinst and systemd's RuntimeDirectory= would make.
-            for p in ("/var/lib/midge", "/var/log/midge", "/run/midge"):
-                os.makedirs(inst.path(p), exist_ok=True)
-            yield lambda: inst
+        if installed_by_dpkg():
+            if not os.path.exists(MARK):
+                pytest.fail("the midge package is installed here, not by this test: the test would "
+                            "replace and purge it (dpkg --purge midge first)")
+            purge()  # left by a run of this test that was killed
+        state = {"user_existed": user_exists()}
+        if os.path.exists(MARK):
+            with open(MARK) as f:
+                state["user_existed"] = f.read() == "user existed"
+        with open(MARK, "w") as f:
+            f.write("user existed" if state["user_existed"] else "user made by the package")
+        yield lambda: dpkg_install(state)
+        if installed_by_dpkg():
+            purge()
+        if not state["user_existed"] and user_exists():
+            # Debian leaves a purged package's user; this machine's other tests must not
+            # find one (`user midge` falls back to nobody only when it is missing).
+            sh(["deluser", "--system", "--quiet", "midge"])
+            if group_exists("midge"):
+                sh(["delgroup", "--system", "--quiet", "midge"])
+        os.unlink(MARK)
+
+
+def purge():
+    stop_leftover_broker()
+    sh(["dpkg", "--purge", "midge"])
 
 
 def dpkg_install(state):
@@ -190,15 +206,29 @@ class Service:
         bounding = ",".join(["-all"] + ["+" + c[len("CAP_"):].lower() for c in caps])
         return ["setpriv", "--bounding-set", bounding, "--inh-caps", "-all", "--no-new-privs", "--"] + argv
 
+    def nofile(self):
+        """LimitNOFILE=, or this process's hard limit where it may not raise it (a container
+        without CAP_SYS_RESOURCE; systemd, as PID 1, may)."""
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        with open("/proc/self/status") as f:
+            caps = int(re.search(r"^CapEff:\s*(\w+)", f.read(), re.M).group(1), 16)
+        may_raise = caps & (1 << 24)  # CAP_SYS_RESOURCE
+        wanted = int(unit_value(self.inst, "LimitNOFILE"))
+        return wanted if may_raise or wanted <= hard else hard
+
     def start(self):
         # What RuntimeDirectory= makes before ExecStart (the scratch root has its own).
         if self.inst.dpkg:
             assert unit_value(self.inst, "RuntimeDirectory") == "midge"
             os.makedirs("/run/midge", exist_ok=True)
             os.chmod("/run/midge", int(unit_value(self.inst, "RuntimeDirectoryMode"), 8))
+        nofile = self.nofile()
+
+        def limits():  # LimitNOFILE= sets both limits
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         with open(self.output, "ab") as out:
             self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT, cwd="/",
-                                         umask=int(unit_value(self.inst, "UMask"), 8))
+                                         umask=int(unit_value(self.inst, "UMask"), 8), preexec_fn=limits)
         deadline = time.monotonic() + 10
         while not port_open(self.port):
             if self.proc.poll() is not None:
@@ -318,6 +348,9 @@ def test_installed_broker_runs_as_the_packaged_user(inst, service):
         assert status["Gid"].split() == [str(user.pw_gid)] * 4, status["Gid"]
         groups = {int(g) for g in status["Groups"].split()}
         assert groups <= {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if "midge" in g.gr_mem}, groups
+    with open("/proc/%d/limits" % pid) as f:  # Midge raised its soft limit to the hard one
+        soft = re.search(r"^Max open files\s+(\d+)", f.read(), re.M).group(1)
+    assert int(soft) == service.nofile()
     # No capability left after the switch (and never more than the unit's bounding set).
     if IS_ROOT and inst.dpkg:
         assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0, status["CapEff"]
