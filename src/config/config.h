@@ -126,5 +126,7 @@ void apply_port_override(Config& config, uint16_t port);
 std::string describe_options();
 // The README's list of the options Midge applies, warns about and refuses (Markdown), from the table.
 std::string describe_applied_markdown();
+// The option list of midge.conf(5) in roff (`midge --help-config man`), from the table.
+std::string describe_options_man();
 
 }  // namespace midge::config

@@ -1,5 +1,6 @@
-// describe_options() and describe_applied_markdown(): the option reference and the README's list of
-// what Midge applies, both generated from the table (for --help-config and the docs).
+// describe_options(), describe_applied_markdown() and describe_options_man(): the option reference,
+// the README's list of what Midge applies and the OPTIONS section of midge.conf(5), all generated
+// from the table (for --help-config and the docs).
 #include <algorithm>
 #include <vector>
 
@@ -81,7 +82,82 @@ std::string markdown_groups(Applied state) {
   return out;
 }
 
+
+// ---------------------------------------------------------------- midge.conf(5)
+
+// Text safe inside a roff paragraph: a backslash is written \e, and a line may not start with a
+// control character ('.' or '\'').
+std::string roff_text(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\') {
+      out += "\\e";
+    } else {
+      if ((c == '.' || c == '\'') && (out.empty() || out.back() == '\n')) out += "\\&";
+      out += c;
+    }
+  }
+  return out;
+}
+
+// A literal word (option name, value) inside a line: hyphens are minus signs, so that a copied
+// name works.
+std::string roff_literal(std::string_view s) {
+  std::string out;
+  for (char c : s) out += c == '-' ? "\\-" : c == '\\' ? "\\e" : std::string(1, c);
+  return out;
+}
+
+std::string_view scope_heading(Scope s) {
+  switch (s) {
+    case Scope::kGlobal: return "General options";
+    case Scope::kListener: return "Listener options";
+    case Scope::kSecurity: return "Security options";
+    case Scope::kBridge: return "Bridge options";
+  }
+  return "?";
+}
+
+std::string man_default(const Option& o, const Config& config, const Listener& listener) {
+  const std::string value = o.show ? o.show(config, listener) : std::string();
+  if (value.empty() || value == "-" || value == "\"\"") return "Default: none.";
+  return "Default: \\fB" + roff_literal(value) + "\\fR.";
+}
+
+std::string man_state(const Option& o) {
+  std::string inert = o.inert.empty() ? "" : " The value \\fB" + roff_literal(o.inert) + "\\fR is accepted silently.";
+  switch (o.applied) {
+    case Applied::kYes: return "";
+    case Applied::kWarn: return "\n.br\nNot applied by Midge: the broker starts and logs a warning (" + roff_text(o.why) + ")." + inert;
+    case Applied::kRefuse: return "\n.br\nRefused: the broker does not start (" + roff_text(o.why) + ")." + inert;
+  }
+  return "";
+}
+
+std::string man_entry(const Option& o, const Config& config, const Listener& listener) {
+  std::string out = ".TP\n.BI \"" + roff_literal(o.name) + " \" \"" + roff_literal(type_name(o)) + "\"\n";
+  out += roff_text(o.help);
+  if (!o.help.empty() && o.help.back() != '.') out += '.';
+  out += "\n.br\n" + man_default(o, config, listener);
+  if (o.flags & kReloadable) out += " Re-read on SIGHUP.";
+  if (o.flags & kMidgeExtension) out += " A Midge option (not in Mosquitto).";
+  return out + man_state(o) + "\n";
+}
+
 }  // namespace
+
+std::string describe_options_man() {
+  const Config config;
+  const Listener listener;
+  std::string out;
+  for (Scope scope : {Scope::kGlobal, Scope::kListener, Scope::kSecurity, Scope::kBridge}) {
+    out += ".SS \"" + std::string(scope_heading(scope)) + "\"\n";
+    for (const Option& o : option_table()) {
+      if (o.scope == scope) out += man_entry(o, config, listener);
+    }
+  }
+  return out;
+}
 
 std::string describe_applied_markdown() {
   std::string applied;

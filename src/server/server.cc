@@ -60,7 +60,7 @@ void usage(FILE* out) {
                "midge version %s\n\n"
                "midge is an MQTT 5.0/3.1.1/3.1 broker.\n\n"
                "Usage: midge [-c config_file] [-d] [-h] [-p port] [-v]\n"
-               "       midge --help-config [markdown]\n"
+               "       midge --help-config [markdown | man]\n"
                "       midge --test-config -c config_file\n\n"
                " -c : specify the broker config file.\n"
                " -d : put the broker into the background after starting.\n"
@@ -112,8 +112,10 @@ int parse_args(int argc, char** argv, Options& o) {
     } else if (a == "--test-config") {
       o.test_config = true;
     } else if (a == "--help-config") {
-      const bool markdown = i + 1 < argc && std::string(argv[i + 1]) == "markdown";
-      std::fputs((markdown ? config::describe_applied_markdown() : config::describe_options()).c_str(), stdout);
+      const std::string format = i + 1 < argc ? argv[i + 1] : "";
+      std::fputs((format == "markdown" ? config::describe_applied_markdown()
+                  : format == "man"    ? config::describe_options_man()
+                                       : config::describe_options()).c_str(), stdout);
       return 0;
     } else {
       std::fprintf(stderr, "Error: Unknown option '%s'.\n", a.c_str());

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include "config/config.h"
 #include "config/option_table.h"
@@ -719,6 +720,27 @@ TEST(ConfigTable, DescribeListsEveryRowOnce) {
   }
   EXPECT_NE(text.find("sys_interval"), std::string::npos);
   EXPECT_NE(text.find("10"), std::string::npos);
+}
+
+// midge.conf(5)'s option list: one entry per row, under the heading of its scope, and only the
+// request lines it writes (a help text starting with '.' or holding '\\' must stay text).
+TEST(ConfigTable, ManPageListsEveryRowAsRoff) {
+  const std::string text = describe_options_man();
+  for (const Option& o : option_table()) {
+    std::string name;
+    for (char c : o.name) name += c == '-' ? std::string("\\-") : std::string(1, c);
+    EXPECT_NE(text.find("\n.BI \"" + name + " \" "), std::string::npos) << o.name;
+  }
+  std::istringstream lines(text);
+  int entries = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(".TP", 0) == 0) ++entries;
+    if (line.empty() || (line[0] != '.' && line[0] != '\'')) continue;
+    EXPECT_TRUE(line == ".TP" || line == ".br" || line.rfind(".SS \"", 0) == 0 || line.rfind(".BI \"", 0) == 0)
+        << line;
+  }
+  EXPECT_EQ(entries, static_cast<int>(option_table().size()));
+  EXPECT_EQ(text.find("Default: \\fB\"\"\\fR"), std::string::npos);  // an empty default reads "none"
 }
 
 TEST(ConfigTable, EveryManPageOptionIsKnown) {
