@@ -160,10 +160,16 @@ bool hand_over_store(const std::string& dir, uid_t uid, gid_t gid) {
     ::close(fd);
     return false;
   }
-  bool ok = ::fchown(fd, uid, gid) == 0;
+  // What is the user's already is left alone (no CAP_CHOWN needed on a later start).
+  auto give = [&](const char* name) {
+    struct stat st {};
+    if (::fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+    return (st.st_uid == uid && st.st_gid == gid) || ::fchownat(fd, name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0;
+  };
+  bool ok = give(".");
   while (const dirent* e = ::readdir(d)) {
     if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    ok = ok && ::fchownat(fd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0;
+    ok = ok && give(e->d_name);
   }
   const int error = errno;
   ::closedir(d);
