@@ -4,8 +4,10 @@
 //   [MQTT-1.5.4-1], fixed header flags [MQTT-2.2.2-2], reserved bits, unknown
 //   property ids, QoS 3 in PUBLISH/CONNECT (3.3.1.2), reason codes that are
 //   not defined for the packet.
-// - kProtocolError: well-formed but forbidden: duplicate or misplaced
-//   properties, packet id 0, empty SUBSCRIBE/UNSUBSCRIBE/SUBACK/UNSUBACK,
+// - kMalformedPacket also: a property not valid for the packet type (5.0
+//   2.2.2.2), packet id 0 in SUBSCRIBE/UNSUBSCRIBE (as Mosquitto).
+// - kProtocolError: well-formed but forbidden: duplicate properties, packet
+//   id 0 (PUBLISH, acks), empty SUBSCRIBE/UNSUBSCRIBE/SUBACK/UNSUBACK,
 //   retain handling 3 and maximum QoS 3 in v5 SUBSCRIBE (3.8.3.1), no local
 //   on a shared subscription [MQTT-3.8.3-4], empty v5 topic without alias.
 // - kTopicNameInvalid: a PUBLISH or will topic with '+'/'#' or empty (v3).
@@ -82,6 +84,14 @@ Status read_reason(Reader& r, const CodeSet& codes, ReasonCode& out) {
 Status read_packet_id(Reader& r, uint16_t& id) {
   if (!r.u16(id)) return kTruncated;
   return id == 0 ? kBadPacketId : kOk;  // [MQTT-2.3.1-1]
+}
+
+// SUBSCRIBE and UNSUBSCRIBE with packet id 0: the specification names no reason code
+// [MQTT-2.2.1-3]; Malformed Packet, as Mosquitto answers (PUBLISH and the acks keep Protocol Error,
+// which Mosquitto sends for those).
+Status read_subscribe_packet_id(Reader& r, uint16_t& id) {
+  if (!r.u16(id)) return kTruncated;
+  return id == 0 ? malformed("packet identifier 0") : kOk;
 }
 
 // Payload Format Indicator 1 means UTF-8 Encoded Character Data (3.3.2.3.2).
@@ -368,7 +378,7 @@ Status check_filter(std::string_view filter) {
 
 Status decode_subscribe(Reader& r, Version version, Packet& packet) {
   auto& p = packet.emplace<SubscribePacket>();
-  if (auto s = read_packet_id(r, p.packet_id); s.failed()) return s;
+  if (auto s = read_subscribe_packet_id(r, p.packet_id); s.failed()) return s;
   if (version == Version::kV5) {
     if (auto s = decode_properties(r, PropertyContext::kSubscribe, p.properties); s.failed()) {
       return s;
@@ -419,7 +429,7 @@ Status decode_suback(Reader& r, Version version, Packet& packet) {
 
 Status decode_unsubscribe(Reader& r, Version version, Packet& packet) {
   auto& p = packet.emplace<UnsubscribePacket>();
-  if (auto s = read_packet_id(r, p.packet_id); s.failed()) return s;
+  if (auto s = read_subscribe_packet_id(r, p.packet_id); s.failed()) return s;
   if (version == Version::kV5) {
     if (auto s = decode_properties(r, PropertyContext::kUnsubscribe, p.properties); s.failed()) {
       return s;

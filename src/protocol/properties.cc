@@ -240,7 +240,8 @@ Status decode_properties(Reader& reader, PropertyContext context, Properties& ou
     // Identifiers are variable byte integers, but every defined one fits in
     // one byte, so a byte >= 64 (including a continuation byte) is unknown.
     if (id >= 64 || (kKnown & bit(id)) == 0) return malformed("unknown property identifier");
-    if ((permitted & bit(id)) == 0) return protocol_error("property not allowed in this packet");
+    // "An Identifier which is not valid for its packet type ... is a Malformed Packet" (5.0 2.2.2.2).
+    if ((permitted & bit(id)) == 0) return malformed("property not allowed in this packet");
     if ((seen & bit(id) & ~repeatable) != 0) return protocol_error("duplicate property");
     seen |= bit(id);
     if (auto s = read_one(r, id, out); s.failed()) return s;

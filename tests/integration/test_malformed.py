@@ -6,7 +6,7 @@ import time
 import pytest
 
 import mqttraw as m
-from conftest import V311
+from conftest import IS_MOSQUITTO, V311
 
 
 @pytest.fixture
@@ -137,6 +137,27 @@ def test_bad_packet_after_connect_closes(healthy, raw, proto, name):
         assert pkts in ([], [(m.DISCONNECT, 0x81)], [(m.DISCONNECT, 0x82)]), pkts
     else:
         assert pkts in ([], [(m.DISCONNECT, code)]), pkts
+    healthy.check()
+
+
+MALFORMED_V5 = {
+    # [MQTT-2.2.1-3] names no code for packet id 0: Malformed Packet, as Mosquitto answers.
+    "subscribe_packet_id_0": m.subscribe(0, [("a", 0)], 5),
+    "unsubscribe_packet_id_0": m.unsubscribe(0, ["a"], 5),
+    # "An Identifier which is not valid for its packet type ... is a Malformed Packet" (2.2.2.2).
+    "subscribe_session_expiry": m.subscribe(1, [("a", 0)], 5, properties=[(m.P_SESSION_EXPIRY, 1)]),
+    "publish_session_expiry": m.publish("a", b"x", proto=5, properties=[(m.P_SESSION_EXPIRY, 1)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_V5))
+def test_malformed_v5_packets_get_disconnect_0x81(healthy, raw, name):
+    if name == "publish_session_expiry" and IS_MOSQUITTO:
+        pytest.skip("Mosquitto answers 0x82 (Protocol Error) where 2.2.2.2 says Malformed Packet")
+    c = raw(healthy.port, 5)
+    c.connect("bad")
+    c.send(MALFORMED_V5[name])
+    assert closed_after(c) == [(m.DISCONNECT, 0x81)]
     healthy.check()
 
 
