@@ -56,6 +56,18 @@ std::string fixed2(double v) {
 
 }  // namespace
 
+const char* drop_reason_name(DropReason reason) {
+  switch (reason) {
+    case DropReason::kOutputFull: return "output_full";
+    case DropReason::kQueueFull: return "queue_full";
+    case DropReason::kTooLarge: return "too_large";
+    case DropReason::kReplayLimit: return "replay_limit";
+    case DropReason::kStoreUnavailable: return "store_unavailable";
+    case DropReason::kCount: break;
+  }
+  return "unknown";
+}
+
 void Broker::publish_sys(TimePoint now) {
   const Totals t = sum(shared_.worker_stats);
   auto pub = [&](const std::string& name, const std::string& value) {
