@@ -86,7 +86,6 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
     return;
   }
   if (p.properties.topic_alias && !resolve_topic_alias(session, p, now)) return;
-  Stats::add(stats_.publish_received);
   Stats::add(stats_.publish_bytes_received, p.payload.size());
   Stats::add(stats_.of(link.traffic_slot).publish_received[p.qos]);
 
@@ -566,7 +565,6 @@ bool Broker::send_publish(Session& session, const Message& m, uint8_t qos, bool 
   if (out.omit_payload) link.append_shared(m, m.payload);
   link.commit();
   Stats::add(stats_.messages_sent);
-  Stats::add(stats_.publish_sent);
   Stats::add(stats_.publish_bytes_sent, m.payload.size());
   Stats::add(stats_.of(link.traffic_slot).publish_sent[qos]);
   return true;
@@ -609,7 +607,6 @@ bool Broker::append_cached_publish(Session& session, const Message& m, uint8_t q
   if (e.payload_shared) link.append_shared(m, m.payload);
   link.commit();
   Stats::add(stats_.messages_sent);
-  Stats::add(stats_.publish_sent);
   Stats::add(stats_.publish_bytes_sent, m.payload.size());
   Stats::add(stats_.of(link.traffic_slot).publish_sent[qos]);
   return true;

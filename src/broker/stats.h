@@ -5,8 +5,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <memory>
 
 namespace midge::broker {
 
@@ -31,15 +32,13 @@ struct alignas(64) Traffic {
   Counter bytes_sent{0};
   Counter publish_received[3]{};  // by QoS
   Counter publish_sent[3]{};
+  void copy_from(const Traffic& o);
 };
 
 struct Stats {
   using Counter = std::atomic<uint64_t>;
-  Stats() { traffic.emplace_back(); }
   Counter messages_received{0};   // all packets received
   Counter messages_sent{0};       // all packets sent
-  Counter publish_received{0};
-  Counter publish_sent{0};
   Counter publish_dropped{0};
   Counter publish_denied{0};      // PUBLISH refused by the ACL (write)
   Counter subscribe_denied{0};    // filters refused by the ACL (read)
@@ -65,9 +64,17 @@ struct Stats {
   Counter disconnects[256]{};
 
   // Per listener: slot 0 for links of no listener (tests), then one per
-  // listener, added before the workers start (net::Worker::add_listener).
-  std::deque<Traffic> traffic;
-  Traffic& of(uint16_t slot) { return traffic[slot]; }
+  // listener. A plain array: the hot path indexes it (one load, no deque).
+  Traffic& of(uint16_t slot) { return traffic_[slot]; }
+  const Traffic& of(uint16_t slot) const { return traffic_[slot]; }
+  size_t traffic_slots() const { return traffic_slots_; }
+  // PUBLISH packets received and sent, over every slot and QoS: each is
+  // counted once, in its listener's slot.
+  uint64_t publish_received() const;
+  uint64_t publish_sent() const;
+  // Before the workers start (net::Worker::add_listener): one slot more;
+  // returns its number.
+  uint16_t add_traffic_slot();
 
   // Only the owning worker writes a counter, so a plain load + store (no
   // locked read-modify-write on the hot path) is enough; readers on other
@@ -82,6 +89,10 @@ struct Stats {
     add(publish_dropped);
     add(dropped[static_cast<int>(reason)]);
   }
+
+ private:
+  std::unique_ptr<Traffic[]> traffic_ = std::make_unique<Traffic[]>(1);
+  size_t traffic_slots_ = 1;
 };
 
 }  // namespace midge::broker

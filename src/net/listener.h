@@ -63,7 +63,7 @@ class Listener {
   std::unique_ptr<Transport> make_transport() const;
   bool tls() const { return options_.tls != nullptr; }
   bool listening() const { return !acceptors_.empty(); }
-  // Its counters in each worker's broker::Stats::traffic.
+  // Its counters in each worker's broker::Stats (Stats::of).
   uint16_t traffic_slot() const { return traffic_slot_; }
   // How metrics name it: the port, or the unix socket's path.
   std::string label() const;

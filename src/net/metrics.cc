@@ -145,7 +145,7 @@ std::vector<LabelSlots> by_label(const Workers& ws) {
 uint64_t traffic(const Workers& ws, const LabelSlots& s, const std::atomic<uint64_t> broker::Traffic::*member) {
   uint64_t n = 0;
   for (const auto& w : ws) {
-    for (const Listener* l : s.listeners) n += (w->stats().traffic[l->traffic_slot()].*member).load(std::memory_order_relaxed);
+    for (const Listener* l : s.listeners) n += (w->stats().of(l->traffic_slot()).*member).load(std::memory_order_relaxed);
   }
   return n;
 }
@@ -153,13 +153,14 @@ uint64_t traffic(const Workers& ws, const LabelSlots& s, const std::atomic<uint6
 uint64_t publish(const Workers& ws, const LabelSlots* s, bool sent, int qos) {
   uint64_t n = 0;
   for (const auto& w : ws) {
-    const auto& all = w->stats().traffic;
-    for (size_t slot = 0; slot < all.size(); ++slot) {
+    const Stats& st = w->stats();
+    for (size_t slot = 0; slot < st.traffic_slots(); ++slot) {
       if (s && std::none_of(s->listeners.begin(), s->listeners.end(),
                             [&](const Listener* l) { return l->traffic_slot() == slot; })) {
         continue;
       }
-      n += (sent ? all[slot].publish_sent[qos] : all[slot].publish_received[qos]).load(std::memory_order_relaxed);
+      const broker::Traffic& t = st.of(static_cast<uint16_t>(slot));
+      n += (sent ? t.publish_sent[qos] : t.publish_received[qos]).load(std::memory_order_relaxed);
     }
   }
   return n;

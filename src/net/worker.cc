@@ -113,11 +113,12 @@ void Worker::hand_over(Connection& connection, int fd, unsigned target, protocol
 }
 
 uint16_t Worker::add_listener(std::vector<std::unique_ptr<Worker>>& all, const Listener& listener) {
+  uint16_t slot = 0;
   for (auto& w : all) {
-    w->stats().traffic.emplace_back();
+    slot = w->stats().add_traffic_slot();
     w->listeners_.push_back(&listener);
   }
-  return static_cast<uint16_t>(all.empty() ? 0 : all.front()->listeners_.size());
+  return slot;
 }
 
 void Worker::remove(uint64_t id) {

@@ -74,7 +74,7 @@ class Worker final : public broker::Router {
   size_t connection_count() const { return connections_.size(); }
 
   // Start-up, before the workers start: gives `listener` its counters in
-  // every worker's Stats::traffic; returns their slot (Link::traffic_slot).
+  // every worker's Stats (Stats::add_traffic_slot); returns their slot (Link::traffic_slot).
   static uint16_t add_listener(std::vector<std::unique_ptr<Worker>>& all, const Listener& listener);
   // Every listener, in the order of their slots (slot = index + 1); the
   // same list on every worker.

@@ -285,13 +285,13 @@ TEST_F(BrokerTest, Qos0FromOneSessionToAnother) {
   EXPECT_FALSE(got[0].retain);
   EXPECT_TRUE(p.take().empty());  // nothing to acknowledge
   EXPECT_EQ(router_.broadcasts.size(), 1u);
-  EXPECT_EQ(stats().publish_received.load(), 1u);
-  EXPECT_EQ(stats().publish_sent.load(), 1u);
+  EXPECT_EQ(stats().publish_received(), 1u);
+  EXPECT_EQ(stats().publish_sent(), 1u);
 }
 
 // Per listener and QoS: the counters the link's traffic_slot names.
 TEST_F(BrokerTest, TrafficCountedByListenerSlotAndQos) {
-  stats().traffic.emplace_back();  // slot 1, as net::Worker::add_listener adds it
+  ASSERT_EQ(stats().add_traffic_slot(), 1u);  // as net::Worker::add_listener does
   FakeLink& sub = connect("sub", kV311);
   sub.traffic_slot = 1;
   subscribe(sub, "t", 2);
@@ -299,14 +299,14 @@ TEST_F(BrokerTest, TrafficCountedByListenerSlotAndQos) {
   in(p, pub("t", "a", 0));
   in(p, pub("t", "b", 1, 1));
   in(p, pub("t", "c", 2, 2));
-  EXPECT_EQ(stats().traffic[0].publish_received[0].load(), 1u);
-  EXPECT_EQ(stats().traffic[0].publish_received[1].load(), 1u);
-  EXPECT_EQ(stats().traffic[0].publish_received[2].load(), 1u);
-  EXPECT_EQ(stats().traffic[1].publish_sent[0].load(), 1u);
-  EXPECT_EQ(stats().traffic[1].publish_sent[1].load(), 1u);
-  EXPECT_EQ(stats().traffic[1].publish_sent[2].load(), 1u);
-  EXPECT_EQ(stats().traffic[0].publish_sent[1].load(), 0u);
-  EXPECT_EQ(stats().traffic[1].publish_received[0].load(), 0u);
+  EXPECT_EQ(stats().of(0).publish_received[0].load(), 1u);
+  EXPECT_EQ(stats().of(0).publish_received[1].load(), 1u);
+  EXPECT_EQ(stats().of(0).publish_received[2].load(), 1u);
+  EXPECT_EQ(stats().of(1).publish_sent[0].load(), 1u);
+  EXPECT_EQ(stats().of(1).publish_sent[1].load(), 1u);
+  EXPECT_EQ(stats().of(1).publish_sent[2].load(), 1u);
+  EXPECT_EQ(stats().of(0).publish_sent[1].load(), 0u);
+  EXPECT_EQ(stats().of(1).publish_received[0].load(), 0u);
 }
 
 TEST_F(BrokerTest, Qos1FromOneSessionToAnother) {
