@@ -428,7 +428,7 @@ def test_test_config_and_help_know_protocol_http(tmp_path):
     r = subprocess.run([BROKER_BIN, "--test-config", "-c", str(conf)], capture_output=True, timeout=10)
     assert r.returncode == 0, r.stdout + r.stderr
     help_text = subprocess.run([BROKER_BIN, "--help-config"], capture_output=True, timeout=10).stdout.decode()
-    assert "mqtt|websockets|http" in help_text or "http" in help_text.split("protocol", 1)[1][:300]
+    assert "mqtt|websockets|http" in help_text
     bad = tmp_path / "bad.conf"
     bad.write_text("listener %d\nprotocol gopher\n" % free_port())
     r = subprocess.run([BROKER_BIN, "--test-config", "-c", str(bad)], capture_output=True, timeout=10)
