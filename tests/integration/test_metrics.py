@@ -433,3 +433,22 @@ def test_test_config_and_help_know_protocol_http(tmp_path):
     bad.write_text("listener %d\nprotocol gopher\n" % free_port())
     r = subprocess.run([BROKER_BIN, "--test-config", "-c", str(bad)], capture_output=True, timeout=10)
     assert r.returncode != 0
+
+
+def test_https_with_certfile_and_keyfile(broker, tmp_path):
+    import ssl
+    import certs as certs_mod
+    (tmp_path / "certs").mkdir()
+    certs = certs_mod.make_all(tmp_path / "certs")
+    http = free_port()
+    b = broker(["listener %d 127.0.0.1" % http, "protocol http", "certfile " + certs["server.crt"],
+                "keyfile " + certs["server.key"]])
+    context = ssl.create_default_context(cafile=certs["ca.crt"])
+    with urllib.request.urlopen("https://localhost:%d/metrics" % http, context=context, timeout=5) as r:
+        assert r.status == 200
+        samples = parse(r.read().decode())[1]
+    assert value(samples, "midge_listener_connections_total", listener=str(http)) == 1
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen("https://localhost:%d/other" % http, context=context, timeout=5)
+    assert refused.value.code == 404
+    assert b.alive()
