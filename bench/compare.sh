@@ -7,6 +7,7 @@
 #
 #   bench/compare.sh [--quick] [--repeat N] [--build DIR] [--out FILE] [--no-two-workers]
 #                    [--tls | --tls-only] [--acl | --acl-only] [--persist | --persist-only]
+#                    [--only NAME[,NAME...]] [--scrape]
 #
 # --tls adds the TLS, WebSocket (ws) and wss scenarios (fan-in, fan-out,
 # pairs, and TLS handshakes per second of broker CPU), both brokers serving
@@ -23,6 +24,12 @@
 # persistent subscriber (clean session false): Mosquitto with persistence
 # true, Midge without persistence, with it, and with persistence_sync true;
 # each store in the run's temp dir. --persist-only runs just those.
+#
+# --only runs just the scenarios named (e.g. --only "fan-in q0,fan-out q0 x100").
+#
+# --scrape gives midge a metrics listener (`protocol http`) and fetches
+# /metrics with curl once a second while each midge scenario runs, to
+# measure what scraping costs (compare with a run without it).
 #
 # --repeat N runs every scenario N times (mosquitto and midge alternating)
 # and reports the median of each figure: this VM's speed drifts by 20 % or
@@ -42,6 +49,8 @@ plain=1
 secure=0
 acl=0
 persist=0
+only=""
+scrape=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -55,7 +64,9 @@ while [ $# -gt 0 ]; do
     --acl-only) acl=1; plain=0 ;;
     --persist) persist=1 ;;
     --persist-only) persist=1; plain=0 ;;
-    -h|--help) sed -n 2,33p "$0"; exit 0 ;;
+    --only) only=$2; shift ;;
+    --scrape) scrape=1 ;;
+    -h|--help) sed -n 2,41p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -108,6 +119,13 @@ if [ $quick = 0 ]; then
   )
 fi
 [ $plain = 1 ] || scenarios=()
+if [ -n "$only" ]; then
+  kept=()
+  for entry in "${scenarios[@]}"; do
+    case ",$only," in *",${entry%%|*},"*) kept+=("$entry") ;; esac
+  done
+  scenarios=("${kept[@]}")
+fi
 
 # name|transport|midge_bench arguments: over TLS, WebSocket and both (wss).
 secure_scenarios=()
@@ -230,6 +248,10 @@ start_broker() {  # kind threads pin [transport] -> sets broker_pid, port
     # (1 MiB by default), which a window of 100 large messages per publisher
     # exceeds. Both hold everything here, so that no run loses messages.
     [ "$kind" = mosquitto ] || printf 'thread_count %s\nmax_pending_output 268435456\n' "$threads"
+    if [ "$kind" != mosquitto ] && [ $scrape = 1 ]; then
+      metrics_port=$(free_port)
+      printf 'listener %s 127.0.0.1\nprotocol http\n' "$metrics_port"
+    fi
   } > "$conf"
   local bin=$midge
   [ "$kind" = mosquitto ] && bin=$mosquitto
@@ -264,6 +286,11 @@ run_one() {  # label kind threads broker_pin bench_pin name args [transport]
     perf stat -e "$events" -x, -o "$perf_out" -p "$broker_pid" > /dev/null 2>&1 &
     perf_pid=$!
   fi
+  local scraper=""
+  if [ "$kind" != mosquitto ] && [ $scrape = 1 ]; then
+    (while sleep 1; do curl -s "http://127.0.0.1:$metrics_port/metrics" > /dev/null; done) &
+    scraper=$!
+  fi
   local cmd=("$bench" --host 127.0.0.1 --port "$port" --duration "$dur" --drain-timeout "$drain"
              --broker-pid "$broker_pid" --label "$label" --json --quiet)
   # shellcheck disable=SC2206
@@ -276,6 +303,7 @@ run_one() {  # label kind threads broker_pin bench_pin name args [transport]
   else
     line=$("${cmd[@]}" | grep '^{' || true)
   fi
+  [ -z "$scraper" ] || { kill "$scraper" 2>/dev/null; wait "$scraper" 2>/dev/null || true; }
   local syscalls=-1 writes=-1 syncs=-1 store_kb=-1
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true

@@ -234,6 +234,7 @@ void Broker::drop_unreadable(Session& session, bool inflight_too) {
       session.queued_bytes -= queued_size(*it);
     }
     it = session.queue.erase(it);
+    Stats::add(stats_.queued_messages, -1);
   }
   if (!inflight_too) return;
   for (auto it = session.inflight.begin(); it != session.inflight.end();) {
@@ -245,6 +246,7 @@ void Broker::drop_unreadable(Session& session, bool inflight_too) {
     forget_stored(it->delivery);
     unstore_delivery(session, it->delivery);
     it = session.inflight.erase(it);
+    Stats::add(stats_.inflight_messages, -1);
   }
 }
 
@@ -462,6 +464,8 @@ void Broker::end_session(Session& session, TimePoint now) {
   }
   for (const InflightOut& f : session.inflight) forget_stored(f.delivery);
   for (const Delivery& d : session.queue) forget_stored(d);
+  Stats::add(stats_.inflight_messages, -static_cast<int64_t>(session.inflight.size()));
+  Stats::add(stats_.queued_messages, -static_cast<int64_t>(session.queue.size()));
   unstore_session(session);
   disarm_timer(session);
   const std::string id = session.client_id;  // session is destroyed below

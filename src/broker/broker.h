@@ -145,6 +145,7 @@ class Broker {
   void replay(const MessagePtr& message, const std::function<bool(const Session&)>& only, TimePoint now);
 
   Stats& stats() { return stats_; }
+  const Stats& stats() const { return stats_; }
   // What this worker's subscriptions can match; read by other workers.
   const Interest& interest() const { return interest_; }
   size_t session_count() const { return sessions_.size(); }

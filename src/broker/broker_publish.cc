@@ -86,8 +86,8 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
     return;
   }
   if (p.properties.topic_alias && !resolve_topic_alias(session, p, now)) return;
-  Stats::add(stats_.publish_received);
   Stats::add(stats_.publish_bytes_received, p.payload.size());
+  Stats::add(stats_.of(link.traffic_slot).publish_received[p.qos]);
 
   const PacketType ack_type = p.qos == 2 ? PacketType::kPubrec : PacketType::kPuback;
   if (p.qos == 2) {
@@ -199,6 +199,7 @@ void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePo
 }
 
 void Broker::erase_inflight(Session& session, util::Fifo<InflightOut>::iterator it) {
+  Stats::add(stats_.inflight_messages, -1);
   session.inflight_bytes -= it->payload_bytes;
   session.inflight.erase(it);
 }
@@ -316,7 +317,10 @@ constexpr size_t kSharedPayloadMin = 1024;
 
 void Broker::deliver(Session& session, const MessagePtr& message, const Grant& grant,
                      std::vector<uint32_t>&& ids, TimePoint now) {
-  if (message->expired(now)) return;
+  if (message->expired(now)) {
+    Stats::add(stats_.publish_expired);
+    return;
+  }
   auto keep = [&] {
     return Delivery{message, grant.qos, grant.retain, std::move(ids), grant.from_retained};
   };
@@ -334,7 +338,7 @@ void Broker::deliver(Session& session, const MessagePtr& message, const Grant& g
       return;
     }
     if (!fits) {
-      Stats::add(stats_.publish_dropped);
+      stats_.drop(DropReason::kOutputFull);
       return;
     }
     send_publish(session, *message, 0, grant.retain, ids, 0, false, now);
@@ -373,11 +377,12 @@ void Broker::enqueue(Session& session, Delivery&& delivery) {
   const size_t bytes = delivery.from_retained ? 0 : queued_size(delivery);
   const bool full = delivery.from_retained ? session.queued_replays >= kMaxQueuedReplays : queue_full(session, bytes);
   if (full) {
-    Stats::add(stats_.publish_dropped);
+    stats_.drop(delivery.from_retained ? DropReason::kReplayLimit : DropReason::kQueueFull);
     return;
   }
   if (delivery.from_retained) ++session.queued_replays;
   session.queued_bytes += bytes;
+  Stats::add(stats_.queued_messages, 1);
   Stats::add(stats_.stored_messages, 1);
   Stats::add(stats_.stored_bytes, static_cast<int64_t>(delivery.message->payload.size()));
   session.queue.push_back(std::move(delivery));
@@ -406,6 +411,7 @@ void Broker::send_qos(Session& session, Delivery&& delivery, TimePoint now) {
   const auto bytes = static_cast<uint32_t>(delivery.message->payload.size());
   Stats::add(stats_.stored_messages, 1);
   Stats::add(stats_.stored_bytes, static_cast<int64_t>(bytes));
+  Stats::add(stats_.inflight_messages, 1);
   session.inflight_bytes += bytes;
   session.inflight.push_back(InflightOut{id, bytes, std::move(delivery), false});
   if (durable(session)) {
@@ -455,6 +461,7 @@ void Broker::pump(Session& session, TimePoint now) {
     if ((front.qos > 0 || front.from_retained) && !fits) return;  // on_link_writable calls again
     Delivery d = std::move(front);
     session.queue.pop_front();
+    Stats::add(stats_.queued_messages, -1);
     if (d.from_retained) {
       --session.queued_replays;
     } else {
@@ -462,6 +469,7 @@ void Broker::pump(Session& session, TimePoint now) {
     }
     forget_stored(d);
     if (d.message->expired(now)) {  // [MQTT-3.3.2-5]
+      Stats::add(stats_.publish_expired);
       unstore_delivery(session, d);
       continue;
     }
@@ -473,7 +481,7 @@ void Broker::pump(Session& session, TimePoint now) {
     if (fits) {
       send_publish(session, d, 0, false, now);
     } else {
-      Stats::add(stats_.publish_dropped);
+      stats_.drop(DropReason::kOutputFull);
     }
   }
 }
@@ -549,7 +557,7 @@ bool Broker::send_publish(Session& session, const Message& m, uint8_t qos, bool 
       session.aliases->out.erase(session.aliases->out.find(topic));
       session.aliases->out_bytes -= topic.size();
     }
-    Stats::add(stats_.publish_dropped);
+    stats_.drop(DropReason::kTooLarge);
     return false;
   }
   out.omit_payload = m.payload.size() >= kSharedPayloadMin;
@@ -557,8 +565,8 @@ bool Broker::send_publish(Session& session, const Message& m, uint8_t qos, bool 
   if (out.omit_payload) link.append_shared(m, m.payload);
   link.commit();
   Stats::add(stats_.messages_sent);
-  Stats::add(stats_.publish_sent);
   Stats::add(stats_.publish_bytes_sent, m.payload.size());
+  Stats::add(stats_.of(link.traffic_slot).publish_sent[qos]);
   return true;
 }
 
@@ -585,7 +593,7 @@ bool Broker::append_cached_publish(Session& session, const Message& m, uint8_t q
     publish_cache_.filled = static_cast<uint16_t>(publish_cache_.filled | (1u << slot));
   }
   if (e.bytes.empty() || (session.client_max_packet != 0 && e.packet_size > session.client_max_packet)) {
-    Stats::add(stats_.publish_dropped);
+    stats_.drop(DropReason::kTooLarge);
     return false;
   }
   Link& link = *session.link;
@@ -599,8 +607,8 @@ bool Broker::append_cached_publish(Session& session, const Message& m, uint8_t q
   if (e.payload_shared) link.append_shared(m, m.payload);
   link.commit();
   Stats::add(stats_.messages_sent);
-  Stats::add(stats_.publish_sent);
   Stats::add(stats_.publish_bytes_sent, m.payload.size());
+  Stats::add(stats_.of(link.traffic_slot).publish_sent[qos]);
   return true;
 }
 

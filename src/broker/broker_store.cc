@@ -73,7 +73,7 @@ void Broker::store_incoming(Session& session, uint16_t packet_id, bool add) {
 // are disconnected and will send it again. True when refused.
 bool Broker::store_refuses(Session& session, uint8_t qos, uint16_t packet_id, TimePoint now) {
   if (!journal_ || qos == 0 || journal_->healthy()) return false;
-  Stats::add(stats_.publish_dropped);
+  stats_.drop(DropReason::kStoreUnavailable);
   if (session.version == Version::kV5) {
     send_ack(*session.link, qos == 2 ? PacketType::kPubrec : PacketType::kPuback, packet_id,
              ReasonCode::kQuotaExceeded);
@@ -129,6 +129,7 @@ void Broker::restore(StoredSession&& stored, TimePoint now) {
       Stats::add(stats_.stored_bytes, static_cast<int64_t>(payload));
     }
     if (d.packet_id != 0) {
+      Stats::add(stats_.inflight_messages, 1);
       session.inflight_bytes += payload;
       session.inflight.push_back(InflightOut{d.packet_id, static_cast<uint32_t>(payload), std::move(delivery), d.released});
       continue;
@@ -139,6 +140,7 @@ void Broker::restore(StoredSession&& stored, TimePoint now) {
     } else {
       session.queued_bytes += queued_size(delivery);
     }
+    Stats::add(stats_.queued_messages, 1);
     session.queue.push_back(std::move(delivery));
   }
   for (uint16_t id : stored.incoming_qos2) session.incoming_qos2.insert(id);

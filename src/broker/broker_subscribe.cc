@@ -148,7 +148,7 @@ void Broker::send_retained(Session& session, const std::string& filter,
     deliver(session, m, Grant{outgoing_qos(m->qos, options.max_qos), true, /*from_retained=*/true},
             std::move(ids), now);
     if (session.queued_replays < kMaxQueuedReplays) return true;
-    Stats::add(stats_.publish_dropped);
+    stats_.drop(DropReason::kReplayLimit);
     return complete = false;
   });
   if (!complete) return;

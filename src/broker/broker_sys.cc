@@ -26,8 +26,8 @@ Totals sum(const std::vector<Stats*>& all) {
   for (const Stats* s : all) {
     t.messages_received += get(s->messages_received);
     t.messages_sent += get(s->messages_sent);
-    t.publish_received += get(s->publish_received);
-    t.publish_sent += get(s->publish_sent);
+    t.publish_received += s->publish_received();
+    t.publish_sent += s->publish_sent();
     t.publish_dropped += get(s->publish_dropped);
     t.publish_denied += get(s->publish_denied);
     t.subscribe_denied += get(s->subscribe_denied);
@@ -81,6 +81,52 @@ void Broker::publish_log(util::LogType type, std::string line, TimePoint now) {
   f.qos = 2;
   f.expires_at = now + std::chrono::seconds(20);
   route(Message::create(f), now, /*from_remote=*/false);
+}
+
+void Traffic::copy_from(const Traffic& o) {
+  auto copy = [](Counter& to, const Counter& from) { to.store(from.load(std::memory_order_relaxed), std::memory_order_relaxed); };
+  copy(sockets, o.sockets);
+  copy(bytes_received, o.bytes_received);
+  copy(bytes_sent, o.bytes_sent);
+  for (int q = 0; q < 3; ++q) {
+    copy(publish_received[q], o.publish_received[q]);
+    copy(publish_sent[q], o.publish_sent[q]);
+  }
+}
+
+uint64_t Stats::publish_received() const {
+  uint64_t n = 0;
+  for (size_t i = 0; i < traffic_slots_; ++i) {
+    for (const Counter& c : traffic_[i].publish_received) n += c.load(std::memory_order_relaxed);
+  }
+  return n;
+}
+
+uint64_t Stats::publish_sent() const {
+  uint64_t n = 0;
+  for (size_t i = 0; i < traffic_slots_; ++i) {
+    for (const Counter& c : traffic_[i].publish_sent) n += c.load(std::memory_order_relaxed);
+  }
+  return n;
+}
+
+uint16_t Stats::add_traffic_slot() {
+  auto grown = std::make_unique<Traffic[]>(traffic_slots_ + 1);
+  for (size_t i = 0; i < traffic_slots_; ++i) grown[i].copy_from(traffic_[i]);
+  traffic_ = std::move(grown);
+  return static_cast<uint16_t>(traffic_slots_++);
+}
+
+const char* drop_reason_name(DropReason reason) {
+  switch (reason) {
+    case DropReason::kOutputFull: return "output_full";
+    case DropReason::kQueueFull: return "queue_full";
+    case DropReason::kTooLarge: return "too_large";
+    case DropReason::kReplayLimit: return "replay_limit";
+    case DropReason::kStoreUnavailable: return "store_unavailable";
+    case DropReason::kCount: break;
+  }
+  return "unknown";
 }
 
 void Broker::publish_sys(TimePoint now) {

@@ -73,6 +73,8 @@ class Link {
   // The highest QoS of the listener this link came through (max_qos, per
   // listener as in Mosquitto); Settings::max_qos caps every link.
   uint8_t max_qos = 2;
+  // Its listener's counters in the worker's Stats (Stats::of; 0: none).
+  uint16_t traffic_slot = 0;
 };
 
 }  // namespace midge::broker

@@ -14,7 +14,7 @@ namespace midge::config {
 struct Listener {
   uint16_t port = 1883;           // 0 => unix socket, path in `address`
   std::string address;            // bind address; empty = all interfaces (IPv4+IPv6)
-  std::string protocol = "mqtt";  // "mqtt" or "websockets"
+  std::string protocol = "mqtt";  // "mqtt", "websockets" or "http" (metrics)
   std::string socket_domain;      // "", "ipv4", "ipv6"
   int max_connections = -1;
   std::string mount_point;

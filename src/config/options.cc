@@ -379,7 +379,7 @@ constexpr Option kOptions[] = {
   mirrored<&Listener::max_topic_alias, &Config::max_topic_alias>("max_topic_alias", U, "Topic aliases an MQTT 5 client may create (0..65535); if listeners differ, the lowest applies to all (a warning).", 0, 65535, kNoFlags),
   special("mount_point", S, Scope::kListener, kNeedsListener, "Topic prefix isolating this listener's clients: added to what they publish and subscribe to, removed from what they receive.", &set_mount_point, &show<&Listener::mount_point>),
   special("port", U, Scope::kListener, D, "Deprecated: port of the default listener (all interfaces).", &set_port, &show_port, 1, 65535),
-  opt<&Listener::protocol>("protocol", E, D, "mqtt or websockets (plain ws://).", 0, 0, "mqtt|websockets"),
+  opt<&Listener::protocol>("protocol", E, D, "mqtt, websockets (plain ws://), or http: the Prometheus metrics at /metrics, no MQTT (README, Metrics).", 0, 0, "mqtt|websockets|http"),
   opt<&Listener::socket_domain>("socket_domain", E, D, "Restrict the listener to ipv4 or ipv6.", 0, 0, "ipv4|ipv6"),
   opt<&Listener::use_username_as_clientid>("use_username_as_clientid", B, D, "A client's user name replaces its client id (so one user cannot take over another's session); a client without user name is refused (not authorised)."),
   warn(opt<&Config::websockets_log_level>("websockets_log_level", U, kNoFlags, "libwebsockets log level bit mask.", 0, 65535), kWebsocketsLib),

@@ -127,7 +127,10 @@ Connection::Connection(Worker& worker, int fd, uint64_t id, ListenerSlot slot)
     mount = &listener->options().mount_point;
   }
   limits_.max_packet_size = std::min(packet_limit(), kMaxPacketBeforeConnect);
-  if (const Listener* listener = slot_.listener()) max_qos = listener->options().max_qos;
+  if (const Listener* listener = slot_.listener()) {
+    max_qos = listener->options().max_qos;
+    traffic_slot = listener->traffic_slot();
+  }
   // Output is already coalesced into one write per loop turn, so Nagle's
   // algorithm would only add latency.
   const int one = 1;
@@ -223,6 +226,7 @@ void Connection::on_readable() {
     }
     total += static_cast<size_t>(n);
     broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
+    broker::Stats::add(worker_.stats().of(traffic_slot).bytes_received, static_cast<uint64_t>(n));
     if (transport_) [[unlikely]] {
       take_transport_input(std::string_view(t_scratch, static_cast<size_t>(n)), Clock::now());
     } else if (room > 0) {
@@ -687,6 +691,7 @@ ssize_t Connection::send_some(OutQueue& q) {
   if (n > 0) {
     q.consume(static_cast<size_t>(n));
     broker::Stats::add(worker_.stats().bytes_sent, static_cast<uint64_t>(n));
+    broker::Stats::add(worker_.stats().of(traffic_slot).bytes_sent, static_cast<uint64_t>(n));
   }
   return n;
 }

@@ -66,10 +66,11 @@ void EventLoop::stop() {
   [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof(one));
 }
 
-int EventLoop::timeout_ms() {
+// `now`: the end of the last turn (nothing ran since).
+int EventLoop::timeout_ms(TimePoint now) {
   if (mailbox_size_.load() != 0 || !end_of_turn_.empty()) return 0;
   if (timers_.empty()) return -1;
-  const auto left = timers_.top().when - Clock::now();
+  const auto left = timers_.top().when - now;
   if (left <= Duration::zero()) return 0;
   return static_cast<int>(std::chrono::ceil<milliseconds>(left).count());
 }
@@ -113,11 +114,14 @@ void EventLoop::run_timers() {
 void EventLoop::run() {
   constexpr int kMaxEvents = 256;
   epoll_event events[kMaxEvents];
+  TimePoint turn_end = Clock::now();
   while (!stop_.load(std::memory_order_relaxed)) {
     sleeping_.store(true);
-    const int timeout = timeout_ms();
+    const int timeout = timeout_ms(turn_end);
     const int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout);
     sleeping_.store(false);
+    // One clock read more per turn (the end one serves timeout_ms too).
+    const TimePoint turn_start = Clock::now();
     if (n < 0 && errno != EINTR) {
       std::perror("midge: epoll_wait");
       std::abort();
@@ -134,6 +138,8 @@ void EventLoop::run() {
     run_end_of_turn();
     run_timers();
     run_end_of_turn();
+    turn_end = Clock::now();
+    turn_times_.record(static_cast<uint64_t>(std::chrono::nanoseconds(turn_end - turn_start).count()));
   }
 }
 

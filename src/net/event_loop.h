@@ -19,6 +19,7 @@
 #include <queue>
 #include <vector>
 
+#include "util/histogram.h"
 #include "util/time.h"
 
 namespace midge::net {
@@ -51,6 +52,10 @@ class EventLoop {
   void run();   // on the loop thread, until stop()
   void stop();  // any thread
 
+  // How long each turn took, from epoll_wait's return to the end of its
+  // work (the wait excluded). Written by the loop thread, read by any.
+  const util::Histogram& turn_times() const { return turn_times_; }
+
  private:
   struct Timer {
     TimePoint when;
@@ -58,7 +63,7 @@ class EventLoop {
     std::function<void()> task;
     bool operator>(const Timer& o) const { return when != o.when ? when > o.when : seq > o.seq; }
   };
-  int timeout_ms();
+  int timeout_ms(TimePoint now);
   void drain_wakeups();
   void run_mailbox();
   void run_end_of_turn();
@@ -76,6 +81,7 @@ class EventLoop {
   std::vector<std::function<void()>> end_of_turn_;  // loop thread only
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;  // loop thread only
   uint64_t timer_seq_ = 0;
+  util::Histogram turn_times_;
 };
 
 }  // namespace midge::net

@@ -14,6 +14,8 @@
 #include <cstring>
 
 #include "net/connection.h"
+#include "net/metrics.h"
+#include "net/metrics_endpoint.h"
 #include "net/tls.h"
 #include "net/websocket.h"
 #include "net/worker.h"
@@ -208,7 +210,11 @@ class Acceptor final : public EventLoop::Handler {
 
 
 Listener::Listener(ListenerOptions options, std::vector<std::unique_ptr<Worker>>& workers)
-    : options_(std::move(options)), workers_(workers) {}
+    : options_(std::move(options)), workers_(workers), traffic_slot_(Worker::add_listener(workers, *this)) {}
+
+std::string Listener::label() const {
+  return options_.port == 0 ? options_.address : std::to_string(options_.port);
+}
 
 Listener::~Listener() = default;
 
@@ -216,7 +222,7 @@ std::string Listener::open(bool ipv6_optional, const Say& say) {
   std::string err;
   const std::vector<Endpoint> endpoints = resolve(options_, err);
   if (!err.empty()) return err;
-  const char* kind = options_.websocket ? "websockets" : nullptr;
+  const char* kind = options_.websocket ? "websockets" : options_.http ? "http" : nullptr;
   for (const Endpoint& ep : endpoints) {
     if (options_.port == 0) {
       say("Opening unix listen socket on path " + options_.address + ".");
@@ -247,6 +253,12 @@ void Listener::close() {
 std::unique_ptr<Transport> Listener::make_transport() const {
   std::unique_ptr<Transport> tls = options_.tls ? options_.tls->new_transport() : nullptr;
   if (options_.tls && !tls) return nullptr;
+  if (options_.http) {
+    // Rendered on the worker that accepted the scrape, from every worker's
+    // counters (net/metrics.h says why no message goes between workers).
+    auto http = std::make_unique<MetricsEndpoint>([&workers = workers_] { return metrics_text(workers); });
+    return tls ? stack_transports(std::move(http), std::move(tls)) : std::move(http);
+  }
   if (!options_.websocket) return tls;
   auto ws = std::make_unique<WebSocket>(options_.http_dir);
   if (!tls) return ws;

@@ -2,7 +2,8 @@
 // served by worker 0's loop, which hand accepted sockets to the workers in
 // turn; its connection count (max_connections); and what its connections
 // speak over TCP, as a Transport made per connection (none for plain MQTT,
-// WebSocket, TLS, or WebSocket inside TLS).
+// WebSocket, TLS, or WebSocket inside TLS; the metrics endpoint for
+// `protocol http`).
 #pragma once
 
 #include <atomic>
@@ -27,6 +28,7 @@ struct ListenerOptions {
   std::string address;        // empty: every interface, IPv4 and IPv6
   std::string socket_domain;  // "", "ipv4", "ipv6"
   bool websocket = false;
+  bool http = false;          // `protocol http`: the metrics endpoint, no MQTT
   std::string http_dir;       // websocket listeners: files served to plain HTTP GETs
   std::shared_ptr<TlsContext> tls;  // null: no TLS
   int max_connections = -1;   // -1: no limit
@@ -61,6 +63,10 @@ class Listener {
   std::unique_ptr<Transport> make_transport() const;
   bool tls() const { return options_.tls != nullptr; }
   bool listening() const { return !acceptors_.empty(); }
+  // Its counters in each worker's broker::Stats (Stats::of).
+  uint16_t traffic_slot() const { return traffic_slot_; }
+  // How metrics name it: the port, or the unix socket's path.
+  std::string label() const;
 
   // Connections open on this listener (max_connections); see ListenerSlot.
   std::atomic<int> open_connections{0};
@@ -70,6 +76,7 @@ class Listener {
   std::vector<std::unique_ptr<Worker>>& workers_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   size_t next_worker_ = 0;  // shared by its acceptors: round robin
+  uint16_t traffic_slot_ = 0;
   friend class Acceptor;
 };
 

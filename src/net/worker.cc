@@ -67,6 +67,7 @@ void Worker::finish_stop() {
 void Worker::adopt_socket(int fd, ListenerSlot slot) {
   broker::Stats::add(stats().sockets_total);
   const Listener* listener = slot.listener();
+  broker::Stats::add(stats().of(listener ? listener->traffic_slot() : 0).sockets);
   std::unique_ptr<Transport> transport = listener ? listener->make_transport() : nullptr;
   if (stopping_ || (listener && listener->tls() && !transport)) {
     ::close(fd);
@@ -109,6 +110,15 @@ void Worker::hand_over(Connection& connection, int fd, unsigned target, protocol
     to->adopt_connected(fd, std::move(box->connect), id_assigned, std::move(box->pending), std::move(box->slot),
                         std::move(box->transport));
   });
+}
+
+uint16_t Worker::add_listener(std::vector<std::unique_ptr<Worker>>& all, const Listener& listener) {
+  uint16_t slot = 0;
+  for (auto& w : all) {
+    slot = w->stats().add_traffic_slot();
+    w->listeners_.push_back(&listener);
+  }
+  return slot;
 }
 
 void Worker::remove(uint64_t id) {
@@ -194,7 +204,10 @@ void Worker::commit_journal() {
       journal_->put_marker(index_, static_cast<unsigned>(origin), handled_from_[origin]);
     }
   }
+  const TimePoint start = Clock::now();
   const bool ok = journal_->commit();
+  commit_times_.record(static_cast<uint64_t>(std::chrono::nanoseconds(Clock::now() - start).count()));
+  if (!ok) commit_failures_.store(commit_failures_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   std::vector<std::shared_ptr<Connection>> held;
   held.swap(awaiting_commit_);
   if (ok) {

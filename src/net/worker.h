@@ -23,6 +23,7 @@
 namespace midge::net {
 
 class Connection;
+class Listener;
 class Server;
 
 class Worker final : public broker::Router {
@@ -38,6 +39,8 @@ class Worker final : public broker::Router {
   EventLoop& loop() { return loop_; }
   broker::Broker& broker() { return broker_; }
   broker::Stats& stats() { return broker_.stats(); }
+  const broker::Stats& stats() const { return broker_.stats(); }
+  const broker::SharedState& shared() const { return shared_; }
   unsigned index() const { return index_; }
   unsigned worker_count() const { return static_cast<unsigned>(all_.size()); }
   const broker::Settings& settings() const { return broker_.settings(); }
@@ -71,6 +74,20 @@ class Worker final : public broker::Router {
   void deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message) override;
 
   size_t connection_count() const { return connections_.size(); }
+
+  // Start-up, before the workers start: gives `listener` its counters in
+  // every worker's Stats (Stats::add_traffic_slot); returns their slot (Link::traffic_slot).
+  static uint16_t add_listener(std::vector<std::unique_ptr<Worker>>& all, const Listener& listener);
+  // Every listener, in the order of their slots (slot = index + 1); the
+  // same list on every worker.
+  const std::vector<const Listener*>& listeners() const { return listeners_; }
+
+  // For metrics (any thread): messages posted here not yet run; the
+  // journal's commit times and failed commits (persistence only).
+  size_t inbox_pending() const { return inbox_pending_.load(std::memory_order_relaxed); }
+  bool has_store() const { return journal_ != nullptr; }
+  const util::Histogram& commit_times() const { return commit_times_; }
+  uint64_t commit_failures() const { return commit_failures_.load(std::memory_order_relaxed); }
 
   // persistence (broker/store.h): this worker's journal of `store`, set
   // before start(); null store: none.
@@ -148,6 +165,9 @@ class Worker final : public broker::Router {
   std::vector<uint64_t> handled_from_;    // per origin: the last durable task run here
   std::vector<std::atomic<uint64_t>> committed_from_;  // per origin (read by the origin)
   bool store_failed_ = false;  // logged once per failure, until it writes again
+  util::Histogram commit_times_;
+  std::atomic<uint64_t> commit_failures_{0};  // written by this worker only
+  std::vector<const Listener*> listeners_;
   TimePoint next_store_retry_{};
 };
 

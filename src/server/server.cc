@@ -225,7 +225,7 @@ int open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::W
   for (const config::Listener& l : listeners_to_open(cfg)) {
     const std::string where = l.file + ":" + std::to_string(l.line);
     const bool websocket = l.protocol == "websockets";
-    if (l.protocol != "mqtt" && !websocket) {
+    if (l.protocol != "mqtt" && !websocket && l.protocol != "http") {
       say("Warning: " + where + ": protocol " + l.protocol + " is not supported by this build yet; listener on port " +
           std::to_string(l.port) + " skipped.");
       continue;
@@ -235,6 +235,7 @@ int open_listeners(const config::Config& cfg, std::vector<std::unique_ptr<net::W
     o.address = l.address;
     o.socket_domain = l.socket_domain;
     o.websocket = websocket;
+    o.http = l.protocol == "http";
     o.max_connections = l.max_connections;
     o.where = where;
     o.mount_point = l.mount_point;

@@ -117,7 +117,7 @@ std::shared_ptr<net::TlsContext> listener_tls(const config::Config& cfg, const c
   o.require_certificate = l.require_certificate;
   o.psk_hint = l.psk_hint;
   o.psk_file = cfg.per_listener_settings ? l.psk_file : cfg.psk_file;
-  o.alpn = l.protocol == "websockets" ? "http/1.1" : "mqtt";
+  o.alpn = l.protocol == "mqtt" ? "mqtt" : "http/1.1";
   return net::TlsContext::create(o, error);
 }
 

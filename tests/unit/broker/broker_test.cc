@@ -285,8 +285,28 @@ TEST_F(BrokerTest, Qos0FromOneSessionToAnother) {
   EXPECT_FALSE(got[0].retain);
   EXPECT_TRUE(p.take().empty());  // nothing to acknowledge
   EXPECT_EQ(router_.broadcasts.size(), 1u);
-  EXPECT_EQ(stats().publish_received.load(), 1u);
-  EXPECT_EQ(stats().publish_sent.load(), 1u);
+  EXPECT_EQ(stats().publish_received(), 1u);
+  EXPECT_EQ(stats().publish_sent(), 1u);
+}
+
+// Per listener and QoS: the counters the link's traffic_slot names.
+TEST_F(BrokerTest, TrafficCountedByListenerSlotAndQos) {
+  ASSERT_EQ(stats().add_traffic_slot(), 1u);  // as net::Worker::add_listener does
+  FakeLink& sub = connect("sub", kV311);
+  sub.traffic_slot = 1;
+  subscribe(sub, "t", 2);
+  FakeLink& p = connect("pub", kV5);
+  in(p, pub("t", "a", 0));
+  in(p, pub("t", "b", 1, 1));
+  in(p, pub("t", "c", 2, 2));
+  EXPECT_EQ(stats().of(0).publish_received[0].load(), 1u);
+  EXPECT_EQ(stats().of(0).publish_received[1].load(), 1u);
+  EXPECT_EQ(stats().of(0).publish_received[2].load(), 1u);
+  EXPECT_EQ(stats().of(1).publish_sent[0].load(), 1u);
+  EXPECT_EQ(stats().of(1).publish_sent[1].load(), 1u);
+  EXPECT_EQ(stats().of(1).publish_sent[2].load(), 1u);
+  EXPECT_EQ(stats().of(0).publish_sent[1].load(), 0u);
+  EXPECT_EQ(stats().of(1).publish_received[0].load(), 0u);
 }
 
 TEST_F(BrokerTest, Qos1FromOneSessionToAnother) {
@@ -306,10 +326,12 @@ TEST_F(BrokerTest, Qos1FromOneSessionToAnother) {
   EXPECT_FALSE(got[0].dup);
   EXPECT_EQ(session("sub").inflight.size(), 1u);
   EXPECT_EQ(stats().stored_messages.load(), 1);
+  EXPECT_EQ(stats().inflight_messages.load(), 1);
 
   in(sub, ack(PacketType::kPuback, got[0].packet_id));
   EXPECT_TRUE(session("sub").inflight.empty());
   EXPECT_EQ(stats().stored_messages.load(), 0);
+  EXPECT_EQ(stats().inflight_messages.load(), 0);
   EXPECT_TRUE(sub.take().empty());
 }
 
@@ -717,8 +739,10 @@ TEST_F(BrokerTest, OfflineQueueBoundedByMaxQueuedMessages) {
   FakeLink& p = connect("pub", kV311);
   for (int i = 0; i < 5; ++i) in(p, pub("q", std::to_string(i), 1, static_cast<uint16_t>(i + 1)));
   EXPECT_EQ(stats().publish_dropped.load(), 2u);
+  EXPECT_EQ(stats().dropped[static_cast<int>(DropReason::kQueueFull)].load(), 2u);
   EXPECT_EQ(session("sub").queue.size(), 3u);
   EXPECT_EQ(stats().stored_messages.load(), 3);
+  EXPECT_EQ(stats().queued_messages.load(), 3);
 
   ConnackPacket ack_packet;
   FakeLink& again = connect(conn("sub", kV311, false), &ack_packet);
@@ -1250,6 +1274,7 @@ TEST_F(BrokerTest, ClientMaximumPacketSize) {
   in(p, pub("m", std::string(100, 'x'), 1, 1));
   EXPECT_TRUE(s.take().empty());  // [MQTT-3.1.2-25]
   EXPECT_EQ(stats().publish_dropped.load(), 1u);
+  EXPECT_EQ(stats().dropped[static_cast<int>(DropReason::kTooLarge)].load(), 1u);
   EXPECT_TRUE(session("s").inflight.empty());
   in(p, pub("m", "small", 1, 2));
   auto got = publishes(s);
@@ -1327,7 +1352,9 @@ TEST_F(BrokerTest, SlowConsumerDropsQos0AndQueuesQos1) {
   in(p, pub("t", "kept", 1, 1));
   EXPECT_TRUE(publishes(s).empty());
   EXPECT_EQ(stats().publish_dropped.load(), 1u);
+  EXPECT_EQ(stats().dropped[static_cast<int>(DropReason::kOutputFull)].load(), 1u);
   EXPECT_EQ(session("s").queue.size(), 1u);
+  EXPECT_EQ(stats().queued_messages.load(), 1);
   s.pending = 0;
   broker().on_link_writable(s, now_);
   EXPECT_EQ(payloads(publishes(s)), Strings{"kept"});

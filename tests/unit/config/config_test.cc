@@ -185,7 +185,7 @@ TEST(ConfigErrors, EachKindNamesFileLineAndOption) {
       {"allow_anonymous   ", 1, "option 'allow_anonymous' needs a value"},
       {"persistent_client_expiration 14", 1, "option 'persistent_client_expiration': invalid duration '14' (expected a number followed by h, d, w, m or y)"},
       {"persistent_client_expiration 0d", 1, "option 'persistent_client_expiration': invalid duration '0d' (expected a number followed by h, d, w, m or y)"},
-      {"listener 1883\nprotocol bogus", 2, "option 'protocol': invalid value 'bogus' (expected one of mqtt, websockets)"},
+      {"listener 1883\nprotocol bogus", 2, "option 'protocol': invalid value 'bogus' (expected one of mqtt, websockets, http)"},
       {"listener 1883\nsocket_domain ipv5", 2, "option 'socket_domain': invalid value 'ipv5' (expected one of ipv4, ipv6)"},
       {"listener 1883\ntls_version tlsv1.0", 2, "option 'tls_version': invalid value 'tlsv1.0' (expected one of tlsv1.3, tlsv1.2, tlsv1.1)"},
       {"log_dest bogus", 1, "option 'log_dest': invalid destination 'bogus' (expected one of stdout, stderr, syslog, topic, file, dlt, none)"},
@@ -593,6 +593,13 @@ TEST(ConfigTutorial, MqttAndWebsocketsListeners) {
   EXPECT_EQ(c.listeners[0].protocol, "mqtt");
   EXPECT_EQ(c.listeners[1].port, 9001);
   EXPECT_EQ(c.listeners[1].protocol, "websockets");
+}
+
+TEST(ConfigTutorial, MetricsListener) {
+  Config c = parse_ok("listener 1883\nlistener 9090 127.0.0.1\nprotocol http\n");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_EQ(c.listeners[1].address, "127.0.0.1");
+  EXPECT_EQ(c.listeners[1].protocol, "http");
 }
 
 TEST(ConfigTutorial, PasswordFileWithoutAnonymous) {
