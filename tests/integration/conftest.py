@@ -4,6 +4,7 @@ MIDGE_TEST_BROKER=mosquitto runs the suite against /usr/sbin/mosquitto (to valid
 themselves); otherwise the Midge binary at $MIDGE_BIN (default <repo>/build/src/midge) is used.
 """
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -68,12 +69,44 @@ def wait_until(pred, timeout=5.0, interval=0.01, what="condition"):
         time.sleep(interval)
 
 
+# Ports come from 20000 up to the kernel's ephemeral range (where bind(0) and every client's
+# source port come from), each pytest-xdist worker from its own slice, in turn from a random
+# start: a port asked of the kernel could be handed to another worker, or taken as a client's
+# source port, between our close() and the broker's bind().
+def _port_slice():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            top = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        top = 32768
+    lo, hi = 20000, max(top, 21000)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+    size = (hi - lo) // workers
+    first = lo + index * size
+    return first, size
+
+
+_PORT_FIRST, _PORT_COUNT = _port_slice()
+_port_next = random.randrange(_PORT_COUNT)
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port nothing listens on, not handed out before by this worker (until its slice of
+    a few thousand ports wraps around)."""
+    global _port_next
+    for _ in range(_PORT_COUNT):
+        port = _PORT_FIRST + _port_next
+        _port_next = (_port_next + 1) % _PORT_COUNT
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue  # in use (another program, or a test run beside this one)
+        finally:
+            s.close()
+    pytest.fail("no free port in %d-%d" % (_PORT_FIRST, _PORT_FIRST + _PORT_COUNT - 1))
 
 
 def keep_root(text):

@@ -221,6 +221,7 @@ def colliding_levels(tmp_path, n):
     return keys
 
 
+@pytest.mark.serial  # a 5 s bound on 100k subscriptions
 def test_colliding_topic_levels_do_not_stall_subscribe(broker, raw, tmp_path):
     """H3: 100000 topic levels that all collide under the old hash, subscribed by 10 clients of
     one worker (10000 each, the subscription quota). Inserting them took over 10 s (quadratic)."""

@@ -27,6 +27,9 @@ def bench_path():
     return os.path.join(REPO, "build", "bench", "midge_bench")
 
 
+# Heavy load on every core: run alone (scripts/test), so as not to slow the other tests.
+pytestmark = pytest.mark.serial
+
 BENCH_CONF = ["max_inflight_messages 1000", "max_queued_messages 100000"]
 
 

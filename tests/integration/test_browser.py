@@ -26,6 +26,9 @@ import pytest
 
 from conftest import IS_MOSQUITTO, REPO, free_port, port_open, wait_until
 
+# Under pytest-xdist (--dist loadgroup) one worker runs them all: one Chromium, not one each.
+pytestmark = pytest.mark.xdist_group("browser")
+
 BROWSER_DIR = os.path.join(REPO, "tests", "browser")
 NODE_MODULES = os.path.join(BROWSER_DIR, "node_modules")
 CHROMIUM = os.environ.get("MIDGE_CHROMIUM", "/usr/bin/chromium")

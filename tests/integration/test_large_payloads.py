@@ -232,6 +232,7 @@ def rss_settled(pid):
 PEAK_BOUND_MIB = 1.25 + 0.25 + 8
 
 
+@pytest.mark.serial  # peak RSS: 20.9 MiB once beside other tests (-n 4)
 @pytest.mark.midge_only
 def test_slow_subscriber_memory_stays_bounded(broker, raw):
     """A subscriber that reads nothing while 200 x 256 KiB QoS 0 messages (50 MiB) are
@@ -267,6 +268,7 @@ def rss_after_trim(pid, target, wait=5.0):
     return now
 
 
+@pytest.mark.serial  # peak RSS: 20.9 MiB once beside other tests (-n 4)
 @pytest.mark.midge_only
 def test_slow_subscriber_memory_returns(broker, raw):
     """Three rounds of the slow subscriber. After each, once the broker has been quiet for a

@@ -36,6 +36,9 @@ IS_ROOT = os.geteuid() == 0
 pytestmark = [
     # dpkg -i and --purge run man-db's trigger: tens of seconds on a loaded machine.
     pytest.mark.timeout(300),
+    # dpkg mode creates and removes the midge user, which test_service.py's privilege tests look
+    # up: both run in the serial pass, one test at a time.
+    pytest.mark.serial,
     pytest.mark.skipif(IS_MOSQUITTO, reason="Midge's own package"),
     pytest.mark.skipif(not DEB, reason="MIDGE_DEB is unset: build the package with `cmake --build build "
                        "--target package` and set MIDGE_DEB=build/midge_VERSION_ARCH.deb (scripts/test "

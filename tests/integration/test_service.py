@@ -16,7 +16,11 @@ import pytest
 import mqttraw
 from conftest import (BROKER_BIN, IS_MOSQUITTO, V5, free_port, port_open, wait_until)
 
-pytestmark = pytest.mark.midge_only(reason="Midge's service behaviour (user midge, sd_notify, log lines)")
+pytestmark = [
+    pytest.mark.midge_only(reason="Midge's service behaviour (user midge, sd_notify, log lines)"),
+    # Whom Midge drops to depends on whether user midge exists, which test_package.py changes.
+    pytest.mark.serial,
+]
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="privilege drop: needs to start as root")

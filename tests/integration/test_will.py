@@ -137,6 +137,7 @@ def test_v5_will_delay_cancelled_by_reconnect(broker, raw, connected):
     assert [x.topic for x in w.messages()] == ["will/z"]
 
 
+@pytest.mark.serial  # an upper bound on the will's delay
 @pytest.mark.midge_only
 def test_v5_will_delay_punctual(broker, raw, connected):
     """The delayed will comes within 0.5 s after its Will Delay. The spec only says "not
