@@ -605,6 +605,15 @@ void Connection::update_deadline(TimePoint now) {
 
 void Connection::on_deadline(TimePoint now) {
   if (closed_) return;
+  if (!closing_ && pending_connect_) {
+    // Its password check was still queued: logged like a refusal whatever connection_messages
+    // says, so that a brute force that overloads the checks does not vanish from the log.
+    const protocol::ConnectPacket& c = pending_connect_->connect;
+    worker_.log("Warning: Client " + escape_for_log(c.client_id) + " from " + pending_connect_->peer +
+                " refused: its password was not checked within " + std::to_string(kConnectTimeout.count()) +
+                " s" + (c.username ? " (user '" + escape_for_log(*c.username) + "')." : "."));
+    pending_connect_.reset();
+  }
   if (closing_ || !connected_) {
     finish_close();
     return;

@@ -205,6 +205,30 @@ def test_clients_gone_during_their_check(broker, slow_users):
     assert b.alive()
 
 
+# A check that cannot end before the 10 s CONNECT timeout (an overloaded hashing thread, here
+# one hash that alone takes about 11 s): the client is refused at the timeout, and the log says
+# so, whatever connection_messages says, so that a flood of logins cannot hide in the log.
+@pytest.mark.serial
+@pytest.mark.midge_only(reason="Mosquitto checks passwords on its event loop: no queue to time out")
+def test_a_login_not_checked_in_time_is_logged(broker, tmp_path):
+    salt = os.urandom(12)
+    start = time.monotonic()
+    hashlib.pbkdf2_hmac("sha512", b"x", salt, 200000, 64)
+    per_iteration = (time.monotonic() - start) / 200000
+    iterations = int(11.0 / per_iteration)  # about 11 s of hashing on this machine, now
+    users = tmp_path / "passwd"
+    users.write_text("late:$7$%d$%s$%s\n" % (iterations, base64.b64encode(salt).decode(),
+                                             base64.b64encode(b"\0" * 64).decode()))
+    b = auth_broker(broker, str(users), "allow_anonymous false", "connection_messages false")
+    r = mqttraw.RawClient(b.port, 5, timeout=30)
+    r.send(mqttraw.connect("late-login", proto=5, username="late", password="guess"))
+    wait_until(lambda: "Warning: Client late-login from 127.0.0.1:" in b.log_text(), timeout=20,
+               what="the refusal at the CONNECT timeout")
+    line = next(l for l in b.log_text().splitlines() if "Client late-login" in l)
+    assert line.endswith(" refused: its password was not checked within 10 s (user 'late')."), line
+    assert r.wait_closed(5) == []  # closed without a CONNACK, as at any CONNECT timeout
+
+
 # ------------------------------------------------------------------ M6: logging
 
 def test_failed_logins_are_logged_with_address(broker, slow_users):
