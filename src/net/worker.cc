@@ -52,10 +52,22 @@ void Worker::do_stop() {
   for (auto& [id, c] : connections_) all.push_back(c);
   for (auto& c : all) c->close();
   // Give closing sockets a moment to drain, then leave the loop.
+  stop_deadline_ = Clock::now() + seconds(2);
   loop_.after(milliseconds(200), [this] { finish_stop(); });
 }
 
 void Worker::finish_stop() {
+  // The wills the other workers published when they stopped may be for sessions here: this
+  // loop runs until every worker has stopped and what they sent here has run, so that a
+  // persistent subscriber's copy is queued and written before the end (bounded by 2 s).
+  shut_down_.store(true, std::memory_order_release);
+  const bool all_down = std::all_of(all_.begin(), all_.end(), [](const std::unique_ptr<Worker>& w) {
+    return w->shut_down_.load(std::memory_order_acquire);
+  });
+  if ((!all_down || inbox_pending_.load(std::memory_order_acquire) != 0) && Clock::now() < stop_deadline_) {
+    loop_.after(milliseconds(10), [this] { finish_stop(); });
+    return;
+  }
   if (journal_ && !journal_->empty()) commit_journal();  // what the last turns left
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [id, c] : connections_) all.push_back(c);

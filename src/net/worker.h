@@ -152,6 +152,10 @@ class Worker final : public broker::Router {
   using Deadline = std::pair<TimePoint, uint64_t>;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   bool stopping_ = false;
+  // Set when this worker's stop has published its wills and handed them to the other workers
+  // (finish_stop); each worker ends its loop only once every worker has set it.
+  std::atomic<bool> shut_down_{false};
+  TimePoint stop_deadline_{};  // the wait for the others is bounded
   std::atomic<size_t> inbox_pending_{0};  // messages posted to this worker, not yet run
   std::atomic<size_t> inbox_bytes_{0};    // their topic and payload bytes
   std::vector<std::shared_ptr<Connection>> paused_;

@@ -5,7 +5,7 @@ other listeners see the full topics. Retained messages and wills follow the same
 """
 import pytest
 
-from conftest import IS_MOSQUITTO, free_port
+from conftest import IS_MOSQUITTO, free_port, port_open, wait_until
 import mqttraw
 from test_auth import auth_conf
 
@@ -16,6 +16,8 @@ def mounted(broker):
     other = free_port()
     b = broker(auth_conf("listener %d 127.0.0.1" % other, "mount_point tenant1/", "allow_anonymous true"))
     b.mounted = other
+    # The broker fixture waits for the first listener only; the second may listen a moment later.
+    wait_until(lambda: port_open(other), what="the mounted listener")
     return b
 
 
