@@ -79,6 +79,8 @@ for b in "$midge" "$bench" "$mosquitto"; do
   [ -x "$b" ] || { echo "compare.sh: $b not found (build first, or set MIDGE_BIN/MIDGE_BENCH)" >&2; exit 2; }
 done
 work=$(mktemp -d /tmp/midge-compare.XXXXXX)
+# Started as root, both brokers drop to their own user: it must be able to reach the stores here.
+chmod 755 "$work"
 [ -n "$out" ] || out="$work/results.jsonl"
 : > "$out"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -67,8 +67,8 @@ free_port() {
 write_conf() {  # kind port dir
   local kind=$1 port=$2 dir=$3
   {
-    # Mosquitto started as root drops to user mosquitto, which cannot write $work.
-    [ "$kind" = mosquitto ] && [ "$(id -u)" = 0 ] && echo "user root"
+    # Started as root, either broker drops to its own user, which cannot write $work.
+    [ "$(id -u)" = 0 ] && echo "user root"
     echo "listener $port 127.0.0.1"
     echo "allow_anonymous true"
     echo "persistence true"

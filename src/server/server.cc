@@ -345,6 +345,13 @@ bool drop_privileges(const Identity& who, Logger& log, const std::string& store_
     log.log("Error: cannot switch to user '" + who.name + "': " + std::strerror(errno) + ".");
     return false;
   }
+  // The store's files stay open, but RocksDB creates new ones (the next log, tables) later: a
+  // directory the user cannot reach (a parent it may not enter) would fail at the first of them.
+  if (!store_dir.empty() && ::faccessat(AT_FDCWD, store_dir.c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
+    log.log("Error: user '" + who.name + "' cannot write the store " + store_dir + ": " + std::strerror(errno) +
+            " (check the permissions of every directory above it).");
+    return false;
+  }
   log.log("Running as user '" + who.name + "'.");
   return true;
 }

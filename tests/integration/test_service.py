@@ -213,6 +213,18 @@ def test_store_and_log_stay_usable_after_the_drop(midge, shared_dir, tmp_path):
     assert again.stop() == 0
 
 
+@needs_root
+def test_store_the_user_cannot_reach_stops_the_start(midge, tmp_path):
+    """tmp_path is 0700 root: the store opens as root, but after the drop its user could not
+    create the store's next file, so the first QoS 1 publish after a log roll would fail.
+    Midge says so at once and does not start."""
+    u = service_user()
+    m = midge(["user %s" % u.pw_name, "persistence true", "persistence_location %s/" % tmp_path])
+    one_error_exit_1(m, "user '%s' cannot write the store %s/mosquitto.db.midge: Permission denied"
+                     % (u.pw_name, tmp_path))
+    assert "running" not in m.text()
+
+
 # ------------------------------------------------------------------ start-up errors
 
 def one_error_exit_1(m, expected):
