@@ -45,8 +45,9 @@ class Router {
   // persistence the router journals it until every receiver has written
   // what it did with it (see net::Worker, Recovery in server/persistence).
   virtual bool broadcast(const MessagePtr& message, bool durable) = 0;
-  // Delivers a message to a $share group member that lives on `member.worker`.
-  virtual void deliver_shared(const SharedMember& member, const MessagePtr& message) = 0;
+  // Delivers a message to a $share group member that lives on `member.worker`;
+  // `durable` as for broadcast (journaled until that worker has written it).
+  virtual void deliver_shared(const SharedMember& member, const MessagePtr& message, bool durable) = 0;
   // A log line of `type` (written only if `log_type` has it; see SharedState::logs).
   virtual void log(util::LogType type, const std::string& line) {
     (void)type;
@@ -132,6 +133,11 @@ class Broker {
   // Durable storage (persistence true): this worker's journal, which the
   // owner commits before any byte of a turn reaches a socket; null without.
   void set_journal(Journal* journal) { journal_ = journal; }
+  // The worker's journal was written (clears what rewrite_store needs).
+  void committed();
+  // After a failed commit: records every durable session of this worker
+  // again, whole (broker_store.cc).
+  void rewrite_store();
   Journal* journal() const { return journal_; }
   // Start-up, before any connection: a session read back from the store.
   // Its deliveries keep their sequence numbers; later ones follow the
@@ -143,6 +149,9 @@ class Broker {
   // were not written (it crashed first) is routed again, to the restored
   // sessions `only` accepts (those that lived on that worker).
   void replay(const MessagePtr& message, const std::function<bool(const Session&)>& only, TimePoint now);
+  // The same for a $share delivery: to the member it was for only.
+  void replay_shared(const std::string& client_id, uint8_t qos, uint32_t subscription_id, const MessagePtr& message,
+                     const std::function<bool(const Session&)>& only, TimePoint now);
 
   Stats& stats() { return stats_; }
   const Stats& stats() const { return stats_; }
@@ -301,6 +310,7 @@ class Broker {
   PublishCache publish_cache_;
   Journal* journal_ = nullptr;
   uint64_t store_seq_ = 0;  // the last Delivery::store_seq handed out
+  std::vector<std::string> erased_since_commit_;  // sessions erased from the store since its last commit
   const std::function<bool(const Session&)>* replay_only_ = nullptr;  // see replay()
 
   // $SYS state (worker 0 only)

@@ -221,7 +221,7 @@ void Broker::on_shared_delivery(const SharedMember& member, const MessagePtr& me
     if (other->worker == worker_) {
       if (sessions_.count(other->client_id) != 0) on_shared_delivery(*other, message, now);
     } else {
-      router_.deliver_shared(*other, message);
+      router_.deliver_shared(*other, message, journal_ != nullptr);  // qos > 0: durable
     }
     return;
   }
@@ -292,7 +292,7 @@ bool Broker::route(const MessagePtr& message, TimePoint now, bool from_remote, b
       if (member.worker == worker_) {
         on_shared_delivery(member, message, now);
       } else {
-        router_.deliver_shared(member, message);
+        router_.deliver_shared(member, message, durable && journal_);
       }
     });
   }

@@ -26,6 +26,38 @@ void Broker::unstore_session(Session& session) {
   if (!journal_ || !session.stored) return;
   journal_->erase_session(session.client_id);
   session.stored = false;
+  erased_since_commit_.push_back(session.client_id);  // for rewrite_store
+}
+
+void Broker::committed() { erased_since_commit_.clear(); }
+
+// After a failed commit the store lacks that batch, whatever it held (a
+// queued message, an acknowledgement's erasure, the effects of messages
+// handed over by other workers): what is in memory is the truth. Every
+// durable session is written again whole, one range deletion then each
+// record, and the sessions ended since the last good commit are erased
+// again. The worker commits this with its markers in one batch.
+void Broker::rewrite_store() {
+  if (!journal_) return;
+  for (const std::string& id : erased_since_commit_) journal_->erase_session(id);
+  for (auto& [key, owned] : sessions_) {
+    Session& s = *owned;
+    if (!durable(s) || !s.stored) continue;
+    journal_->erase_session(s.client_id);
+    journal_->put_session(s, worker_);
+    for (const auto& [filter, sub] : s.subscriptions) journal_->put_subscription(s.client_id, filter, sub);
+    for (InflightOut& f : s.inflight) {
+      Delivery& d = f.delivery;
+      if (d.store_seq == 0) continue;
+      d.state_stored = false;
+      if (d.message) journal_->put_delivery(s.client_id, d.store_seq, d, f.packet_id);
+      if (f.released || !d.message) store_inflight(s, f);  // a released QoS 2: its state alone
+    }
+    for (const Delivery& d : s.queue) {
+      if (d.store_seq != 0 && d.message) journal_->put_delivery(s.client_id, d.store_seq, d, 0);
+    }
+    s.incoming_qos2.for_each([&](uint16_t id) { journal_->put_incoming(s.client_id, id); });
+  }
 }
 
 // A delivery kept for a durable session (queued or in flight) is written
@@ -166,6 +198,17 @@ void Broker::restore(StoredSession&& stored, TimePoint now) {
   // worker count: its record names this worker now (server/persistence.cc
   // routes in-transit messages by it).
   if (!stored.offline || stored.worker != worker_) store_session(session);
+}
+
+// A $share delivery its receiver had not written: to that member alone,
+// if its session came back here (other members had their own messages).
+void Broker::replay_shared(const std::string& client_id, uint8_t qos, uint32_t subscription_id,
+                           const MessagePtr& message, const std::function<bool(const Session&)>& only,
+                           TimePoint now) {
+  auto it = sessions_.find(client_id);
+  if (it == sessions_.end() || !only(*it->second)) return;
+  const SharedMember member{worker_, client_id, qos, subscription_id, false, {}};
+  on_shared_delivery(member, message, now);
 }
 
 void Broker::replay(const MessagePtr& message, const std::function<bool(const Session&)>& only, TimePoint now) {

@@ -70,6 +70,10 @@ class PacketIdSet {
   size_t count(uint16_t id) const { return ids_ ? ids_->count(id) : 0; }
   size_t size() const { return ids_ ? ids_->size() : 0; }
   bool empty() const { return size() == 0; }
+  template <typename F>
+  void for_each(F&& f) const {
+    if (ids_) for (uint16_t id : *ids_) f(id);
+  }
 
  private:
   std::unordered_set<uint16_t>& set() {

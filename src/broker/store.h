@@ -91,6 +91,16 @@ class Journal {
   };
   virtual void put_transit(unsigned origin, uint64_t id, const Message& message,
                            const std::vector<Receiver>& receivers) = 0;
+  // A $share delivery handed to the worker of the member it picked: one
+  // receiver, and the member (client id, granted QoS, subscription id), so
+  // that recovery delivers it to that member only.
+  struct SharedTarget {
+    std::string_view client_id;
+    uint8_t qos = 0;
+    uint32_t subscription_id = 0;
+  };
+  virtual void put_shared_transit(unsigned origin, uint64_t id, const Message& message, Receiver receiver,
+                                  const SharedTarget& target) = 0;
   // Every transit record of `origin` with an id up to `id` included.
   virtual void erase_transits(unsigned origin, uint64_t up_to_id) = 0;
   // The last message of the (origin, receiver) channel whose effects are
@@ -158,6 +168,13 @@ struct StoredTransit {
   uint64_t id = 0;
   MessagePtr message;
   std::vector<Journal::Receiver> receivers;
+  // A $share delivery (Journal::put_shared_transit): the member it is for.
+  struct Member {
+    std::string client_id;
+    uint8_t qos = 0;
+    uint32_t subscription_id = 0;
+  };
+  std::optional<Member> member;
 };
 
 // Called in key order while the store is read; records that cannot be

@@ -1,5 +1,6 @@
 #include "net/worker.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +32,9 @@ Worker::~Worker() {
 void Worker::start() {
   outbox_.resize(all_.size());
   thread_ = std::thread([this] {
+    // Seen in top -H and ps -L; the store's fault hook names workers by it.
+    const std::string name = "midge-w" + std::to_string(index_);
+    ::pthread_setname_np(::pthread_self(), name.c_str());
     arm_tick();
     loop_.run();
   });
@@ -209,6 +213,13 @@ void Worker::hold_until_commit(Connection& connection) {
 // batch would have covered by dropping their connections' output.
 void Worker::commit_journal() {
   committing_ = true;
+  // After a failure, the first write that works proves the store is back;
+  // then everything it missed is written again, with the markers, before any
+  // acknowledgement is released.
+  if (rewrite_needed_ && journal_->commit()) {
+    rewrite_store();
+    rewrite_needed_ = false;
+  }
   // The last message from each peer whose effects are all in this batch
   // (recovery routes again only what no committed marker covers).
   for (size_t origin = 0; origin < handled_from_.size(); ++origin) {
@@ -223,6 +234,7 @@ void Worker::commit_journal() {
   std::vector<std::shared_ptr<Connection>> held;
   held.swap(awaiting_commit_);
   if (ok) {
+    broker_.committed();
     for (auto& c : held) c->commit_done();
     for (size_t origin = 0; origin < handled_from_.size(); ++origin) {
       committed_from_[origin].store(handled_from_[origin], std::memory_order_release);
@@ -239,8 +251,16 @@ void Worker::commit_journal() {
           "disconnected.");
     }
     for (auto& c : held) c->abort_unwritten();
+    rewrite_needed_ = true;
   }
   committing_ = false;
+}
+
+// What a failed batch held is gone from the store: the broker's durable
+// sessions and this worker's transits not yet pruned are journaled again.
+void Worker::rewrite_store() {
+  broker_.rewrite_store();
+  for (const Transit& t : transits_) journal_transit(t);
 }
 
 // While the store fails, once a second: is it writable again?
@@ -324,16 +344,32 @@ bool Worker::broadcast(const broker::MessagePtr& message, bool durable) {
   if (durable) {
     // Committed before the publisher's acknowledgement is written, like
     // everything journaled in this turn.
-    journal_->put_transit(index_, ++transit_id_, *message, receivers);
-    transits_.push_back(Transit{transit_id_, std::move(receivers)});
+    transits_.push_back(Transit{++transit_id_, std::move(receivers), message, std::nullopt});
+    journal_transit(transits_.back());
   }
   schedule_flush();
   return true;
 }
 
-void Worker::deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message) {
-  outbox_[member.worker].push_back(Task{message, member, 0});
+void Worker::deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message, bool durable) {
+  durable = durable && journal_ && message->qos > 0;
+  const uint64_t seq = durable ? ++channel_seq_[member.worker] : 0;
+  outbox_[member.worker].push_back(Task{message, member, seq});
+  if (durable) {
+    std::vector<broker::Journal::Receiver> to{{static_cast<uint8_t>(member.worker), seq}};
+    transits_.push_back(Transit{++transit_id_, std::move(to), message, member});
+    journal_transit(transits_.back());
+  }
   schedule_flush();
+}
+
+void Worker::journal_transit(const Transit& t) {
+  if (t.member) {
+    const broker::Journal::SharedTarget target{t.member->client_id, t.member->qos, t.member->subscription_id};
+    journal_->put_shared_transit(index_, t.id, *t.message, t.receivers.front(), target);
+  } else {
+    journal_->put_transit(index_, t.id, *t.message, t.receivers);
+  }
 }
 
 void Worker::arm_tick() {

@@ -71,7 +71,7 @@ class Worker final : public broker::Router {
 
   // broker::Router
   bool broadcast(const broker::MessagePtr& message, bool durable) override;
-  void deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message) override;
+  void deliver_shared(const broker::SharedMember& member, const broker::MessagePtr& message, bool durable) override;
 
   size_t connection_count() const { return connections_.size(); }
 
@@ -121,10 +121,16 @@ class Worker final : public broker::Router {
   };
   // A durable message handed to other workers, journaled until every
   // receiver has committed what it did with it.
+  // The message and member are kept to write it again after a failed commit
+  // (rewrite_store).
   struct Transit {
     uint64_t id;
     std::vector<broker::Journal::Receiver> receivers;
+    broker::MessagePtr message;
+    std::optional<broker::SharedMember> member;  // a $share delivery
   };
+  void journal_transit(const Transit& t);
+  void rewrite_store();
   void prune_transits();
   bool markers_behind() const;
   void schedule_flush();
@@ -169,6 +175,7 @@ class Worker final : public broker::Router {
   std::vector<uint64_t> handled_from_;    // per origin: the last durable task run here
   std::vector<std::atomic<uint64_t>> committed_from_;  // per origin (read by the origin)
   bool store_failed_ = false;  // logged once per failure, until it writes again
+  bool rewrite_needed_ = false;  // a commit failed: rewrite_store() at the next that works
   util::Histogram commit_times_;
   std::atomic<uint64_t> commit_failures_{0};  // written by this worker only
   std::vector<const Listener*> listeners_;

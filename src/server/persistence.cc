@@ -72,7 +72,14 @@ size_t replay_transits(Transits& t, const std::unordered_map<std::string, unsign
         auto it = lived_on.find(s.client_id);
         return it != lived_on.end() && it->second == r.worker;
       };
-      for (auto& w : workers) w->broker().replay(transit.message, only, now);
+      for (auto& w : workers) {
+        if (transit.member) {
+          w->broker().replay_shared(transit.member->client_id, transit.member->qos, transit.member->subscription_id,
+                                    transit.message, only, now);
+        } else {
+          w->broker().replay(transit.message, only, now);
+        }
+      }
       ++replayed;
     }
   }

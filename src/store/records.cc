@@ -515,15 +515,43 @@ std::string encode_transit(const Message& message, const std::vector<broker::Jou
   return out;
 }
 
+namespace {
+// Set in a transit's receiver count: a $share transit, its member follows
+// the receivers (so a cut one never reads as a plain transit).
+constexpr uint32_t kSharedTransit = 0x80000000u;
+}  // namespace
+
+std::string encode_shared_transit(const Message& message, broker::Journal::Receiver receiver,
+                                  const broker::Journal::SharedTarget& target, const Clocks& clocks) {
+  std::string out = start_value();
+  put_message(out, message, clocks);
+  put_be<uint32_t>(out, 1 | kSharedTransit);
+  put_u8(out, receiver.worker);
+  put_be<uint64_t>(out, receiver.seq);
+  put_u8(out, target.qos);
+  put_be<uint32_t>(out, target.subscription_id);
+  put_str(out, target.client_id);
+  return out;
+}
+
 bool decode_transit(std::string_view value, const Clocks& clocks, broker::StoredTransit& out,
                     const char*& why) {
   In in(value);
   uint32_t count = 0;
   if (in.version() && read_message(in, clocks, out.message) && in.be(count, "receiver count")) {
+    const bool shared = (count & kSharedTransit) != 0;
+    count &= ~kSharedTransit;
     if (count > in.remaining() / 9) in.fail("receivers truncated");
     out.receivers.resize(in.remaining() / 9 >= count ? count : 0);
     for (auto& r : out.receivers) {
       if (!in.u8(r.worker, "receiver") || !in.be(r.seq, "receiver seq")) break;
+    }
+    broker::StoredTransit::Member m;
+    std::string_view client;
+    if (shared && in.u8(m.qos, "member qos") && (qos_ok(m.qos) || in.fail("member qos")) &&
+        in.be(m.subscription_id, "member subscription id") && in.str(client, "member client id")) {
+      m.client_id = std::string(client);
+      out.member = std::move(m);
     }
   }
   return in.finish(why);

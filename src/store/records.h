@@ -10,7 +10,7 @@
 //   "S" u16 len, client id, 'q' u64 seq         delivery: the message
 //   "S" u16 len, client id, 'i' u64 seq         delivery: in-flight state
 //   "S" u16 len, client id, 'x' u16 packet id   incoming QoS 2 id
-//   "T" u8 origin, u64 id                       transit message
+//   "T" u8 origin, u64 id                       transit message ($share: + member)
 //   "M" u8 receiver, u8 origin                  channel marker
 //   "W"                                         worker count of the last run
 // Numbers are big-endian (keys sort by them). The client id's length comes
@@ -125,6 +125,9 @@ bool decode_incoming(std::string_view value, const char*& why);
 std::string encode_transit(const broker::Message& message,
                            const std::vector<broker::Journal::Receiver>& receivers,
                            const Clocks& clocks);
+// A $share transit: the same, then the member (qos, subscription id, client id).
+std::string encode_shared_transit(const broker::Message& message, broker::Journal::Receiver receiver,
+                                  const broker::Journal::SharedTarget& target, const Clocks& clocks);
 bool decode_transit(std::string_view value, const Clocks& clocks, broker::StoredTransit& out,
                     const char*& why);
 

@@ -9,11 +9,13 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <utility>
 
@@ -88,6 +90,19 @@ bool file_exists(const std::string& path) {
   return !path.empty() && ::stat(path.c_str(), &st) == 0;
 }
 
+// The fault hook: the file exists, and is empty or names this thread
+// ("midge-w1": only that worker's commits fail).
+bool fault_injected(const std::string& path) {
+  if (!file_exists(path)) return false;
+  std::ifstream in(path);
+  std::string who;
+  in >> who;
+  if (who.empty()) return true;
+  char name[16] = {};
+  ::pthread_getname_np(::pthread_self(), name, sizeof name);
+  return who == name;
+}
+
 // One worker's batch. Only its worker's thread uses it.
 class RocksJournal final : public broker::Journal {
  public:
@@ -144,6 +159,11 @@ class RocksJournal final : public broker::Journal {
                    const std::vector<Receiver>& receivers) override {
     put(transit_key(origin, id), encode_transit(message, receivers, clocks(message.expires_at.has_value())));
   }
+  void put_shared_transit(unsigned origin, uint64_t id, const broker::Message& message, Receiver receiver,
+                          const SharedTarget& target) override {
+    put(transit_key(origin, id),
+        encode_shared_transit(message, receiver, target, clocks(message.expires_at.has_value())));
+  }
   void erase_transits(unsigned origin, uint64_t up_to_id) override {
     batch_.DeleteRange(transit_key(origin, 0), transit_end(origin, up_to_id));
   }
@@ -182,7 +202,7 @@ bool RocksJournal::commit() {
     // whether the disk takes writes again.
     batch_.Delete("~probe");
   }
-  if (file_exists(fault_file_)) return fail("injected fault");
+  if (fault_injected(fault_file_)) return fail("injected fault");
   const rocksdb::Status s = db_->Write(write_options_, &batch_);
   if (!s.ok()) return fail(s.ToString());
   batch_.Clear();
@@ -394,7 +414,7 @@ std::unique_ptr<broker::Journal> RocksStore::journal() {
 }
 
 bool RocksStore::resume() {
-  if (!db_ || file_exists(fault_file_)) return false;
+  if (!db_ || fault_injected(fault_file_)) return false;
   // Busy while RocksDB recovers by itself (after ENOSPC it waits for free
   // space, checking every few seconds): not writable yet.
   return db_->Resume().ok();

@@ -52,7 +52,7 @@ class FakeRouter : public Router {
     broadcasts.push_back(message);
     return false;  // no other worker has subscribers
   }
-  void deliver_shared(const SharedMember& member, const MessagePtr& message) override {
+  void deliver_shared(const SharedMember& member, const MessagePtr& message, bool) override {
     shared.push_back({member, message});
   }
 
@@ -104,6 +104,11 @@ class FakeJournal : public Journal {
   }
   void put_transit(unsigned origin, uint64_t id, const Message& m, const std::vector<Receiver>&) override {
     log("put_transit " + std::to_string(origin) + " " + std::to_string(id) + " " + std::string(m.payload));
+  }
+  void put_shared_transit(unsigned origin, uint64_t id, const Message& m, Receiver r,
+                          const SharedTarget& target) override {
+    log("put_shared_transit " + std::to_string(origin) + " " + std::to_string(id) + " " + std::string(m.payload) +
+        " -> " + std::to_string(r.worker) + ":" + std::string(target.client_id));
   }
   void erase_transits(unsigned origin, uint64_t up_to) override {
     log("erase_transits " + std::to_string(origin) + " " + std::to_string(up_to));

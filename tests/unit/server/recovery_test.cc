@@ -96,5 +96,29 @@ TEST_F(RecoveryTest, MessagesAReceiverHadNotWrittenAreRoutedAgainToItsSessionsOn
   EXPECT_TRUE(loaded.transits.empty());
 }
 
+// A $share message handed to the worker of the member it picked, which had
+// not written it: at start-up that member gets it, and no one else (another
+// member on the same worker, a plain subscriber there).
+TEST_F(RecoveryTest, ASharedDeliveryAReceiverHadNotWrittenGoesToItsMemberOnly) {
+  {
+    auto s = open();
+    auto j = s->journal();
+    for (const char* id : {"member", "other-member", "plain"}) put_session(*j, id, 1);
+    broker::SessionSubscription sub;
+    sub.options.max_qos = 1;
+    j->put_subscription("member", "$share/g/t/#", sub);
+    j->put_subscription("other-member", "$share/g/t/#", sub);
+    j->put_shared_transit(0, 5, *message("t/s", "shared", 1), {1, 3}, {"member", 1, 0});
+    ASSERT_TRUE(j->commit()) << j->error();
+  }
+  EXPECT_EQ(recover_queued(2, "member"), (std::vector<std::string>{"shared"}));
+  for (const char* id : {"other-member", "plain"}) {
+    const broker::Session* session = nullptr;
+    for (auto& w : workers_) session = session ? session : w->broker().find_session(id);
+    ASSERT_NE(session, nullptr) << id;
+    EXPECT_TRUE(session->queue.empty()) << id;
+  }
+}
+
 }  // namespace
 }  // namespace midge::server

@@ -43,6 +43,7 @@ std::vector<std::pair<const char*, std::string>> samples() {
       {"inflight", encode_inflight(3, true)},
       {"incoming", encode_incoming()},
       {"transit", encode_transit(*d.message, {{1, 9}, {2, 10}}, kClocks)},
+      {"shared transit", encode_shared_transit(*d.message, {1, 9}, {"member-1", 1, 7}, kClocks)},
       {"marker", encode_marker(5)},
       {"workers", encode_workers(4)},
   };
@@ -63,7 +64,12 @@ bool decode(const std::string& kind, std::string_view v) {
   if (kind == "delivery") return decode_delivery(v, kClocks, d, why);
   if (kind == "inflight") return decode_inflight(v, d, why);
   if (kind == "incoming") return decode_incoming(v, why);
-  if (kind == "transit") return decode_transit(v, kClocks, t, why);
+  if (kind == "transit") return decode_transit(v, kClocks, t, why) && !t.member;
+  if (kind == "shared transit") {
+    return decode_transit(v, kClocks, t, why) && t.member && t.member->client_id == "member-1" &&
+           t.member->qos == 1 && t.member->subscription_id == 7 && t.receivers.size() == 1 &&
+           t.receivers[0].worker == 1 && t.receivers[0].seq == 9;
+  }
   if (kind == "marker") return decode_marker(v, seq, why);
   if (kind == "workers") return decode_workers(v, w, why);
   ADD_FAILURE() << kind;
