@@ -313,7 +313,9 @@ void Broker::take_over(Session& session, bool session_ends, TimePoint now) {
     shared_.shared_subscriptions.set_online(session.client_id, false);
     old->close_for(ReasonCode::kSessionTakenOver, nullptr, session.client_id);
   } else if (session.will_at) {
-    if (session_ends) publish_will(session, now);  // the old session ends now
+    // The client is back before the will delay passed [MQTT-3.1.3-9]: no
+    // will, even with Clean Start, which ends the old session now (the
+    // specification allows either reading; Mosquitto drops it).
     session.will.reset();
     session.will_at.reset();
   }

@@ -185,6 +185,24 @@ def test_v5_no_will_on_takeover_with_delay_and_resume(broker, raw, connected):
     w.expect_nothing(2.5)
 
 
+def test_v5_delayed_will_dropped_when_the_client_returns_with_clean_start(broker, raw, connected):
+    """Cause N (07-will-delay-recover.py): Session Expiry 30, Will Delay 1. The client leaves
+    with its will (DISCONNECT 0x04) and is back before the delay with Clean Start 1, which ends
+    the old session: no will, as Mosquitto; a new connection came before the delay passed
+    [MQTT-3.1.3-9] (the specification allows either reading)."""
+    b = broker()
+    w = watcher(connected, b.port)
+    c = raw(b.port, 5)
+    c.connect("wdr", clean=False, properties=[(m.P_SESSION_EXPIRY, 30)],
+              will=will(payload=b"will", properties=[(m.P_WILL_DELAY, 1)]))
+    c.send(m.disconnect(5, rc=0x04))  # Disconnect with Will Message
+    c.wait_closed(3)  # the broker has seen it: the will waits for its delay
+    again = raw(b.port, 5)
+    assert not again.connect("wdr", clean=True, properties=[(m.P_SESSION_EXPIRY, 30)]).session_present
+    time.sleep(1.5)  # past the will delay: time has to pass
+    again.publish("will/t", b"ready")  # the first message the watcher gets
+    assert [x.payload for x in w.wait_messages(1, timeout=3)] == [b"ready"]
+
 @pytest.mark.parametrize("proto", [4, 5])
 @pytest.mark.parametrize("keep1,keep2", [(False, False), (True, False), (False, True), (True, True)])
 def test_takeover_will_and_session_present(broker, raw, connected, proto, keep1, keep2):
