@@ -263,7 +263,10 @@ class Broker {
   }
   void erase_inflight(Session& session, util::Fifo<InflightOut>::iterator it);
   void pump(Session& session, TimePoint now);
-  uint16_t next_packet_id(Session& session);
+  // 0 when a message to be queued must wait without one.
+  uint16_t next_packet_id(Session& session, bool for_queue);
+  // After a restore: whether the ids held are in the order they were given.
+  static void settle_packet_ids(Session& session);
   void forget_stored(const Delivery& delivery);
 
   // persistence (broker_store.cc)

@@ -1,6 +1,7 @@
 // The publish path: PUBLISH in, QoS 1/2 handshakes, routing to matching
 // sessions, in-flight windows and offline queues (MQTT 3.3-3.7, 4.3, 4.6).
 #include <algorithm>
+#include <bitset>
 
 #include "broker/broker.h"
 #include "protocol/codec.h"
@@ -313,6 +314,31 @@ constexpr size_t kMaxPacketSize = 268435460;
 // it, copying into one contiguous buffer costs less than the slice (a
 // reference count, an iovec); bench/compare.sh's sizes chose the value.
 constexpr size_t kSharedPayloadMin = 1024;
+
+// The id of the oldest message holding one (next_packet_id), 0 if none:
+// queued messages with an id come before those without, so the first
+// queued QoS 1/2 message tells.
+uint16_t oldest_packet_id(const Session& session) {
+  if (!session.inflight.empty()) return session.inflight.front().packet_id;
+  for (const Delivery& d : session.queue) {
+    if (d.qos > 0) return d.packet_id;
+  }
+  return 0;
+}
+
+// The first id after the last one given that no message holds.
+uint16_t free_packet_id(const Session& session) {
+  std::bitset<65536> busy;
+  busy.set(0);
+  for (const InflightOut& f : session.inflight) busy.set(f.packet_id);
+  for (const Delivery& d : session.queue) busy.set(d.packet_id);
+  uint16_t id = session.last_packet_id;
+  for (uint32_t tries = 0; tries < 65535; ++tries) {
+    id = id == 65535 ? 1 : id + 1;
+    if (!busy.test(id)) break;
+  }
+  return id;
+}
 }  // namespace
 
 void Broker::deliver(Session& session, const MessagePtr& message, const Grant& grant,
@@ -374,6 +400,9 @@ bool Broker::queue_full(const Session& session, size_t bytes) const {
 }
 
 void Broker::enqueue(Session& session, Delivery&& delivery) {
+  if (session.queue.empty()) session.queue_lacks_ids = false;
+  // The id is taken even when the queue turns the message away, as Mosquitto.
+  if (delivery.qos > 0 && delivery.packet_id == 0) delivery.packet_id = next_packet_id(session, /*for_queue=*/true);
   const size_t bytes = delivery.from_retained ? 0 : queued_size(delivery);
   const bool full = delivery.from_retained ? session.queued_replays >= kMaxQueuedReplays : queue_full(session, bytes);
   if (full) {
@@ -381,6 +410,7 @@ void Broker::enqueue(Session& session, Delivery&& delivery) {
     return;
   }
   if (delivery.from_retained) ++session.queued_replays;
+  if (delivery.qos > 0 && delivery.packet_id == 0) session.queue_lacks_ids = true;
   session.queued_bytes += bytes;
   Stats::add(stats_.queued_messages, 1);
   Stats::add(stats_.stored_messages, 1);
@@ -403,7 +433,8 @@ void Broker::send_qos(Session& session, Delivery&& delivery, TimePoint now) {
     enqueue(session, std::move(delivery));
     return;
   }
-  const uint16_t id = next_packet_id(session);
+  if (delivery.packet_id == 0) delivery.packet_id = next_packet_id(session, /*for_queue=*/false);
+  const uint16_t id = delivery.packet_id;
   if (!send_publish(session, delivery, id, false, now)) {
     unstore_delivery(session, delivery);  // too big for this client: discarded
     return;
@@ -424,29 +455,64 @@ void Broker::send_qos(Session& session, Delivery&& delivery, TimePoint now) {
   }
 }
 
-// Ids are handed out in sequence (1..65535, then 1 again) and in-flight
-// messages stay in send order, so every id in use lies on the cycle from the
-// oldest in-flight id to the newest: the next id is free unless that arc
-// already covers the whole cycle. Only then are ids searched one by one.
-uint16_t Broker::next_packet_id(Session& session) {
-  constexpr uint32_t kIds = 65535;
-  auto advance = [&session] {
-    uint16_t id = ++session.last_packet_id;
-    if (id == 0) id = session.last_packet_id = 1;
-    return id;
-  };
-  uint16_t id = advance();
-  if (session.inflight.empty()) return id;
-  const uint32_t oldest = session.inflight.front().packet_id;
-  const uint32_t newest = session.inflight.back().packet_id;
-  const uint32_t span = (newest + kIds - oldest) % kIds;
-  const uint32_t distance = (id + kIds - oldest) % kIds;
-  if (distance > span) return id;
-  while (std::any_of(session.inflight.begin(), session.inflight.end(),
-                     [&](const InflightOut& f) { return f.packet_id == id; })) {
-    id = advance();
+// Outgoing packet ids (2.2.1). As Mosquitto, a QoS 1/2 message gets its id
+// when it is queued for the session (offline, or over the in-flight window),
+// not when it goes out: a queued message that expires or is dropped has used
+// its id, and the next message goes out with the next one (issue 14, cause
+// F). An id is busy while its message is queued or in flight.
+//
+// The holders (in-flight messages, then queued ones with an id) stay in the
+// order their ids were given, and ids are given in sequence (1..65535, then 1
+// again): while the holders span less than the whole cycle, the next id is
+// free unless it is the oldest holder's. When the cycle is full (a queue
+// longer than the id space, or a message unacknowledged while 65534 others
+// got ids), a message to be queued waits without an id, and so does every
+// message queued after it until the queue is empty; those get their id when
+// they are sent. Then the first one to go out finds every queued message
+// without an id, so only the in-flight window (at most 65535) holds ids and a
+// free one exists. An id given by search (the cycle full at send time) breaks
+// the order: until no id is held, ids are found by search and queued messages
+// wait without one. (Mosquitto does not bound them: with a queue longer than
+// the id space its ids collide.)
+uint16_t Broker::next_packet_id(Session& session, bool for_queue) {
+  const uint16_t oldest = oldest_packet_id(session);
+  if (oldest == 0) session.ids_unordered = false;  // no id held
+  if (for_queue && (session.ids_unordered || session.queue_lacks_ids)) return 0;
+  const uint16_t next = session.last_packet_id == 65535 ? 1 : session.last_packet_id + 1;
+  if (!session.ids_unordered && next != oldest) return session.last_packet_id = next;
+  if (for_queue) return 0;  // the cycle is full
+  session.ids_unordered = true;
+  return session.last_packet_id = free_packet_id(session);
+}
+
+// A restored session: its holders are in the order their ids were given
+// (the store keeps deliveries in that order) unless the broker stopped
+// with the cycle full or its ids found by search. The stored last id may
+// predate the newest holder (the session record is written less often).
+void Broker::settle_packet_ids(Session& session) {
+  std::vector<uint16_t> held;
+  for (const InflightOut& f : session.inflight) held.push_back(f.packet_id);
+  for (const Delivery& d : session.queue) {
+    if (d.qos == 0) continue;
+    if (d.packet_id == 0) session.queue_lacks_ids = true;
+    if (d.packet_id != 0) held.push_back(d.packet_id);
   }
-  return id;
+  if (held.empty()) return;
+  // How far ids advanced from the oldest holder to `last`; 65535 or more:
+  // not one ordered cycle.
+  auto span_to = [&held](uint16_t last) {
+    uint32_t span = 0;
+    for (size_t i = 1; i <= held.size(); ++i) {
+      const uint16_t id = i < held.size() ? held[i] : last;
+      const uint32_t step = (id + 65535u - held[i - 1]) % 65535u;
+      if (step == 0 && i < held.size()) return 65535u;  // an id held twice
+      span += step;
+    }
+    return span;
+  };
+  if (session.last_packet_id != 0 && span_to(session.last_packet_id) < 65535) return;
+  session.last_packet_id = held.back();
+  session.ids_unordered = span_to(held.back()) >= 65535;
 }
 
 // Moves queued messages into the in-flight window while it has room and

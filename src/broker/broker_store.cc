@@ -154,7 +154,7 @@ void Broker::restore(StoredSession&& stored, TimePoint now) {
     store_seq_ = std::max(store_seq_, d.seq);
     // Whether an in-flight record exists is not known: erase it anyway.
     Delivery delivery{std::move(d.message), d.qos, d.retain, std::move(d.subscription_ids), d.from_retained, d.seq,
-                      d.packet_id != 0};
+                      d.packet_id != 0, d.packet_id != 0 ? d.packet_id : d.queued_packet_id};
     const size_t payload = delivery.message ? delivery.message->payload.size() : 0;
     if (delivery.message) {
       Stats::add(stats_.stored_messages, 1);
@@ -175,6 +175,7 @@ void Broker::restore(StoredSession&& stored, TimePoint now) {
     Stats::add(stats_.queued_messages, 1);
     session.queue.push_back(std::move(delivery));
   }
+  settle_packet_ids(session);
   for (uint16_t id : stored.incoming_qos2) session.incoming_qos2.insert(id);
   if (stored.will) session.will = std::make_unique<protocol::Will>(std::move(*stored.will));
   if (stored.offline) {

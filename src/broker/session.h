@@ -35,6 +35,9 @@ struct Delivery {
   // Its records in the store (Journal::put_delivery); 0: not stored.
   uint64_t store_seq = 0;
   bool state_stored = false;  // a Journal::put_inflight record exists too
+  // QoS 1/2: its packet id, given when it was queued or sent (0: not yet;
+  // see Broker::next_packet_id).
+  uint16_t packet_id = 0;
 };
 
 // What a queued Delivery costs against max_queued_bytes: the payload and
@@ -102,6 +105,10 @@ struct Session {
   bool timer_armed : 1 = false;
   bool request_problem_information : 1 = true;  // of the current connection
   bool stored : 1 = false;  // has records in the store (Journal::put_session)
+  // Packet ids (Broker::next_packet_id): some queued QoS 1/2 message waits
+  // without an id; the ids held are not in the order they were given.
+  bool queue_lacks_ids : 1 = false;
+  bool ids_unordered : 1 = false;
   uint16_t last_packet_id = 0;
   MaybeTime expires_at;  // set while offline
   SessionTimers::iterator timer;        // valid while timer_armed

@@ -62,7 +62,9 @@ class Journal {
   // A message kept for a session (queued or in flight), under a sequence
   // number that grows in the order deliveries are made (Delivery::store_seq).
   // `packet_id`: the id it goes out with when it is sent at once (most
-  // messages to a connected client: one record), 0 while it waits.
+  // messages to a connected client: one record), 0 while it waits; a
+  // waiting message may hold an id already (Delivery::packet_id), kept
+  // with it (StoredDelivery::queued_packet_id).
   virtual void put_delivery(std::string_view client_id, uint64_t seq, const Delivery& delivery,
                             uint16_t packet_id) = 0;
   // Its in-flight state when that changes later: the packet id it went out
@@ -129,6 +131,7 @@ struct StoredDelivery {
   bool from_retained = false;
   std::vector<uint32_t> subscription_ids;
   uint16_t packet_id = 0;  // 0: queued, never sent
+  uint16_t queued_packet_id = 0;  // queued: the id it was given (0: none yet)
   bool released = false;
 };
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <limits>
+#include <utility>
 
 #include "broker/retained_store.h"
 #include "broker/session.h"
@@ -457,8 +458,10 @@ std::string encode_delivery(const broker::Delivery& d, uint16_t packet_id, const
   put_message(out, *d.message, clocks);
   put_u8(out, d.qos);
   put_u8(out, d.retain ? 1 : 0);
-  put_u8(out, d.from_retained ? 1 : 0);
-  put_be<uint16_t>(out, packet_id);
+  // Flags: 1 from a retained replay; 2 queued, the id its own (not sent).
+  const bool queued_id = packet_id == 0 && d.packet_id != 0;
+  put_u8(out, (d.from_retained ? 1 : 0) | (queued_id ? 2 : 0));
+  put_be<uint16_t>(out, queued_id ? d.packet_id : packet_id);
   put_be<uint32_t>(out, static_cast<uint32_t>(d.subscription_ids.size()));
   for (uint32_t id : d.subscription_ids) put_be<uint32_t>(out, id);
   return out;
@@ -468,11 +471,15 @@ bool decode_delivery(std::string_view value, const Clocks& clocks, broker::Store
                      const char*& why) {
   In in(value);
   uint32_t count = 0;
+  uint8_t flags = 0;
   if (in.version() && read_message(in, clocks, out.message) && in.u8(out.qos, "delivery qos") &&
-      in.flag(out.retain, "delivery retain") && in.flag(out.from_retained, "from retained") &&
+      in.flag(out.retain, "delivery retain") && in.u8(flags, "delivery flags") &&
       in.be(out.packet_id, "packet id") && in.be(count, "subscription id count")) {
+    if (flags > 3) in.fail("delivery flags");
+    out.from_retained = (flags & 1) != 0;
+    if ((flags & 2) != 0) out.queued_packet_id = std::exchange(out.packet_id, 0);
     if (!qos_ok(out.qos)) in.fail("delivery qos above 2");
-    if (out.packet_id != 0 && out.qos == 0) in.fail("packet id of a QoS 0 message");
+    if ((out.packet_id != 0 || out.queued_packet_id != 0) && out.qos == 0) in.fail("packet id of a QoS 0 message");
     if (count > in.remaining() / 4) in.fail("subscription ids truncated");
     out.subscription_ids.resize(in.remaining() / 4 >= count ? count : 0);
     for (auto& id : out.subscription_ids) in.be(id, "subscription id");

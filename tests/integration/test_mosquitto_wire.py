@@ -2,6 +2,7 @@
 server (issue 14; docs/compatibility.md names the Mosquitto test behind each case). Each test
 compares the exact bytes, so `MIDGE_TEST_BROKER=mosquitto` checks the expectation itself."""
 import re
+import time
 
 import pytest
 
@@ -184,3 +185,85 @@ def test_without_upgrade_outgoing_qos_the_lower_qos_wins(broker, raw):
     assert c.subscribe([("q/t", 1)], mid=3).codes == [1]
     c.send(m.publish("q/t", b"live"))
     assert c.recv_raw() == m.publish("q/t", b"live")
+
+
+def offline_subscriber(raw, port, cid, proto=5):
+    """A session that outlives its connection, subscribed to `cid`/# at QoS 1, now offline."""
+    c = raw(port, proto, timeout=10)
+    expiry = [(m.P_SESSION_EXPIRY, 60)] if proto == 5 else None
+    assert c.connect(cid, clean=False, properties=expiry).rc == 0
+    c.subscribe([(cid + "/#", 1)])
+    c.send(m.disconnect(proto))
+    c.close()
+    return expiry
+
+
+def test_a_queued_message_that_expires_has_used_its_packet_id(broker, raw):
+    """Cause F (02-subpub-qos1-message-expiry.py): ids are given when a message is queued for an
+    offline session; the one that expires there used id 1, the next goes out with id 2."""
+    b = broker()
+    expiry = offline_subscriber(raw, b.port, "qexp")
+    p = connected(raw, b.port, "qexp-pub")
+    p.publish_acked("qexp/t", b"short", mid=1, properties=[(m.P_MESSAGE_EXPIRY, 1)])
+    p.publish_acked("qexp/t", b"long", mid=2, properties=[(m.P_MESSAGE_EXPIRY, 60)])
+    time.sleep(2.2)  # the first message's expiry (Mosquitto counts whole seconds): time has to pass
+    c = raw(b.port, 5, timeout=10)
+    assert c.connect("qexp", clean=False, properties=expiry).session_present
+    got = c.recv_type(m.PUBLISH)
+    assert (got.payload, got.mid) == (b"long", 2)
+
+
+LONG_QUEUE = 70000
+
+
+def publish_many(c, topic, count):
+    """QoS 1 messages numbered 0..count-1, sent in batches, each batch's PUBACKs read."""
+    batch = 1000
+    for start in range(0, count, batch):
+        n = min(batch, count - start)
+        c.send(b"".join(m.publish(topic, b"%d" % i, qos=1, mid=i % 65535 + 1)
+                        for i in range(start, start + n)))
+        for _ in range(n):
+            c.recv_type(m.PUBACK, timeout=30)
+
+
+def read_all(c, count, hold_first):
+    """Reads `count` QoS 1 messages, acknowledging each window once read; asserts that no
+    PUBLISH uses an id still unacknowledged. With hold_first, the first message stays
+    unacknowledged to the end (its id stays busy while the others go round the id space)."""
+    unacked, held, n = set(), None, 0
+    while n < count:
+        p = c.recv_type(m.PUBLISH, timeout=30)
+        assert 1 <= p.mid <= 65535 and p.mid not in unacked and p.mid != held, (n, p.mid)
+        assert p.payload == b"%d" % n, (n, p.payload)
+        if hold_first and held is None:
+            held = p.mid
+        else:
+            unacked.add(p.mid)
+        n += 1
+        if len(unacked) >= 19 or n == count or not c.buf:
+            c.send(b"".join(m.puback(mid) for mid in unacked))
+            unacked.clear()
+    return held
+
+
+@pytest.mark.parametrize("hold_first", [
+    False,
+    pytest.param(True, marks=pytest.mark.midge_only(
+        reason="Mosquitto does not bound ids in use: id 1 comes round again while held")),
+])
+def test_a_queue_longer_than_the_id_space_delivers_everything_with_free_ids(broker, raw, hold_first):
+    """Cause F: 70,000 QoS 1 messages queued for an offline session. The first 65,535 get their
+    ids in the queue; the rest get theirs when sent, each one free (not held by a message
+    queued or in flight)."""
+    b = broker(["max_queued_messages 100000"])
+    offline_subscriber(raw, b.port, "longq", proto=4)
+    p = connected(raw, b.port, "longq-pub", proto=4)
+    publish_many(p, "longq/t", LONG_QUEUE)
+    c = raw(b.port, 4, timeout=30)
+    assert c.connect("longq", clean=False).session_present
+    held = read_all(c, LONG_QUEUE, hold_first)
+    if held is not None:
+        c.send(m.puback(held))
+    c.send(m.packet(0xC0, b""))  # PINGREQ: nothing more comes before its answer
+    assert c.recv().type == m.PINGRESP

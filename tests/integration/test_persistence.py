@@ -414,6 +414,10 @@ def test_message_expiry_runs_while_the_broker_is_down(pbroker, raw, connected, h
     assert ack.session_present
     got = receive(c, has(b"long"))  # "short" was queued first
     assert [x.payload for x in got] == [b"long"]
+    if how == "restart":
+        # "short" took id 1 when queued and the store kept both ids (issue 14, F). (After a
+        # kill -9 a message still in transit between workers is routed again: new ids.)
+        assert got[0].mid == 2
     assert 0 < got[0].prop(m.P_MESSAGE_EXPIRY) <= 598  # the time down counts
     assert retained_set(connected, b.port, "x") == {"x/r2": b"long"}
 

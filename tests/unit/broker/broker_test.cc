@@ -1877,6 +1877,48 @@ TEST_F(StoreTest, ARestoredSessionResendsInFlightAndQueuedThenNew) {
 }
 
 
+// Ids are given at queue time (issue 14, cause F): a restored queued message
+// gets its own id back, and the next one continues after it even though the
+// session record kept an older last id.
+TEST_F(StoreTest, ARestoredQueuedMessageKeepsItsPacketId) {
+  stored_broker();
+  StoredSession st;
+  st.client_id = "r";
+  st.version = kV5;
+  st.expiry_interval = 100;
+  st.offline = true;
+  st.expires_at = now_ + seconds(100);
+  st.last_packet_id = 7;
+  SubscribeOptions o;
+  o.max_qos = 1;
+  st.subscriptions.push_back({"a/#", o, 0});
+  for (uint16_t id : {7, 8}) {
+    MessageFields f;
+    f.topic = "a/old";
+    const std::string payload = "m" + std::to_string(id);
+    f.payload = payload;
+    f.qos = 1;
+    StoredDelivery d;
+    d.seq = id;
+    d.message = Message::create(f);
+    d.qos = 1;
+    (id == 7 ? d.packet_id : d.queued_packet_id) = id;  // 7 in flight, 8 queued
+    st.deliveries.push_back(std::move(d));
+  }
+  broker().restore(std::move(st), now_);
+  FakeLink& p = connect("p", kV311);
+  in(p, pub("a/new", "m9", 1, 1));
+  ConnectPacket c = conn("r", kV5, false);
+  c.properties.session_expiry_interval = 100;
+  FakeLink& r = connect(c);
+  const std::vector<PublishPacket> got = publishes(r);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(payloads(got), (Strings{"m7", "m8", "m9"}));
+  EXPECT_EQ((std::vector<int>{got[0].packet_id, got[1].packet_id, got[2].packet_id}), (std::vector<int>{7, 8, 9}));
+  EXPECT_TRUE(got[0].dup);
+  EXPECT_FALSE(got[1].dup);
+}
+
 // Another worker stores a retained message and hands it on; this worker
 // replays it to a new subscription before the live copy arrives: the client
 // gets it once. (Seen in CI with 4 workers.)

@@ -91,6 +91,27 @@ TEST(Records, EveryValueDecodesWholeAndFailsOnEveryTruncation) {
   }
 }
 
+// A queued message keeps the packet id it was given (issue 14, cause F);
+// one sent at once records its in-flight id; a retained replay says so.
+TEST(Records, DeliveriesKeepTheirQueuedOrInFlightId) {
+  broker::Delivery d;
+  d.message = message("a/b", "p", 1, std::nullopt);
+  d.qos = 1;
+  d.from_retained = true;
+  d.packet_id = 9;
+  const char* why = "";
+  broker::StoredDelivery queued;
+  ASSERT_TRUE(decode_delivery(encode_delivery(d, 0, kClocks), kClocks, queued, why)) << why;
+  EXPECT_EQ(queued.packet_id, 0);
+  EXPECT_EQ(queued.queued_packet_id, 9);
+  EXPECT_TRUE(queued.from_retained);
+  broker::StoredDelivery sent;
+  ASSERT_TRUE(decode_delivery(encode_delivery(d, 9, kClocks), kClocks, sent, why)) << why;
+  EXPECT_EQ(sent.packet_id, 9);
+  EXPECT_EQ(sent.queued_packet_id, 0);
+  EXPECT_TRUE(sent.from_retained);
+}
+
 TEST(Records, FlippedBytesNeverCrashTheDecoder) {
   for (const auto& [kind, value] : samples()) {
     for (size_t i = 0; i < value.size(); ++i) {
