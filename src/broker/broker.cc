@@ -79,7 +79,11 @@ void Broker::send_ack(Link& link, protocol::PacketType type, uint16_t id, Reason
 
 ReasonCode Broker::check_connect(const Link& link, const protocol::ConnectPacket& c, bool id_assigned,
                                  ReasonCode credentials) const {
-  if (c.client_id.empty() && !id_assigned) return ReasonCode::kClientIdentifierNotValid;
+  if (c.client_id.empty() && !id_assigned) {
+    // 5.0: 0x85 MAY be used (3.1.3-8); Mosquitto answers 0x80, and so does
+    // Midge (issue 14). 3.1.1: return code 2, identifier rejected.
+    return c.version == Version::kV5 ? ReasonCode::kUnspecifiedError : ReasonCode::kClientIdentifierNotValid;
+  }
   if (credentials != ReasonCode::kSuccess) return credentials;
   if (c.properties.authentication_method) return ReasonCode::kBadAuthenticationMethod;
   // 3.x clients cannot be told a server keep alive: mosquitto refuses them
@@ -261,6 +265,7 @@ std::shared_ptr<const RetainSource> Broker::retain_source(const Session& session
   auto source = std::make_shared<RetainSource>();
   if (session.username) source->username = std::make_unique<const std::string>(*session.username);
   source->authorizer = authorizer;
+  if (policy) source->listener_port = session.link->listener_port();
   return source;
 }
 

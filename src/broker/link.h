@@ -56,6 +56,8 @@ class Link {
   // The listener's own access policy (per_listener_settings); null: the
   // broker's.
   virtual const AccessPolicy* policy() const { return nullptr; }
+  // The port of the listener the client came through (0: none).
+  virtual uint16_t listener_port() const { return 0; }
 
   // The listener's mount_point: prefixed to the topics and filters the
   // client sends, removed from the topics it receives. Empty: none.

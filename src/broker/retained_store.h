@@ -23,6 +23,9 @@ namespace midge::broker {
 struct RetainSource {
   std::unique_ptr<const std::string> username;  // null: anonymous
   const Authorizer* authorizer = nullptr;       // its rules (they live as long as the broker)
+  // per_listener_settings: the port of the listener whose rules those are
+  // (kept in the store, so that a restart finds them again); 0: the broker's.
+  uint16_t listener_port = 0;
 };
 
 class RetainedStore {

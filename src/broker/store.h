@@ -164,6 +164,7 @@ struct StoredRetained {
   MessagePtr message;
   bool has_source = false;  // check_retain_source: `username` is its publisher's
   std::optional<std::string> username;
+  uint16_t listener_port = 0;  // per_listener_settings: whose rules (RetainSource)
 };
 
 struct StoredTransit {

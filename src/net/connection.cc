@@ -479,6 +479,11 @@ const broker::AccessPolicy* Connection::policy() const {
   return listener ? listener->options().access.get() : nullptr;
 }
 
+uint16_t Connection::listener_port() const {
+  const Listener* listener = slot_.listener();
+  return listener ? listener->options().port : 0;
+}
+
 bool Connection::certificate_login() const {
   const Listener* listener = slot_.listener();
   return listener && listener->options().identity_as_username.has_value();

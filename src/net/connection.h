@@ -89,6 +89,7 @@ class Connection final : public broker::Link,
   void close_for(protocol::ReasonCode reason, const char* why, std::string_view client_id) override;
   bool certificate_login() const override;
   const broker::AccessPolicy* policy() const override;
+  uint16_t listener_port() const override;
   void awaits_commit() override;
   // The worker's journal could not be written: what this connection was
   // about to send (acknowledgements among it) is dropped with the

@@ -90,7 +90,7 @@ size_t replay_transits(Transits& t, const std::unordered_map<std::string, unsign
 }  // namespace
 
 bool recover(broker::Store& store, broker::SharedState& shared, std::vector<std::unique_ptr<net::Worker>>& workers,
-             const Say& say) {
+             const Say& say, const ListenerRules& listener_rules) {
   const TimePoint started = Clock::now();
   const TimePoint now = started;
   // Every write recovery makes (sessions re-homed, expired retained
@@ -107,11 +107,16 @@ bool recover(broker::Store& store, broker::SharedState& shared, std::vector<std:
       journal->erase_retained(r.message->topic);
       return;
     }
+    // Checked again at each delivery against its source's rules as they are
+    // now: the broker's, or (per_listener_settings) its listener's.
+    std::shared_ptr<broker::Authorizer> rules = shared.authorizer;
+    if (r.listener_port != 0) rules = listener_rules ? listener_rules(r.listener_port) : nullptr;
     std::shared_ptr<broker::RetainSource> source;
-    if (r.has_source && shared.authorizer) {
+    if (r.has_source && rules) {
       source = std::make_shared<broker::RetainSource>();
       if (r.username) source->username = std::make_unique<const std::string>(*r.username);
-      source->authorizer = shared.authorizer.get();
+      source->authorizer = rules.get();
+      source->listener_port = r.listener_port;
     }
     shared.retained.put(r.message, std::move(source));
     ++retained;

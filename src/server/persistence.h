@@ -32,9 +32,12 @@ std::unique_ptr<broker::Store> open_store(const config::Config& cfg, const Say& 
 // the worker that owns its client id, and routes again the messages that
 // were handed between workers but whose receiver had not written what it
 // did with them. Then gives every worker its journal. False (logged) when
-// the store cannot be read at all.
+// the store cannot be read at all. `listener_rules`: with
+// per_listener_settings, the ACL of the listener on a port (null: none, or
+// no such listener), for retained messages checked against their source.
+using ListenerRules = std::function<std::shared_ptr<broker::Authorizer>(uint16_t port)>;
 bool recover(broker::Store& store, broker::SharedState& shared, std::vector<std::unique_ptr<net::Worker>>& workers,
-             const Say& say);
+             const Say& say, const ListenerRules& listener_rules = nullptr);
 
 // Started as root and about to switch user: the store's directory and the files in it become
 // `uid`'s, so that the store can go on writing (new files) and be opened by the next start.

@@ -552,7 +552,16 @@ int run(int argc, char** argv) {
   for (auto& w : workers) shared.worker_stats.push_back(&w->stats());
   if (cfg.persistence) {
     store = open_store(cfg, say);
-    if (!store || !recover(*store, shared, workers, say)) return 1;
+    // per_listener_settings: each listener's acl_file, by port, for the
+    // retained messages kept with their source (check_retain_source).
+    const ListenerRules listener_rules = [&](uint16_t port) -> std::shared_ptr<broker::Authorizer> {
+      if (!cfg.per_listener_settings) return nullptr;
+      for (const config::Listener& l : cfg.listeners) {
+        if (l.port == port && !l.acl_file.empty()) return files.acls.get(l.acl_file);
+      }
+      return nullptr;
+    };
+    if (!store || !recover(*store, shared, workers, say, listener_rules)) return 1;
   }
   if (int code = open_listeners(cfg, workers, files, listeners, say); code != 0) return code;
 

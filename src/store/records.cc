@@ -384,16 +384,23 @@ std::string encode_retained(const Message& message, const broker::RetainSource* 
                             const Clocks& clocks) {
   std::string out = start_value();
   put_message(out, message, clocks);
-  put_u8(out, source ? 1 : 0);
+  // 0: no source; 1: its user, the broker's rules; 2: then its listener's port.
+  put_u8(out, !source ? 0 : source->listener_port == 0 ? 1 : 2);
   put_opt_str(out, source ? source->username.get() : nullptr);
+  if (source && source->listener_port != 0) put_be<uint16_t>(out, source->listener_port);
   return out;
 }
 
 bool decode_retained(std::string_view value, const Clocks& clocks, broker::StoredRetained& out,
                      const char*& why) {
   In in(value);
-  if (in.version() && read_message(in, clocks, out.message) && in.flag(out.has_source, "retain source")) {
-    in.opt_str(out.username, "retain source user");
+  uint8_t source = 0;
+  if (in.version() && read_message(in, clocks, out.message) && in.u8(source, "retain source") &&
+      (source <= 2 || in.fail("retain source"))) {
+    out.has_source = source != 0;
+    if (in.opt_str(out.username, "retain source user") && source == 2) {
+      in.be(out.listener_port, "retain source listener");
+    }
   }
   return in.finish(why);
 }

@@ -665,6 +665,34 @@ def test_check_retain_source_rechecks_the_publisher(acl_broker, proto):
                what="the retained message no longer sent")
 
 
+@pytest.mark.parametrize("proto", [4, 5])
+def test_check_retain_source_per_listener_survives_a_restart(broker, tmp_path, proto):
+    """per_listener_settings: a retained message restored from the store is checked against
+    its listener's acl_file as it is after the restart (Mosquitto's CVE-2018-12546 test does
+    the same); it is still there when the rules allow it again."""
+    acl = tmp_path / "listener.acl"
+    acl.write_text("topic readwrite test/topic\n")
+    (tmp_path / "store").mkdir()
+    port = free_port()
+    lines = ["per_listener_settings true", "check_retain_source true", "persistence true",
+             "persistence_location %s/" % (tmp_path / "store"),
+             "listener %d 127.0.0.1" % port, "allow_anonymous true", "acl_file %s" % acl]
+    b = broker(conf(BROKER_BIN, *lines), listener=False, port=port)
+    pub = m.RawClient(b.port, proto)
+    try:
+        assert pub.connect("publisher").rc == 0
+        pub.publish_acked("test/topic", b"retained", qos=1, retain=True)
+    finally:
+        pub.close()
+    assert retained_before_pingresp(b.port, proto, "test/topic") == b"retained"
+    acl.write_text("topic read test/topic\n")  # the publisher loses its write access
+    b.restart()
+    assert retained_before_pingresp(b.port, proto, "test/topic") is None
+    acl.write_text("topic readwrite test/topic\n")
+    b.restart()
+    assert retained_before_pingresp(b.port, proto, "test/topic") == b"retained"
+
+
 def test_without_check_retain_source_the_message_stays(acl_broker):
     b = acl_broker("topic readwrite test/#\n")
     pub = m.RawClient(b.port, 4)

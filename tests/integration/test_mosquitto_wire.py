@@ -118,6 +118,17 @@ def test_assigned_client_identifier_has_mosquittos_form(broker, raw):
         assert re.fullmatch(r"auto-[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}", cid), cid
 
 
+@pytest.mark.parametrize("proto,rc", [(4, 2), (5, 0x80)])
+def test_an_empty_client_id_refused_as_mosquitto_does(broker, raw, proto, rc):
+    """Cause E, second half: with allow_zero_length_clientid false, 3.1.1 gets return code 2
+    (identifier rejected) and 5.0 gets 0x80 (0x85 is allowed too, 3.1.3-8; Mosquitto sends
+    0x80), then the connection closes."""
+    b = broker(["allow_zero_length_clientid false"])
+    c = raw(b.port, proto)
+    assert c.connect("").rc == rc
+    assert c.wait_closed(5) == []
+
+
 def test_forwarded_properties_keep_the_publishers_order(broker, raw):
     """Cause P: a message goes out with its properties as the publisher sent them (User
     Properties interleaved with the others), after the subscription identifier and before the

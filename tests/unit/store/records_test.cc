@@ -32,11 +32,14 @@ std::vector<std::pair<const char*, std::string>> samples() {
   d.subscription_ids = {1, 2};
   broker::RetainSource source;
   source.username = std::make_unique<const std::string>("u");
+  broker::RetainSource of_listener;
+  of_listener.listener_port = 1884;
   broker::SessionSubscription sub;
   sub.options.max_qos = 2;
   sub.subscription_id = 7;
   return {
       {"retained", encode_retained(*d.message, &source, kClocks)},
+      {"retained of a listener", encode_retained(*d.message, &of_listener, kClocks)},
       {"session", encode_session(s, 1, kClocks)},
       {"subscription", encode_subscription(sub)},
       {"delivery", encode_delivery(d, 0, kClocks)},
@@ -58,7 +61,10 @@ bool decode(const std::string& kind, std::string_view v) {
   broker::StoredTransit t;
   uint64_t seq = 0;
   unsigned w = 0;
-  if (kind == "retained") return decode_retained(v, kClocks, r, why);
+  if (kind == "retained") return decode_retained(v, kClocks, r, why) && r.username == "u" && r.listener_port == 0;
+  if (kind == "retained of a listener") {
+    return decode_retained(v, kClocks, r, why) && r.has_source && !r.username && r.listener_port == 1884;
+  }
   if (kind == "session") return decode_session(v, kClocks, s, why);
   if (kind == "subscription") return decode_subscription(v, sub, why);
   if (kind == "delivery") return decode_delivery(v, kClocks, d, why);
