@@ -314,6 +314,7 @@ void Broker::take_over(Session& session, bool session_ends, TimePoint now) {
       publish_will(session, now);
     }
     session.will.reset();
+    forget_delayed_acks(session);
     Link* old = session.link;
     old->session = nullptr;
     session.link = nullptr;
@@ -421,6 +422,7 @@ void Broker::disarm_timer(Session& session) {
 void Broker::detach(Session& session, bool send_will, TimePoint now) {
   Link* link = session.link;
   if (link) {
+    forget_delayed_acks(session);
     link->session = nullptr;
     session.link = nullptr;
     Stats::add(stats_.clients_connected, -1);
@@ -458,6 +460,7 @@ void Broker::detach(Session& session, bool send_will, TimePoint now) {
 void Broker::end_session(Session& session, TimePoint now) {
   if (session.will && session.will_at) publish_will(session, now);  // the session ends first
   if (session.link) {
+    forget_delayed_acks(session);
     session.link->session = nullptr;
     session.link = nullptr;
     Stats::add(stats_.clients_connected, -1);
@@ -611,6 +614,7 @@ void Broker::tick(TimePoint now) {
 }
 
 void Broker::shutdown(TimePoint now) {
+  if (journal_) journal_all_deferred();
   std::vector<Session*> online;
   for (auto& [id, session] : sessions_) {
     if (session->link) online.push_back(session.get());

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <deque>
 #include <functional>
 #include <cstdint>
 #include <map>
@@ -138,6 +139,16 @@ class Broker {
   // After a failed commit: records every durable session of this worker
   // again, whole (broker_store.cc).
   void rewrite_store();
+  // Deferred deliveries (broker_store.cc): at the end of each loop turn,
+  // before the commit, journals the deliveries deferred kDeferTurns turns
+  // ago that are still unacknowledged. True while anything waits for a later
+  // turn (the worker makes sure one comes).
+  bool end_turn(TimePoint now);
+  static constexpr Duration kDeferGrace = std::chrono::milliseconds(1);
+  // After that commit: sends the PUBACKs it covered. (If it failed, their
+  // connections were closed unanswered: end_turn held them; their
+  // publishers send again.)
+  void release_acks();
   Journal* journal() const { return journal_; }
   // Start-up, before any connection: a session read back from the store.
   // Its deliveries keep their sequence numbers; later ones follow the
@@ -227,6 +238,8 @@ class Broker {
   void disarm_timer(Session& session);
   void send(Link& link, const protocol::Packet& packet);
   void send_ack(Link& link, protocol::PacketType type, uint16_t id, protocol::ReasonCode reason);
+  void ack_publish(Session& session, protocol::PacketType type, uint16_t packet_id, protocol::ReasonCode reason,
+                   const MessagePtr* message = nullptr);
 
   // publish path (broker_publish.cc)
   void handle_publish(Session& session, protocol::PublishView& p, TimePoint now);
@@ -314,6 +327,35 @@ class Broker {
   Journal* journal_ = nullptr;
   uint64_t store_seq_ = 0;  // the last Delivery::store_seq handed out
   std::vector<std::string> erased_since_commit_;  // sessions erased from the store since its last commit
+  // Deferral of QoS 1 deliveries to connected durable sessions: their records
+  // are written only if no PUBACK came within kDeferTurns turns, and the
+  // publisher's PUBACK waits as long (broker_store.cc, end_turn).
+  struct DelayedAck {
+    Link* link;
+    MessagePtr message;  // null: held only to keep the order
+    uint64_t turn;
+    uint16_t packet_id;
+    protocol::ReasonCode reason;
+    bool ready(uint64_t due) const { return turn <= due || !message || message->deferred_copies == 0; }
+  };
+  uint64_t turn_ = 1;
+  bool defer_ok_ = false;       // routing a local QoS 1 publish: deliveries may be deferred
+  bool deferred_now_ = false;   // ... and one was
+  std::deque<std::pair<uint64_t, std::string>> deferred_;  // (turn, client id) of deferred deliveries
+  struct TurnEnd {
+    uint64_t turn;
+    TimePoint at;
+    uint64_t seq;  // store_seq_ then
+  };
+  std::deque<TurnEnd> turn_ends_;  // turns still in their grace
+  std::deque<DelayedAck> delayed_acks_;
+  uint64_t acks_due_ = 0;  // PUBACKs held in turns up to this one go at this turn's end
+  void defer_delivery(Session& session, Delivery& delivery);
+  void journal_deferred(const std::string& client_id, uint64_t bound);
+  void journal_all_deferred();
+  void delay_ack(Session& session, uint16_t packet_id, protocol::ReasonCode reason, const MessagePtr* message);
+  void settle_deferred(Session& session, const Delivery& delivery);
+  void forget_delayed_acks(Session& session);
   const std::function<bool(const Session&)>* replay_only_ = nullptr;  // see replay()
 
   // $SYS state (worker 0 only)

@@ -141,16 +141,32 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
       store_incoming(session, p.packet_id, true);
       send_ack(link, ack_type, p.packet_id, ReasonCode::kSuccess);
     }
+    defer_ok_ = p.qos == 1 && journal_;
+    deferred_now_ = false;
     const bool matched = route(shared, now, /*from_remote=*/false, /*durable=*/p.qos > 0);
+    defer_ok_ = false;
     if (p.qos != 1) return;
     // "No matching subscribers" MAY be said (3.4.2.1); Mosquitto says it.
     outcome = matched || session.version != Version::kV5 ? ReasonCode::kSuccess : ReasonCode::kNoMatchingSubscribers;
-    send_ack(link, ack_type, p.packet_id, outcome);
+    ack_publish(session, ack_type, p.packet_id, outcome, &shared);
     return;
   }
   if (p.qos == 0) return;
   // v3 has no way to say no: the message is dropped but acknowledged.
-  send_ack(link, ack_type, p.packet_id, session.version == Version::kV5 ? outcome : ReasonCode::kSuccess);
+  ack_publish(session, ack_type, p.packet_id, session.version == Version::kV5 ? outcome : ReasonCode::kSuccess);
+}
+
+// A PUBACK waits while a delivery of its message is deferred, or behind
+// an earlier one that waits (PUBACKs keep the order of their PUBLISHes,
+// [MQTT-4.6.0-2]); see Broker::end_turn.
+void Broker::ack_publish(Session& session, PacketType type, uint16_t packet_id, ReasonCode reason,
+                         const MessagePtr* message) {
+  if (type == PacketType::kPuback && (deferred_now_ || session.delayed_acks != 0)) {
+    delay_ack(session, packet_id, reason, deferred_now_ ? message : nullptr);
+  } else {
+    send_ack(*session.link, type, packet_id, reason);
+  }
+  deferred_now_ = false;
 }
 
 void Broker::handle_ack(Session& session, const protocol::AckPacket& ack, TimePoint now) {
@@ -447,7 +463,9 @@ void Broker::send_qos(Session& session, Delivery&& delivery, TimePoint now) {
   session.inflight.push_back(InflightOut{id, bytes, std::move(delivery), false});
   if (durable(session)) {
     InflightOut& f = session.inflight.back();
-    if (f.delivery.store_seq == 0) {
+    if (f.delivery.store_seq == 0 && defer_ok_ && f.delivery.qos == 1) {
+      defer_delivery(session, f.delivery);  // written only if not acknowledged in time
+    } else if (f.delivery.store_seq == 0) {
       store_delivery(session, f.delivery, id);  // one record: message and packet id
     } else {
       store_inflight(session, f);  // it was queued: its message is stored already

@@ -50,6 +50,8 @@ void Broker::rewrite_store() {
       Delivery& d = f.delivery;
       if (d.store_seq == 0) continue;
       d.state_stored = false;
+      if (d.deferred && d.message) --d.message->deferred_copies;
+      d.deferred = false;
       if (d.message) journal_->put_delivery(s.client_id, d.store_seq, d, f.packet_id);
       if (f.released || !d.message) store_inflight(s, f);  // a released QoS 2: its state alone
     }
@@ -70,12 +72,16 @@ void Broker::store_delivery(Session& session, Delivery& delivery, uint16_t packe
 }
 
 void Broker::store_inflight(Session& session, InflightOut& f) {
-  if (!durable(session) || f.delivery.store_seq == 0) return;
+  if (!durable(session) || f.delivery.store_seq == 0 || f.delivery.deferred) return;
   journal_->put_inflight(session.client_id, f.delivery.store_seq, f.packet_id, f.released);
   f.delivery.state_stored = true;
 }
 
 void Broker::unstore_delivery(Session& session, const Delivery& delivery) {
+  if (delivery.deferred) {
+    settle_deferred(session, delivery);  // never written
+    return;
+  }
   if (!journal_ || !session.stored || delivery.store_seq == 0) return;
   journal_->erase_delivery(session.client_id, delivery.store_seq, delivery.state_stored);
 }
@@ -107,12 +113,112 @@ bool Broker::store_refuses(Session& session, uint8_t qos, uint16_t packet_id, Ti
   if (!journal_ || qos == 0 || journal_->healthy()) return false;
   stats_.drop(DropReason::kStoreUnavailable);
   if (session.version == Version::kV5) {
-    send_ack(*session.link, qos == 2 ? PacketType::kPubrec : PacketType::kPuback, packet_id,
+    ack_publish(session, qos == 2 ? PacketType::kPubrec : PacketType::kPuback, packet_id,
              ReasonCode::kQuotaExceeded);
   } else {
     disconnect(session, ReasonCode::kQuotaExceeded, now, "the store cannot write");
   }
   return true;
+}
+
+// --- Deferred deliveries ---------------------------------------------------
+// A QoS 1 message sent at once to a connected durable session is usually
+// acknowledged within a millisecond; writing it (a put, then a delete at
+// PUBACK) is most of what persistence costs. So its record waits and the
+// publisher's PUBACK, which promises the message is kept, waits with it:
+// the PUBACK goes once every deferred copy of the message is acknowledged
+// by its subscriber (nothing to write), or once kDeferGrace has passed, when
+// what is still unacknowledged is journaled and committed first. The
+// subscriber may get the message before it is written: after a crash its
+// publisher, never acknowledged, sends it again, a duplicate that QoS 1
+// allows (4.3.2). QoS 2 is never deferred: a second copy would break
+// exactly once. Only a worker's own publishes defer: a message from another
+// worker is covered by that worker's transit record and this one's marker.
+void Broker::defer_delivery(Session& session, Delivery& delivery) {
+  delivery.store_seq = ++store_seq_;
+  delivery.deferred = true;
+  ++delivery.message->deferred_copies;
+  deferred_now_ = true;
+  if (deferred_.empty() || deferred_.back().first != turn_ || deferred_.back().second != session.client_id) {
+    deferred_.emplace_back(turn_, session.client_id);
+  }
+}
+
+// A deferred delivery is done with (acknowledged, dropped) or written.
+void Broker::settle_deferred(Session& session, const Delivery& delivery) {
+  if (delivery.message && --delivery.message->deferred_copies == 0 && session.link) {
+    session.link->commit();  // a turn end comes, where the held PUBACK goes
+  }
+}
+
+void Broker::delay_ack(Session& session, uint16_t packet_id, ReasonCode reason, const MessagePtr* message) {
+  delayed_acks_.push_back(DelayedAck{session.link, message ? *message : MessagePtr(), turn_, packet_id, reason});
+  ++session.delayed_acks;
+}
+
+// The connection ends: the PUBACKs held for it go with it (its client will
+// send those messages again).
+void Broker::forget_delayed_acks(Session& session) {
+  if (session.delayed_acks == 0) return;
+  const Link* link = session.link;
+  std::erase_if(delayed_acks_, [link](const DelayedAck& a) { return a.link == link; });
+  session.delayed_acks = 0;
+}
+
+// Journals the deliveries of `client_id` deferred up to `bound` (their
+// store_seq) that are still in flight.
+void Broker::journal_deferred(const std::string& client_id, uint64_t bound) {
+  auto it = sessions_.find(client_id);
+  if (it == sessions_.end()) return;
+  Session& s = *it->second;
+  for (InflightOut& f : s.inflight) {
+    Delivery& d = f.delivery;
+    if (!d.deferred || d.store_seq > bound) continue;
+    d.deferred = false;
+    if (d.message) --d.message->deferred_copies;
+    if (durable(s) && d.message) journal_->put_delivery(s.client_id, d.store_seq, d, f.packet_id);
+  }
+}
+
+bool Broker::end_turn(TimePoint now) {
+  turn_ends_.push_back(TurnEnd{turn_, now, store_seq_});
+  acks_due_ = 0;
+  uint64_t bound = 0;
+  while (!turn_ends_.empty() && turn_ends_.front().at + kDeferGrace <= now) {
+    acks_due_ = turn_ends_.front().turn;
+    bound = turn_ends_.front().seq;
+    turn_ends_.pop_front();
+  }
+  while (!deferred_.empty() && deferred_.front().first <= acks_due_) {
+    journal_deferred(deferred_.front().second, bound);
+    deferred_.pop_front();
+  }
+  // The PUBACKs that go at this turn's end wait for its commit: if it fails,
+  // their connections are closed unanswered (Worker::commit_journal).
+  if (!journal_->empty()) {
+    for (const DelayedAck& a : delayed_acks_) {
+      if (!a.ready(acks_due_)) break;
+      a.link->awaits_commit();
+    }
+  }
+  ++turn_;
+  return !deferred_.empty() || !delayed_acks_.empty();
+}
+
+void Broker::release_acks() {
+  while (!delayed_acks_.empty() && delayed_acks_.front().ready(acks_due_)) {
+    const DelayedAck a = delayed_acks_.front();
+    delayed_acks_.pop_front();
+    if (a.link->session) --a.link->session->delayed_acks;
+    send_ack(*a.link, PacketType::kPuback, a.packet_id, a.reason);
+  }
+}
+
+// Stopping: whatever is deferred is written now, the held PUBACKs go after
+// the last commit (or never: their publishers send again).
+void Broker::journal_all_deferred() {
+  for (const auto& [turn, client_id] : deferred_) journal_deferred(client_id, store_seq_);
+  deferred_.clear();
 }
 
 // A session read back at start-up. One that was online when the broker

@@ -81,6 +81,9 @@ class Message {
   std::string_view payload;
   uint8_t qos = 0;
   bool retain = false;
+  // Its deliveries deferred by its publisher's worker and not yet written
+  // or acknowledged (Broker::defer_delivery; only that worker touches it).
+  mutable uint32_t deferred_copies = 0;
   std::string_view pass_through;
   std::optional<TimePoint> expires_at;
   std::string_view origin_client_id;

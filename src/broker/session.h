@@ -38,6 +38,9 @@ struct Delivery {
   // QoS 1/2: its packet id, given when it was queued or sent (0: not yet;
   // see Broker::next_packet_id).
   uint16_t packet_id = 0;
+  // Sent at once at QoS 1 to a connected durable session and not journaled
+  // yet: if its PUBACK comes within the grace it never is (Broker::end_turn).
+  bool deferred = false;
 };
 
 // What a queued Delivery costs against max_queued_bytes: the payload and
@@ -110,6 +113,10 @@ struct Session {
   bool queue_lacks_ids : 1 = false;
   bool ids_unordered : 1 = false;
   uint16_t last_packet_id = 0;
+  // PUBACKs of this connection held until the deliveries they cover are
+  // written or acknowledged (Broker::delayed_acks_); while any is held, later
+  // ones wait behind it, in order [MQTT-4.6.0-2].
+  uint32_t delayed_acks = 0;
   MaybeTime expires_at;  // set while offline
   SessionTimers::iterator timer;        // valid while timer_armed
 

@@ -276,7 +276,18 @@ void Worker::retry_store(TimePoint now) {
 
 void Worker::flush_turn() {
   flush_scheduled_ = false;
+  // Deferred deliveries now due are journaled, committed by before_write;
+  // then the PUBACKs they held go out with this turn's output.
+  const bool more = journal_ && broker_.end_turn(Clock::now());
   before_write();
+  if (journal_) broker_.release_acks();
+  if (more && !defer_timer_) {  // the turn that ends their grace must come
+    defer_timer_ = true;
+    loop_.after(broker::Broker::kDeferGrace, [this] {
+      defer_timer_ = false;
+      schedule_flush();
+    });
+  }
   std::vector<std::shared_ptr<Connection>> dirty;
   dirty.swap(dirty_);
   for (auto& c : dirty) c->flush();

@@ -186,6 +186,7 @@ class Worker final : public broker::Router {
   std::vector<uint64_t> handled_from_;    // per origin: the last durable task run here
   std::vector<std::atomic<uint64_t>> committed_from_;  // per origin (read by the origin)
   bool store_failed_ = false;  // logged once per failure, until it writes again
+  bool defer_timer_ = false;  // a flush is due when deferred deliveries' grace ends
   bool rewrite_needed_ = false;  // a commit failed: rewrite_store() at the next that works
   util::Histogram commit_times_;
   std::atomic<uint64_t> commit_failures_{0};  // written by this worker only

@@ -1751,6 +1751,50 @@ TEST_F(StoreTest, APersistentSessionIsJournaledThroughItsLife) {
   EXPECT_EQ(records(), (Strings{"erase_session s"}));
 }
 
+// A QoS 1 message sent at once to a connected persistent session is not
+// journaled; the publisher's PUBACK waits for the turn's end. Acknowledged by
+// then, it is never written; still unacknowledged after the grace, it is
+// written before the PUBACK goes (Broker::end_turn).
+TEST_F(StoreTest, DeferredDeliveryAcknowledgedInTimeIsNeverWritten) {
+  Broker& b = stored_broker();
+  FakeLink& s = connect("s", kV311, /*clean=*/false);
+  subscribe(s, "t", 1);
+  FakeLink& p = connect("p", kV311);
+  records();
+  in(p, pub("t", "m", 1, 9));
+  EXPECT_TRUE(p.take().empty());  // the PUBACK waits
+  const std::vector<PublishPacket> got = publishes(s);  // the delivery did not
+  ASSERT_EQ(got.size(), 1u);
+  in(s, ack(PacketType::kPuback, got[0].packet_id));
+  b.end_turn(now_);
+  b.release_acks();
+  EXPECT_EQ(records(), Strings{});
+  const std::vector<Packet> acks = p.take();
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(std::get<AckPacket>(acks[0]).packet_id, 9);
+}
+
+TEST_F(StoreTest, DeferredDeliveryStillUnacknowledgedIsWrittenBeforeThePuback) {
+  Broker& b = stored_broker();
+  FakeLink& s = connect("s", kV311, /*clean=*/false);
+  subscribe(s, "t", 1);
+  FakeLink& p = connect("p", kV311);
+  records();
+  in(p, pub("t", "m", 1, 9));
+  const std::vector<PublishPacket> got = publishes(s);
+  ASSERT_EQ(got.size(), 1u);
+  b.end_turn(now_);
+  b.release_acks();
+  EXPECT_TRUE(p.take().empty());  // within the grace, unacknowledged: it waits
+  EXPECT_EQ(records(), Strings{});
+  b.end_turn(now_ + Broker::kDeferGrace);
+  EXPECT_EQ(records(), (Strings{"put_delivery s 1 m id1"}));  // journaled, then committed by the worker
+  b.release_acks();
+  ASSERT_EQ(p.take().size(), 1u);
+  in(s, ack(PacketType::kPuback, got[0].packet_id));
+  EXPECT_EQ(records(), (Strings{"erase_delivery s 1"}));
+}
+
 TEST_F(StoreTest, QoS2OutgoingKeepsOnlyItsStateOncePubrecCame) {
   stored_broker();
   FakeLink& s = connect("s", kV311, false);
