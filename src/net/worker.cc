@@ -30,7 +30,7 @@ Worker::~Worker() {
 
 void Worker::start() {
   outbox_.resize(all_.size());
-  thread_ = std::thread([this] {
+  thread_ = util::Thread(util::kSmallStack, [this] {
     arm_tick();
     loop_.run();
   });

@@ -9,6 +9,8 @@ HeapTrimmer::HeapTrimmer() {
   // blocks of tens of KiB stays within it. A fixed value also keeps glibc's
   // mmap threshold at 128 KiB (a larger block is mapped and unmapped).
   mallopt(M_TOP_PAD, static_cast<int>(kBusyRetention));
+  // One arena for all threads, so that malloc_trim reaches every free page.
+  mallopt(M_ARENA_MAX, 1);
 }
 
 void HeapTrimmer::tick(const broker::SharedState& shared) {
