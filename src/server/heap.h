@@ -11,12 +11,14 @@
 // By default glibc returns the top of a heap to the system as soon as
 // 128 KiB of it are free. Messages of tens of KiB, allocated and freed at
 // every loop turn, then cost a page fault per 4 KiB each time they are made
-// again: a third of the broker's time in a 16 KB fan-in. So the heap keeps
-// kBusyRetention beyond what it needs (M_TOP_PAD) whenever it grows or
-// shrinks; blocks of 128 KiB or more are mapped and unmapped as they come.
-// Once the broker has been quiet for a second (less than kQuietBytes
+// again: a third of the broker's time in a 16 KB fan-in. So the heap grows
+// by kBusyRetention more than it needs (M_TOP_PAD), and gives its top back
+// only once kBusyTrimThreshold of it is free (M_TRIM_THRESHOLD), keeping
+// kBusyRetention; blocks of 128 KiB or more are mapped and unmapped as they
+// come. Once the broker has been quiet for a second (less than kQuietBytes
 // moved), every free page goes back (malloc_trim): RSS returns to where it
-// was before a burst.
+// was before a burst. With an arena per thread it could not: malloc_trim
+// does not shrink a thread arena's top.
 #pragma once
 
 #include <cstddef>
@@ -29,6 +31,7 @@ namespace midge::server {
 class HeapTrimmer {
  public:
   static constexpr size_t kBusyRetention = 1u << 20;
+  static constexpr size_t kBusyTrimThreshold = 16u << 20;
   static constexpr uint64_t kQuietBytes = 64u << 10;
   static constexpr int kTicksPerCheck = 10;  // ticks of the main loop (100 ms)
 
