@@ -213,7 +213,8 @@ make_acl() {
 }
 
 # The scenarios repeated for midge with 2 workers.
-two_worker_names=("fan-in q0" "fan-in q1" "fan-out q0 x100" "pairs q0 x100")
+two_worker_names=("fan-in q0" "fan-in q1" "fan-out q0 x100" "pairs q0 x100" "connections"
+                  "fan-in q0 16KB" "fan-out q0 x100 16KB" "fan-in q0 64KB" "fan-out q0 x100 64KB")
 
 free_port() {
   $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

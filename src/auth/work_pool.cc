@@ -12,7 +12,7 @@ WorkPool::WorkPool(unsigned threads, size_t max_queued) : max_queued_(max_queued
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back(util::kSmallStack, [this] { run(); });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
@@ -36,7 +36,7 @@ void WorkPool::stop() {
     dropped.swap(queue_);
   }
   ready_.notify_all();
-  for (std::thread& t : threads_) {
+  for (util::Thread& t : threads_) {
     if (t.joinable()) t.join();
   }
 }

@@ -9,8 +9,9 @@
 #include <deque>
 #include <functional>
 #include <mutex>
-#include <thread>
 #include <vector>
+
+#include "util/thread.h"
 
 namespace midge::auth {
 
@@ -34,7 +35,7 @@ class WorkPool {
   std::condition_variable ready_;
   std::deque<std::function<void()>> queue_;  // guarded by mutex_
   bool stopping_ = false;                    // guarded by mutex_
-  std::vector<std::thread> threads_;
+  std::vector<util::Thread> threads_;
 };
 
 }  // namespace midge::auth

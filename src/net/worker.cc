@@ -32,7 +32,7 @@ Worker::~Worker() {
 
 void Worker::start() {
   outbox_.resize(all_.size());
-  thread_ = std::thread([this] {
+  thread_ = util::Thread(util::kSmallStack, [this] {
     // Seen in top -H and ps -L; the store's fault hook names workers by it.
     const std::string name = "midge-w" + std::to_string(index_);
     ::pthread_setname_np(::pthread_self(), name.c_str());

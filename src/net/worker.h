@@ -10,7 +10,6 @@
 #include <memory>
 #include <queue>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -18,6 +17,7 @@
 #include "net/connection.h"
 #include "net/event_loop.h"
 #include "broker/shared_state.h"
+#include "util/thread.h"
 #include "util/time.h"
 
 namespace midge::net {
@@ -158,7 +158,7 @@ class Worker final : public broker::Router {
   std::function<void(util::LogType, const std::string&)> log_;
   EventLoop loop_;
   broker::Broker broker_;
-  std::thread thread_;
+  util::Thread thread_;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::shared_ptr<Connection>> connections_;
   std::vector<std::shared_ptr<Connection>> dirty_;
