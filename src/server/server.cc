@@ -8,9 +8,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
-#include <poll.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -446,34 +444,19 @@ sigset_t block_signals() {
 
 // The main thread's life once the workers run: flushes the log every
 // 100 ms (and calls `tick`), calls `reload` on SIGHUP, returns on SIGINT or
-// SIGTERM. A SIGHUP is counted in `reloads_begun` while it is still pending
-// (seen through a signalfd, not yet read), so that workers, which hold back
-// CONNECTs while either is true (net::Worker::reload_pending), never miss it.
+// SIGTERM.
 void wait_for_stop(const sigset_t& signals, Logger& log, const std::function<void()>& tick,
-                   const std::function<void()>& reload, std::atomic<uint64_t>& reloads_begun) {
-  const int fd = ::signalfd(-1, &signals, SFD_CLOEXEC);
-  if (fd < 0) {
-    log.log(std::string("Error: signalfd: ") + std::strerror(errno) + ".");
-    return;
-  }
+                   const std::function<void()>& reload) {
+  const timespec flush_period{0, 100'000'000};
   while (true) {
-    pollfd ready{fd, POLLIN, 0};
-    const int n = ::poll(&ready, 1, 100);
+    const int sig = sigtimedwait(&signals, nullptr, &flush_period);
     log.flush();
     tick();
-    if (n <= 0) continue;  // timeout (or EINTR): just the periodic log flush
-    sigset_t pending;
-    if (::sigpending(&pending) == 0 && sigismember(&pending, SIGHUP) == 1) {
-      reloads_begun.fetch_add(1, std::memory_order_acq_rel);
-    }
-    signalfd_siginfo info{};
-    if (::read(fd, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) continue;
-    const int sig = static_cast<int>(info.ssi_signo);  // SIGHUP, the lowest, is read first
+    if (sig < 0) continue;  // timeout (or EINTR): just the periodic log flush
     if (sig == SIGHUP) {
       reload();
       continue;
     }
-    ::close(fd);
     systemd::stopping();
     log.log(std::string("midge received signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping.");
     return;
@@ -586,19 +569,9 @@ int run(int argc, char** argv) {
     heap.tick(shared);
   }, [&] {
     systemd::reloading();
-    // Whichever way the reload ends: each worker, once it has run what the
-    // reload posted, lets the CONNECTs it held meanwhile go on.
-    struct ReadyAgain {
-      std::vector<std::unique_ptr<net::Worker>>& workers;
-      uint64_t count;
-      ~ReadyAgain() {
-        for (auto& w : workers) {
-          net::Worker* worker = w.get();
-          worker->loop().post([worker, n = count] { worker->reload_applied(n); });
-        }
-        systemd::ready();
-      }
-    } ready_again{workers, shared.reloads_begun.load(std::memory_order_acquire)};
+    struct ReadyAgain {  // whichever way the reload ends
+      ~ReadyAgain() { systemd::ready(); }
+    } ready_again;
     log.reopen();
     say("Received SIGHUP: log files re-opened.");
     std::optional<config::Config> next;
@@ -631,7 +604,7 @@ int run(int argc, char** argv) {
       });
     }
     reload_tls(listeners, say);
-  }, shared.reloads_begun);
+  });
   log.set_topic_sink(nullptr);  // no line may be posted to a stopped worker
   workers[0]->loop().post([&listeners] {
     for (auto& l : listeners) l->close();
