@@ -28,7 +28,7 @@ ALLOWED = {
     "server": {"net", "broker", "store", "config", "auth", "protocol", "util"},
     "main": {"server"},                      # src/main.cc
     "tools": {"client", "auth", "protocol", "util"},
-    "bench": {"broker", "protocol", "util"},
+    "bench": {"broker", "store", "protocol", "util"},
 }
 LAYERS = {"util", "protocol", "config", "auth", "broker", "store", "net", "client", "server"}
 
