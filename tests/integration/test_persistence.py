@@ -843,22 +843,31 @@ def store_errors(b):
     return b.log_text().count("Error: the store could not write")
 
 
+def published_while_worker_1_fails(pbroker, tmp_path, raw, filter_, topic, payload):
+    """Two workers; an offline persistent session on worker 1 subscribed to `filter_`; then,
+    while worker 1 cannot write, `payload` published on `topic` from worker 0 and acknowledged
+    there. Returns (broker, fault file, a client id on worker 0, the session's id)."""
+    fault = tmp_path / "fault"
+    b = pbroker("thread_count 2", env={"MIDGE_STORE_FAULT_FILE": str(fault)})
+    on_w0, on_w1 = ids_on_both_workers(b, fault)
+    s, _ = session(raw, b.port, on_w1)
+    assert s.subscribe([(filter_, 1)]).codes == [1]
+    bye(s)
+    errors = store_errors(b)
+    fail_writes_of(fault, "midge-w1")  # worker 1 cannot write what it does with the message
+    assert publish_as(b.port, on_w0, topic, payload) == 0
+    wait_until(lambda: store_errors(b) > errors, 10, what="worker 1's write failing")
+    return b, fault, on_w0, on_w1
+
+
 @pytest.mark.midge_only(reason="thread_count and MIDGE_STORE_FAULT_FILE are Midge's own")
 def test_a_receiving_workers_failed_write_is_made_good(pbroker, tmp_path, raw):
     """A message acknowledged by the publisher's worker, whose queueing for an offline
     persistent session failed to write on the session's worker: once that worker writes again,
     it writes what the store missed (its sessions whole) before telling the publisher's worker
     it has the message, so a crash afterwards loses nothing."""
-    fault = tmp_path / "fault"
-    b = pbroker("thread_count 2", env={"MIDGE_STORE_FAULT_FILE": str(fault)})
-    on_w0, on_w1 = ids_on_both_workers(b, fault)
-    s, _ = session(raw, b.port, on_w1)
-    assert s.subscribe([("gap/t", 1)]).codes == [1]
-    bye(s)
-    errors = store_errors(b)
-    fail_writes_of(fault, "midge-w1")
-    assert publish_as(b.port, on_w0, "gap/t", b"queued while w1 fails") == 0
-    wait_until(lambda: store_errors(b) > errors, 10, what="worker 1's write failing")
+    b, fault, on_w0, on_w1 = published_while_worker_1_fails(pbroker, tmp_path, raw, "gap/t", "gap/t",
+                                                            b"queued while w1 fails")
     writes_again = b.log_text().count("The store writes again")
     fault.unlink()
     wait_until(lambda: b.log_text().count("The store writes again") > writes_again, 10,
@@ -879,16 +888,8 @@ def test_a_shared_delivery_to_another_worker_survives_a_crash(pbroker, tmp_path,
     """A $share message acknowledged to its publisher and handed to the worker of the member
     it picked (an offline persistent session) is journaled by the publisher's worker until that
     worker has written it: a crash before then delivers it after the restart."""
-    fault = tmp_path / "fault"
-    b = pbroker("thread_count 2", env={"MIDGE_STORE_FAULT_FILE": str(fault)})
-    on_w0, on_w1 = ids_on_both_workers(b, fault)
-    s, _ = session(raw, b.port, on_w1)
-    assert s.subscribe([("$share/g/sh/t", 1)]).codes == [1]
-    bye(s)
-    errors = store_errors(b)
-    fail_writes_of(fault, "midge-w1")  # worker 1 cannot write what it does with the message
-    assert publish_as(b.port, on_w0, "sh/t", b"shared") == 0
-    wait_until(lambda: store_errors(b) > errors, 10, what="worker 1's write failing")
+    b, fault, on_w0, on_w1 = published_while_worker_1_fails(pbroker, tmp_path, raw, "$share/g/sh/t", "sh/t",
+                                                            b"shared")
     b.kill9()
     fault.unlink()
     b.start()
