@@ -216,19 +216,24 @@ void Worker::commit_journal() {
   // After a failure, the first write that works proves the store is back;
   // then everything it missed is written again, with the markers, before any
   // acknowledgement is released.
-  if (rewrite_needed_ && journal_->commit()) {
+  // If that first write fails, nothing else is written: a batch of markers
+  // alone must never claim effects the store lost (found by
+  // test_a_receiving_workers_failed_write_is_made_good when the disk came
+  // back between the two writes).
+  bool ok = !rewrite_needed_ || journal_->commit();
+  if (ok && rewrite_needed_) {
     rewrite_store();
     rewrite_needed_ = false;
   }
   // The last message from each peer whose effects are all in this batch
   // (recovery routes again only what no committed marker covers).
-  for (size_t origin = 0; origin < handled_from_.size(); ++origin) {
+  for (size_t origin = 0; ok && origin < handled_from_.size(); ++origin) {
     if (handled_from_[origin] > committed_from_[origin].load(std::memory_order_relaxed)) {
       journal_->put_marker(index_, static_cast<unsigned>(origin), handled_from_[origin]);
     }
   }
   const TimePoint start = Clock::now();
-  const bool ok = journal_->commit();
+  ok = ok && journal_->commit();
   commit_times_.record(static_cast<uint64_t>(std::chrono::nanoseconds(Clock::now() - start).count()));
   if (!ok) commit_failures_.store(commit_failures_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   std::vector<std::shared_ptr<Connection>> held;

@@ -836,6 +836,9 @@ def ids_on_both_workers(b, fault):
     fault.unlink()
     wait_until(lambda: publish_as(b.port, found[1], "probe/again", b"y", retain=True) in OK, 15,
                what="worker 1 writing again")
+    # The log is written every 100 ms: once this line is in, so is everything before it, and
+    # the counts the tests take from here on start from the truth.
+    wait_until(lambda: "The store writes again" in b.log_text(), 5, what="the log flushed")
     return found[0], found[1]
 
 
