@@ -7,8 +7,9 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <unordered_map>
 #include <utility>
@@ -17,14 +18,112 @@
 
 namespace midge::server {
 
-std::string store_path(const config::Config& cfg) {
+namespace {
+
+std::string location_of(const config::Config& cfg) {
   std::string dir = cfg.persistence_location.empty() ? std::string(".") : cfg.persistence_location;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  return dir + "/" + cfg.persistence_file + ".midge";
+  return dir;
 }
 
+// Inside the store: says that the store has a key, so that a missing key
+// means it was removed (a store of an older Midge has neither).
+constexpr const char* kKeyedMark = "MIDGE_KEYED";
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+bool sync_dir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// Writes `bytes` to `path` durably and whole or not at all (a temporary
+// file, fsync, rename, fsync of the directory).
+bool write_durably(const std::string& dir, const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".new";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) && ::fsync(fd) == 0;
+  ok = ::close(fd) == 0 && ok;
+  if (ok) ok = ::rename(tmp.c_str(), path.c_str()) == 0;
+  if (!ok) {
+    const int saved = errno;
+    ::unlink(tmp.c_str());
+    errno = saved;
+    return false;
+  }
+  return sync_dir(dir);
+}
+
+// An empty database in Mosquitto 2.0's format (persist.h: magic, CRC 0,
+// version 6, one configuration chunk: last id 0, clean shutdown, 8-byte
+// ids), so that Mosquitto started later on the same configuration finds a
+// database it reads, and starts empty.
+std::string empty_mosquitto_db() {
+  static const unsigned char bytes[] = {
+      0x00, 0xB5, 0x00, 'm', 'o', 's', 'q', 'u', 'i', 't', 't', 'o', ' ', 'd', 'b',  // magic
+      0, 0, 0, 0,                                                                      // CRC (unused)
+      0, 0, 0, 6,                                                                      // version
+      0, 0, 0, 1, 0, 0, 0, 16,                                                         // chunk: config, 16 bytes
+      0, 0, 0, 0, 0, 0, 0, 0,                                                          // last id
+      1, 8, 0, 0, 0, 0, 0, 0,                                                          // shutdown, id size, padding
+  };
+  return std::string(reinterpret_cast<const char*>(bytes), sizeof bytes);
+}
+
+// The key of the store is Mosquitto's database file (persistence_file):
+// removing it resets the store, as it resets Mosquitto's, which is how
+// Mosquitto's users clear retained messages and sessions. Midge never
+// reads it and never changes one that exists (Mosquitto's own, kept for a
+// return to Mosquitto); where there is none it writes an empty one.
+// False (said) when the key or the store's directory cannot be made.
+bool keep_key(const config::Config& cfg, const std::string& dir, const Say& say) {
+  const std::string location = location_of(cfg);
+  const std::string key = location + "/" + cfg.persistence_file;
+  const std::string mark = dir + "/" + kKeyedMark;
+  const bool has_key = exists(key);
+  if (!has_key && exists(mark)) {
+    // Kept one reset long: a key removed by mistake loses nothing at once.
+    const std::string aside = dir + ".discarded";
+    std::error_code ec;
+    std::filesystem::remove_all(aside, ec);
+    if (ec || ::rename(dir.c_str(), aside.c_str()) != 0) {
+      say("Error: " + key + " was removed, which resets the store, but " + dir + " cannot be moved to " + aside +
+          ": " + (ec ? ec.message() : std::string(std::strerror(errno))) + ".");
+      return false;
+    }
+    say("Warning: " + key + " was removed since the last run: the store is reset and starts empty (the old one is " +
+        aside + " until the next reset).");
+  }
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    say("Error: cannot create the store " + dir + ": " + std::strerror(errno) + ".");
+    return false;
+  }
+  // The key before the mark: a crash in between leaves a store that counts
+  // as an older Midge's, never one whose key seems removed.
+  if (!has_key && !write_durably(location, key, empty_mosquitto_db())) {
+    say("Error: cannot write " + key + " (the store's key): " + std::strerror(errno) + ".");
+    return false;
+  }
+  if (!exists(mark) && !write_durably(dir, mark, "This store's key is " + key + ": removing it resets the store.\n")) {
+    say("Error: cannot write " + mark + ": " + std::strerror(errno) + ".");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string store_path(const config::Config& cfg) { return location_of(cfg) + "/" + cfg.persistence_file + ".midge"; }
+
 std::unique_ptr<broker::Store> open_store(const config::Config& cfg, const Say& say) {
-  const std::string location = cfg.persistence_location.empty() ? std::string(".") : cfg.persistence_location;
+  const std::string location = location_of(cfg);
   struct stat st {};
   if (::stat(location.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     say("Error: persistence_location " + location + " is not an existing directory; create it (writable by the broker).");
@@ -35,10 +134,7 @@ std::unique_ptr<broker::Store> open_store(const config::Config& cfg, const Say& 
     say("Error: " + path + " is a file: Midge keeps its store in a directory of that name.");
     return nullptr;
   }
-  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
-    say("Error: cannot create the store " + path + ": " + std::strerror(errno) + ".");
-    return nullptr;
-  }
+  if (!keep_key(cfg, path, say)) return nullptr;
   std::string error;
   store::RocksStore::Options options;
   options.sync = cfg.persistence_sync;

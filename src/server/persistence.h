@@ -20,12 +20,17 @@ using Say = std::function<void(const std::string&)>;
 
 // The store's directory: persistence_location/persistence_file + ".midge"
 // (mosquitto.db.midge by default), beside Mosquitto's file, never it: a
-// script that removes or copies mosquitto.db meets no directory.
+// script that copies mosquitto.db meets no directory.
 std::string store_path(const config::Config& cfg);
 
 // Opens the store; null after logging one line when it cannot be (a
 // missing persistence_location, a file where the store's directory should
 // be, a store RocksDB cannot open): the broker then refuses to start.
+// Mosquitto's file (persistence_file) is the store's key: where it was
+// removed since the last run, the store is reset (moved aside to
+// DIR.discarded) as removing it resets Mosquitto's; where there is none, an
+// empty database in Mosquitto's format is written; an existing one is
+// never read or changed.
 std::unique_ptr<broker::Store> open_store(const config::Config& cfg, const Say& say);
 
 // Reads everything back: retained messages into `shared`, each session to

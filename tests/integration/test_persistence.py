@@ -155,6 +155,84 @@ def test_retained_messages_survive(pbroker, connected, how):
     assert p.UserProperty == [("origin", "test")]
 
 
+# ------------------------------------------------------------------ the database file
+
+def left_behind(b, loc, raw):
+    """A retained message and a persistent session with a subscription, then a clean stop."""
+    c, _ = session(raw, b.port, "keyed")
+    assert c.subscribe([("k/t", 1)]).codes == [1]
+    p = m.RawClient(b.port, 4, timeout=10)
+    assert p.connect("").rc == 0
+    p.publish_acked("k/retained", b"kept", qos=1, retain=True)
+    p.close()
+    bye(c)
+    b.stop()
+    assert (Path(loc) / "mosquitto.db").is_file()
+
+
+def what_is_left(b, raw):
+    """(session present, retained payloads under k/#) as the restarted broker serves them."""
+    c, ack = session(raw, b.port, "keyed")
+    c.subscribe([("k/#", 1)])
+    mark(b.port, "k/zz", b"marker")  # retained messages come before any later message
+    got = receive(c, has(b"marker"))
+    bye(c)
+    return ack.session_present, [p.payload for p in got if p.retain]
+
+
+def test_removing_the_database_file_resets_the_store(pbroker, loc, raw):
+    """Mosquitto's users clear retained messages and sessions by removing mosquitto.db."""
+    b = pbroker()
+    left_behind(b, loc, raw)
+    b.start()
+    assert what_is_left(b, raw) == (True, [b"kept"])
+    b.stop()
+    (Path(loc) / "mosquitto.db").unlink()
+    b.start()
+    assert what_is_left(b, raw) == (False, [])
+    if not IS_MOSQUITTO:  # kept aside one reset long
+        assert "was removed since the last run" in b.log_text()
+        assert (Path(str(store_dir(loc)) + ".discarded")).is_dir()
+
+
+@pytest.mark.midge_only(reason="Midge's store beside Mosquitto's file")
+def test_an_existing_database_file_is_never_changed(pbroker, loc, raw):
+    """Mosquitto's own file, kept for a return to Mosquitto: Midge neither reads nor rewrites it."""
+    theirs = Path(loc) / "mosquitto.db"
+    theirs.write_bytes(b"\x00\xb5\x00mosquitto db" + bytes(8) + b"not Midge's" * 9)
+    before = theirs.read_bytes()
+    b = pbroker()
+    left_behind(b, loc, raw)
+    assert theirs.read_bytes() == before
+    b.start()
+    assert what_is_left(b, raw) == (True, [b"kept"])
+    assert theirs.read_bytes() == before
+
+
+@pytest.mark.midge_only(reason="an older Midge's store")
+def test_a_store_without_a_key_is_kept_and_keyed(pbroker, loc, raw):
+    """A store written before the database file was its key has neither: it is kept."""
+    b = pbroker()
+    left_behind(b, loc, raw)
+    (Path(loc) / "mosquitto.db").unlink()
+    (store_dir(loc) / "MIDGE_KEYED").unlink()
+    b.start()
+    assert what_is_left(b, raw) == (True, [b"kept"])
+    assert (Path(loc) / "mosquitto.db").is_file()
+
+
+@pytest.mark.midge_only(reason="Midge's file read by Mosquitto")
+@pytest.mark.skipif(not os.access("/usr/sbin/mosquitto", os.X_OK), reason="needs Debian's mosquitto")
+def test_mosquitto_reads_the_database_file_midge_wrote(pbroker, broker, loc, raw):
+    b = pbroker()
+    left_behind(b, loc, raw)
+    lines = ["persistence true", "persistence_location %s/" % loc]
+    theirs = broker(lines + (["user root"] if os.getuid() == 0 else []), binary="/usr/sbin/mosquitto")
+    assert what_is_left(theirs, raw) == (False, [])
+    theirs.stop()
+    assert "rror" not in theirs.log_text()
+
+
 # ------------------------------------------------------------------ persistent sessions
 
 @pytest.mark.parametrize("proto", [4, 5])
