@@ -143,6 +143,10 @@ struct SharedState {
   // The `log_type` set in force (util::LogType bits): a line of a type that is not logged is not
   // even built (subscribe lines are on the SUBSCRIBE path). Set by the server, also on reload.
   std::atomic<uint32_t> log_types{util::kDefaultLogTypes};
+  // SIGHUPs the main thread has begun to handle (server.cc, before it
+  // consumes the signal); each worker counts those it has applied
+  // (net::Worker::reload_pending).
+  std::atomic<uint64_t> reloads_begun{0};
   bool logs(util::LogType type) const { return (log_types.load(std::memory_order_relaxed) & util::log_bit(type)) != 0; }
 };
 

@@ -438,6 +438,12 @@ void Connection::handle_connect(protocol::ConnectPacket&& connect, TimePoint now
 }
 
 bool Connection::check_credentials(protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now) {
+  if (worker_.reload_pending()) {  // judged by the rules of the reload (resume_connect)
+    pending_connect_ = std::make_unique<PendingConnect>(PendingConnect{std::move(connect), id_assigned, peer()});
+    read_scheduled_ = true;  // the CONNECT timeout still runs
+    worker_.hold_connect(*this);
+    return false;
+  }
   if (const Listener* listener = slot_.listener(); listener && listener->options().identity_as_username) {
     certificate_login(connect, *listener->options().identity_as_username);
     const ReasonCode verdict = connect.username ? ReasonCode::kSuccess : ReasonCode::kBadUserNameOrPassword;
@@ -506,6 +512,14 @@ bool Connection::username_as_client_id(protocol::ConnectPacket& connect, bool id
   if (!connect.username || connect.username->empty()) return false;
   connect.client_id = *connect.username;
   return true;
+}
+
+void Connection::resume_connect() {
+  if (closed_ || closing_ || !pending_connect_) return;
+  const std::unique_ptr<PendingConnect> pending = std::move(pending_connect_);
+  read_scheduled_ = false;
+  const TimePoint now = Clock::now();
+  if (check_credentials(std::move(pending->connect), pending->id_assigned, now) && connected_) resume_input(now);
 }
 
 void Connection::on_credentials(ReasonCode verdict) {

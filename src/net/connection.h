@@ -71,6 +71,9 @@ class Connection final : public broker::Link,
   // Continues a connection handed over by another worker: processes its
   // CONNECT here, then the bytes that followed it.
   void adopt(protocol::ConnectPacket&& connect, bool id_assigned, std::string pending);
+  // A CONNECT held while a reload was pending (Worker::reload_pending),
+  // handled now that it is applied.
+  void resume_connect();
 
   // broker::Link
   std::string& out() override { return out_.bytes(); }
@@ -130,7 +133,8 @@ class Connection final : public broker::Link,
   // A CONNECT on the worker that owns its client id, in two steps: the
   // credentials, then the rest (broker::Broker::connect). False while the
   // credentials are checked off the loop: input then waits in in_, unread
-  // and undecoded, until on_credentials().
+  // and undecoded, until on_credentials(); or, while a reload is pending,
+  // until resume_connect().
   bool check_credentials(protocol::ConnectPacket&& connect, bool id_assigned, TimePoint now);
   void on_credentials(protocol::ReasonCode verdict);
   void certificate_login(protocol::ConnectPacket& connect, PeerIdentity kind) const;

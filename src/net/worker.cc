@@ -1,6 +1,7 @@
 #include "net/worker.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -344,6 +345,27 @@ void Worker::pause_reading(Connection& connection) {
     again.swap(paused_);
     for (auto& c : again) c->resume_reading();
   });
+}
+
+// The signal is pending until the main thread takes it, and the main
+// thread counts the reload before it does (server.cc): a CONNECT read after
+// the signal was sent sees one or the other.
+bool Worker::reload_pending() const {
+  if (shared_.reloads_begun.load(std::memory_order_acquire) != reloads_applied_) return true;
+  sigset_t pending;
+  return ::sigpending(&pending) == 0 && sigismember(&pending, SIGHUP) == 1;
+}
+
+void Worker::hold_connect(Connection& connection) { held_connects_.push_back(connection.weak_from_this()); }
+
+void Worker::reload_applied(uint64_t count) {
+  reloads_applied_ = std::max(reloads_applied_, count);
+  if (reload_pending()) return;  // another one came meanwhile: they wait for it
+  std::vector<std::weak_ptr<Connection>> held;
+  held.swap(held_connects_);
+  for (auto& weak : held) {
+    if (auto c = weak.lock()) c->resume_connect();
+  }
 }
 
 bool Worker::broadcast(const broker::MessagePtr& message, bool durable) {

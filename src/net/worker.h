@@ -113,6 +113,15 @@ class Worker final : public broker::Router {
   bool peers_overloaded() const;
   void pause_reading(Connection& connection);
 
+  // A reload (SIGHUP) is sent or under way and not yet applied here: a
+  // CONNECT waits for it (Connection::check_credentials), as Mosquitto,
+  // which reloads before it reads the next packet (issue 14, cause V).
+  bool reload_pending() const;
+  void hold_connect(Connection& connection);
+  // The main thread's last task of reload number `count`: resumes the
+  // CONNECTs held meanwhile.
+  void reload_applied(uint64_t count);
+
  private:
   struct Task {
     broker::MessagePtr message;
@@ -165,6 +174,8 @@ class Worker final : public broker::Router {
   std::atomic<size_t> inbox_pending_{0};  // messages posted to this worker, not yet run
   std::atomic<size_t> inbox_bytes_{0};    // their topic and payload bytes
   std::vector<std::shared_ptr<Connection>> paused_;
+  uint64_t reloads_applied_ = 0;
+  std::vector<std::weak_ptr<Connection>> held_connects_;
   broker::Store* store_ = nullptr;
   std::unique_ptr<broker::Journal> journal_;
   std::vector<std::shared_ptr<Connection>> awaiting_commit_;

@@ -8,7 +8,9 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -444,19 +446,31 @@ sigset_t block_signals() {
 
 // The main thread's life once the workers run: flushes the log every
 // 100 ms (and calls `tick`), calls `reload` on SIGHUP, returns on SIGINT or
-// SIGTERM.
-void wait_for_stop(const sigset_t& signals, Logger& log, const std::function<void()>& tick,
-                   const std::function<void()>& reload) {
-  const timespec flush_period{0, 100'000'000};
+// SIGTERM. A SIGHUP is counted in `reloads_begun` while it is still pending
+// (seen through a signalfd, not yet read), so that workers, which hold back
+// CONNECTs while either is true (net::Worker::reload_pending), never miss it.
+// `fd` is a signalfd of the blocked signals, made at start-up with the
+// process's other lasting descriptors, before any client can connect.
+void wait_for_stop(int fd, Logger& log, const std::function<void()>& tick, const std::function<void()>& reload,
+                   std::atomic<uint64_t>& reloads_begun) {
   while (true) {
-    const int sig = sigtimedwait(&signals, nullptr, &flush_period);
+    pollfd ready{fd, POLLIN, 0};
+    const int n = ::poll(&ready, 1, 100);
     log.flush();
     tick();
-    if (sig < 0) continue;  // timeout (or EINTR): just the periodic log flush
+    if (n <= 0) continue;  // timeout (or EINTR): just the periodic log flush
+    sigset_t pending;
+    if (::sigpending(&pending) == 0 && sigismember(&pending, SIGHUP) == 1) {
+      reloads_begun.fetch_add(1, std::memory_order_acq_rel);
+    }
+    signalfd_siginfo info{};
+    if (::read(fd, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) continue;
+    const int sig = static_cast<int>(info.ssi_signo);  // SIGHUP, the lowest, is read first
     if (sig == SIGHUP) {
       reload();
       continue;
     }
+    ::close(fd);
     systemd::stopping();
     log.log(std::string("midge received signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping.");
     return;
@@ -476,6 +490,11 @@ int run(int argc, char** argv) {
   // block SIGTERM would take it with its default action and end the
   // process without a clean stop. wait_for_stop() takes them here.
   const sigset_t signals = block_signals();
+  const int signal_fd = ::signalfd(-1, &signals, SFD_CLOEXEC);
+  if (signal_fd < 0) {
+    std::fprintf(stderr, "Error: signalfd: %s.\n", std::strerror(errno));
+    return 1;
+  }
 
   Logger log;
   if (std::string err = log.configure(opt.verbose ? std::vector<std::string>{} : cfg.log_dest, cfg.log_timestamp,
@@ -565,13 +584,23 @@ int run(int argc, char** argv) {
   log.flush();  // start-up lines go out at once
   systemd::ready();
   config::Config current = cfg;
-  wait_for_stop(signals, log, [&] {
+  wait_for_stop(signal_fd, log, [&] {
     heap.tick(shared);
   }, [&] {
     systemd::reloading();
-    struct ReadyAgain {  // whichever way the reload ends
-      ~ReadyAgain() { systemd::ready(); }
-    } ready_again;
+    // Whichever way the reload ends: each worker, once it has run what the
+    // reload posted, lets the CONNECTs it held meanwhile go on.
+    struct ReadyAgain {
+      std::vector<std::unique_ptr<net::Worker>>& workers;
+      uint64_t count;
+      ~ReadyAgain() {
+        for (auto& w : workers) {
+          net::Worker* worker = w.get();
+          worker->loop().post([worker, n = count] { worker->reload_applied(n); });
+        }
+        systemd::ready();
+      }
+    } ready_again{workers, shared.reloads_begun.load(std::memory_order_acquire)};
     log.reopen();
     say("Received SIGHUP: log files re-opened.");
     std::optional<config::Config> next;
@@ -604,7 +633,7 @@ int run(int argc, char** argv) {
       });
     }
     reload_tls(listeners, say);
-  });
+  }, shared.reloads_begun);
   log.set_topic_sink(nullptr);  // no line may be posted to a stopped worker
   workers[0]->loop().post([&listeners] {
     for (auto& l : listeners) l->close();

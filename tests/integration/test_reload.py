@@ -33,6 +33,30 @@ def test_allow_anonymous_false_refuses_new_anonymous_clients(broker):
     assert connack(b.port, 5) == 0x87
 
 
+
+def test_a_connect_right_after_sighup_gets_the_new_rules(broker, tmp_path):
+    """Cause V (04-retain-check-source.py): a client that connects as soon as SIGHUP is sent is
+    judged by the reloaded rules, as with Mosquitto, which reloads before it reads the next
+    packet: Midge's workers hold a CONNECT while a reload is pending. Twenty flips of the ACL
+    between read-write and read-only, each CONNECT sent right after its signal and followed by
+    a publish: PUBACK 0x10 (allowed, nobody subscribed) or 0x87 (denied)."""
+    acl = tmp_path / "flip.acl"
+    acl.write_text("topic readwrite flip/#\n")
+    lines = ["allow_anonymous true", "acl_file %s" % acl]
+    b = broker(auth_conf(*lines))
+    for i in range(20):
+        writable = i % 2 == 1
+        acl.write_text("topic %s flip/#\n" % ("readwrite" if writable else "read"))
+        rewrite(b, *lines)
+        hup(b)
+        c = mqttraw.RawClient(b.port, 5)
+        try:
+            assert c.connect("flip").rc == 0
+            ack = c.publish_acked("flip/t", b"x", qos=1, mid=1)
+            assert ack.rc == (0x10 if writable else 0x87), "flip %d" % i
+        finally:
+            c.close()
+
 def test_message_size_limit_applies_after_reload(broker):
     b = broker(auth_conf())
     c = mqttraw.RawClient(b.port, 5)
