@@ -6,7 +6,9 @@ Mosquitto 2.0.11 saves its database on a clean stop only, so it passes the resta
 the kill -9 variants are midge_only.
 """
 import os
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 import mqttraw as m
 from conftest import (BROKER_BIN, IS_MOSQUITTO, V311, V5, PacketTypes, free_port, keep_root, port_open,
-                      props, wait_until)
+                      proc_rss_kb, props, wait_until)
 
 CRASH = pytest.mark.midge_only(
     reason="Mosquitto saves only every autosave_interval; kill -9 loses what came since")
@@ -1025,3 +1027,48 @@ def test_persistence_off_writes_nothing(broker, loc, raw, connected, setting):
     assert retained_set(connected, b.port, "off") == {}
     c, ack = session(raw, b.port, "off-session")
     assert not ack.session_present
+
+
+# ------------------------------------------------------------------ bounds
+
+def test_a_subscriber_that_never_acknowledges_bounds_what_its_publisher_makes_held(pbroker, raw):
+    """A persistent subscriber reads every QoS 1 message and acknowledges none, while a
+    publisher sends 20 MB at it: every copy sent at once is held unwritten for its grace, then
+    written, and its PUBACK held meanwhile (Midge's deferred deliveries). Every PUBACK comes,
+    in order, and the broker holds no more than the subscriber's bounded queue."""
+    b = pbroker("max_queued_messages 100", "max_inflight_messages 20")
+    sub, _ = session(raw, b.port, "never-acks")
+    assert sub.subscribe([("held/t", 1)]).codes == [1]
+    reading = threading.Event()
+    read = [0]
+
+    def drain():  # reads everything, acknowledges nothing
+        sub.sock.settimeout(0.2)
+        while not reading.is_set():
+            try:
+                data = sub.sock.recv(1 << 16)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            read[0] += len(data)
+
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    pub = m.RawClient(b.port, 4, timeout=20)
+    assert pub.connect("flood-pub").rc == 0
+    rss0 = proc_rss_kb(b.pid)
+    payload = b"h" * 1000
+    for _ in range(200):
+        pub.send(b"".join(m.publish("held/t", payload, qos=1, mid=i) for i in range(1, 101)))
+        assert [pub.recv_type(m.PUBACK).mid for _ in range(100)] == list(range(1, 101))
+    rss1 = proc_rss_kb(b.pid)
+    reading.set()
+    t.join(5)
+    print("never-acking subscriber: read %d KB, broker RSS %d -> %d KB" % (read[0] // 1024, rss0, rss1))
+    assert read[0] > 20 * 1000  # it got its inflight messages at least
+    if os.environ.get("MIDGE_SANITIZED") != "1":  # ASan's quarantine holds freed memory
+        assert rss1 - rss0 < 16 * 1024, (rss0, rss1)
+    mark(b.port, "held/other", b"still serving")
