@@ -94,6 +94,12 @@ void Worker::adopt_socket(int fd, ListenerSlot slot) {
   auto c = std::make_shared<Connection>(*this, fd, id, std::move(slot));
   connections_.emplace(id, c);
   if (transport) c->set_transport(std::move(transport));
+  // Mosquitto's notice for each accepted TCP connection (not for WebSockets, as Mosquitto).
+  if (listener && !listener->options().websocket && !listener->options().http &&
+      shared_.logs(util::LogType::kNotice)) {
+    log(util::LogType::kNotice,
+        "New connection from " + c->peer() + " on port " + std::to_string(listener->options().port) + ".");
+  }
   c->start();
 }
 

@@ -208,6 +208,20 @@ def test_client_id_with_newline_cannot_forge_a_log_line(broker, raw):
     assert "u'u\\x0aForged: u'" in log, log
 
 
+def test_each_connection_is_logged_before_its_connect(broker, raw):
+    """As Mosquitto's notice: the accepted socket first, then the client it turned out to be."""
+    b = broker()
+    c = raw(b.port)
+    here = "127.0.0.1:%d" % c.sock.getsockname()[1]
+    assert c.connect("logged-one").rc == 0
+    wait_until(lambda: "as logged-one" in b.log_text(), what="the connect log line")
+    lines = b.log_text().splitlines()
+    accepted = [i for i, line in enumerate(lines) if
+                line.endswith("New connection from %s on port %d." % (here, b.port))]
+    connected = [i for i, line in enumerate(lines) if "New client connected from %s as logged-one" % here in line]
+    assert len(accepted) == 1 and len(connected) == 1 and accepted[0] < connected[0], lines
+
+
 def test_log_lines_are_cut_at_1000_bytes(broker, raw):
     """A client id of 65,000 bytes (MQTT allows 65,535) is not logged whole at every event: the
     line stops at 1000 bytes as in Mosquitto (issue 14, Mosquitto's 01-connect-575314)."""
