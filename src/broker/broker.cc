@@ -56,6 +56,7 @@ const Session* Broker::find_session(const std::string& client_id) const {
 }
 
 void Broker::send(Link& link, const protocol::Packet& packet) {
+  if (debugging()) [[unlikely]] debug_sent(link, packet);
   protocol::encode(packet, link.version, link.out());
   link.commit();
   Stats::add(stats_.messages_sent);
@@ -65,6 +66,7 @@ void Broker::send(Link& link, const protocol::Packet& packet) {
 // reason code and no properties (3.4.2.1: the reason may be omitted when it
 // is Success and there are no properties). The hottest packet of QoS 1/2.
 void Broker::send_ack(Link& link, protocol::PacketType type, uint16_t id, ReasonCode reason) {
+  if (debugging()) [[unlikely]] debug_sent_ack(link, type, id, reason);
   const bool with_reason = link.version == Version::kV5 && reason != ReasonCode::kSuccess;
   // PUBREL's fixed header flags are 0010 [MQTT-3.6.1-1].
   const uint8_t flags = type == protocol::PacketType::kPubrel ? 0x02 : 0x00;
@@ -191,6 +193,7 @@ ReasonCode Broker::connect(Link& link, protocol::ConnectPacket&& c, bool id_assi
   session->credential_stamp = static_cast<uint32_t>(
       session->username && authenticator ? authenticator->credential_stamp(*session->username) : 0);
   store_session(*session);
+  link.accepted();
   send_connack(*session, c, present, id_assigned);
   if (present) resume(*session, now);
   return ReasonCode::kSuccess;
@@ -369,6 +372,7 @@ void Broker::attach(Session& session, Link& link, const protocol::ConnectPacket&
 
 void Broker::send_connack(Session& session, const protocol::ConnectPacket& c, bool present,
                           bool id_assigned) {
+  if (debugging()) [[unlikely]] debug_will(c);
   protocol::ConnackPacket ack;
   ack.session_present = present;  // [MQTT-3.2.2-2]
   if (c.version == Version::kV5) {
@@ -559,6 +563,7 @@ void Broker::on_publish(Link& link, protocol::PublishView& publish, TimePoint no
   Session* session = link.session;
   if (!session) return;
   Stats::add(stats_.messages_received);
+  if (debugging()) [[unlikely]] debug_received_publish(*session, publish);
   handle_publish(*session, publish, now);
 }
 
@@ -566,8 +571,10 @@ void Broker::on_packet(Link& link, protocol::Packet&& packet, TimePoint now) {
   Session* session = link.session;
   if (!session) return;
   Stats::add(stats_.messages_received);
+  if (debugging()) [[unlikely]] debug_received(*session, packet);
   if (auto* publish = std::get_if<protocol::PublishPacket>(&packet)) {
     protocol::PublishView view = protocol::view_of(*publish);
+    if (debugging()) [[unlikely]] debug_received_publish(*session, view);
     handle_publish(*session, view, now);
   } else if (auto* ack = std::get_if<protocol::AckPacket>(&packet)) {
     handle_ack(*session, *ack, now);

@@ -237,6 +237,16 @@ class Broker {
   void arm_timer(Session& session);
   void disarm_timer(Session& session);
   void send(Link& link, const protocol::Packet& packet);
+  // `log_type debug`: Mosquitto's line for each packet (broker_debug.cc).
+  bool debugging() const;
+  void debug(const std::string& line);
+  void debug_received(const Session& session, const protocol::Packet& packet);
+  void debug_received_publish(const Session& session, const protocol::PublishView& p);
+  void debug_sent(const Link& link, const protocol::Packet& packet);
+  void debug_sent_ack(const Link& link, protocol::PacketType type, uint16_t id, protocol::ReasonCode reason);
+  void debug_sent_publish(const Session& session, const Message& m, uint8_t qos, bool retain, uint16_t packet_id,
+                          bool dup);
+  void debug_will(const protocol::ConnectPacket& c);
   void send_ack(Link& link, protocol::PacketType type, uint16_t id, protocol::ReasonCode reason);
   void ack_publish(Session& session, protocol::PacketType type, uint16_t packet_id, protocol::ReasonCode reason,
                    const MessagePtr* message = nullptr);

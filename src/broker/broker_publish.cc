@@ -592,6 +592,7 @@ void Broker::resend(Session& session, TimePoint now) {
 bool Broker::send_publish(Session& session, const Message& m, uint8_t qos, bool retain,
                           std::span<const uint32_t> ids, uint16_t packet_id, bool dup,
                           TimePoint now) {
+  if (debugging()) [[unlikely]] debug_sent_publish(session, m, qos, retain, packet_id, dup);
   const bool v5 = session.version == Version::kV5;
   Link& link = *session.link;
   if (!dup && ids.empty() && publish_cache_.message == &m && link.mount_point().empty() &&

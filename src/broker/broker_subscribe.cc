@@ -66,6 +66,7 @@ void Broker::subscribe_all(Session& session, const protocol::SubscribePacket& p,
       send_retained_for.push_back(i);
     }
   }
+  if (debugging()) [[unlikely]] debug("Sending SUBACK to " + session.client_id);
   protocol::encode(ack, session.version, session.link->out());
   if (journal_ && !journal_->empty()) session.link->awaits_commit();
   session.link->commit();
@@ -180,6 +181,7 @@ void Broker::handle_unsubscribe(Session& session, const protocol::UnsubscribePac
     if (shared_.logs(util::LogType::kUnsubscribe)) router_.log(util::LogType::kUnsubscribe, session.client_id + " " + filter);
     ack.reasons.push_back(existed ? ReasonCode::kSuccess : ReasonCode::kNoSubscriptionExisted);
   }
+  if (debugging()) [[unlikely]] debug("Sending UNSUBACK to " + session.client_id);
   protocol::encode(ack, session.version, session.link->out());
   session.link->commit();
   Stats::add(stats_.messages_sent);

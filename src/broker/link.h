@@ -49,6 +49,9 @@ class Link {
   // records not yet written (persistence): if that write fails, the owner
   // must drop this link's unwritten output instead of sending it.
   virtual void awaits_commit() {}
+  // The CONNECT is accepted; its CONNACK comes next (the owner logs the
+  // client's arrival here, before the CONNACK's own debug lines, as Mosquitto).
+  virtual void accepted() {}
 
   // True when the client's user name came from its TLS certificate or PSK
   // identity (use_identity_as_username), not from a password check.

@@ -408,6 +408,9 @@ bool Connection::handle_packet(protocol::Packet&& packet, TimePoint now) {
   }
   update_deadline(now);
   if (std::holds_alternative<protocol::DisconnectPacket>(packet)) {
+    if (worker_.shared().logs(util::LogType::kDebug)) {
+      worker_.log(util::LogType::kDebug, "Received DISCONNECT from " + client_name());
+    }
     worker_.log_connection("Client " + client_name() + " disconnected.");
   }
   worker_.broker().on_packet(*this, std::move(packet), now);
@@ -539,7 +542,9 @@ bool Connection::finish_connect(protocol::ConnectPacket&& connect, bool id_assig
   const std::optional<std::string> username = connect.username;
   const Listener* listener = slot_.listener();
   const broker::AccessPolicy* policy = listener ? listener->options().access.get() : nullptr;
+  accepted_line_ = std::move(line);
   const ReasonCode result = worker_.broker().connect(*this, std::move(connect), id_assigned, verdict, now, policy);
+  accepted_line_.clear();
   if (result != ReasonCode::kSuccess) {
     // Logged whatever connection_messages says: failed logins are how a
     // brute force shows.
@@ -548,12 +553,13 @@ bool Connection::finish_connect(protocol::ConnectPacket&& connect, bool id_assig
                 (username ? " (user '" + escape_for_log(*username) + "')." : " (no user name)."));
     return false;
   }
-  worker_.log_connection(line);
   connected_ = true;
   limits_.max_packet_size = packet_limit();
   update_deadline(now);
   return true;
 }
+
+void Connection::accepted() { worker_.log_connection(std::exchange(accepted_line_, std::string())); }
 
 void Connection::resume_input(TimePoint now) {
   if (!in_.empty()) process_input(now);

@@ -91,6 +91,7 @@ class Connection final : public broker::Link,
   const broker::AccessPolicy* policy() const override;
   uint16_t listener_port() const override;
   void awaits_commit() override;
+  void accepted() override;
   // The worker's journal could not be written: what this connection was
   // about to send (acknowledgements among it) is dropped with the
   // connection; the client sends its unacknowledged packets again.
@@ -173,6 +174,7 @@ class Connection final : public broker::Link,
   protocol::DecodeLimits limits_;
   const uint64_t id_;
   std::string in_;          // an incomplete packet, waiting for more bytes
+  std::string accepted_line_;  // "New client connected ...", logged by accepted()
   OutQueue out_;            // bytes and slices to write
   // Null for plain TCP. Next to out_: pending_bytes() reads both for every
   // delivery (the output bound).

@@ -48,7 +48,7 @@ std::string escape_log_line(std::string_view line) {
   out.reserve(line.size());
   for (char c : line) {
     const auto b = static_cast<unsigned char>(c);
-    if (b >= 0x20 && b != 0x7f) {
+    if ((b >= 0x20 && b != 0x7f) || b == '\t') {  // a tab breaks no line (Mosquitto's "\tfilter" lines)
       out += c;
       continue;
     }
