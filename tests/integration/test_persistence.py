@@ -552,7 +552,6 @@ def lone_binary(tmp_path):
     return binary, env
 
 
-@pytest.mark.midge_only(reason="Midge's store is a module of its own (midge_store.so)")
 def test_broker_without_its_store_module_serves_without_persistence(lone_binary, tmp_path, connected):
     binary, env = lone_binary
     conf = tmp_path / "plain.conf"
