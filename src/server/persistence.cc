@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "store/rocks_store.h"
+#include "server/store_module.h"
 
 namespace midge::server {
 
@@ -136,9 +136,14 @@ std::unique_ptr<broker::Store> open_store(const config::Config& cfg, const Say& 
   }
   if (!keep_key(cfg, path, say)) return nullptr;
   std::string error;
+  const store::OpenFunction open = load_store_module(error);
+  if (!open) {
+    say("Error: " + error);
+    return nullptr;
+  }
   store::RocksStore::Options options;
   options.sync = cfg.persistence_sync;
-  std::unique_ptr<broker::Store> store = store::RocksStore::open(path, options, error);
+  std::unique_ptr<broker::Store> store(open(path.c_str(), &options, &error));
   if (!store) say("Error: cannot open the store " + path + ": " + error);
   return store;
 }

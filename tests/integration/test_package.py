@@ -299,8 +299,8 @@ def proc_status(pid):
 def test_package_holds_the_programs_pages_unit_and_config():
     listing = sh(["dpkg-deb", "-c", DEB]).stdout
     paths = {line.split()[-1].lstrip(".") for line in listing.splitlines()}
-    for p in ["/usr/sbin/midge", "/usr/bin/midge_pub", "/usr/bin/midge_sub", "/usr/bin/midge_rr",
-              "/usr/bin/midge_passwd", "/lib/systemd/system/midge.service", "/usr/share/man/man8/midge.8",
+    for p in ["/usr/sbin/midge", "/usr/lib/midge/midge_store.so", "/usr/bin/midge_pub", "/usr/bin/midge_sub",
+              "/usr/bin/midge_rr", "/usr/bin/midge_passwd", "/lib/systemd/system/midge.service", "/usr/share/man/man8/midge.8",
               "/usr/share/man/man5/midge.conf.5", "/usr/share/man/man1/midge_pub.1",
               "/usr/share/man/man1/midge_sub.1", "/usr/share/man/man1/midge_rr.1",
               "/usr/share/man/man1/midge_passwd.1", "/usr/share/doc/midge/README.md"] + CONFFILES:

@@ -6,6 +6,7 @@ Mosquitto 2.0.11 saves its database on a clean stop only, so it passes the resta
 the kill -9 variants are midge_only.
 """
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -592,14 +593,14 @@ def test_persistence_sync_survives_a_crash(pbroker, raw, connected):
 
 # ------------------------------------------------------------------ a bad location
 
-def run_broker(tmp_path, lines, timeout=15):
+def run_broker(tmp_path, lines, timeout=15, binary=BROKER_BIN, env=None):
     """Runs the broker in the foreground; returns (exit code or None if it was still up after
     `timeout`, stderr). A broker still up is stopped."""
     conf = tmp_path / "fg.conf"
     conf.write_text(keep_root("\n".join(["listener %d 127.0.0.1" % free_port(), "allow_anonymous true"]
                                         + list(lines)) + "\n"))
-    proc = subprocess.Popen([BROKER_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, cwd=str(tmp_path))
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, cwd=str(tmp_path), env=env)
     try:
         _, err = proc.communicate(timeout=timeout)
         return proc.returncode, err.decode("utf-8", "replace")
@@ -615,6 +616,63 @@ def test_missing_location_refuses_to_start(tmp_path):
     rc, err = run_broker(tmp_path, pconf(missing))
     assert rc is not None and rc > 0, "exit code %r, stderr %r" % (rc, err)
     assert [line for line in err.splitlines() if str(missing) in line], err
+
+
+# ------------------------------------------------------------------ the store module
+
+@pytest.fixture
+def lone_binary(tmp_path):
+    """A copy of the broker in a folder of its own, where no store module is (neither beside it
+    nor in ../lib*/midge), and an environment without the MIDGE_STORE_MODULE override."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    binary = d / "midge"
+    shutil.copy2(BROKER_BIN, binary)
+    env = {k: v for k, v in os.environ.items() if k != "MIDGE_STORE_MODULE"}
+    return binary, env
+
+
+def test_broker_without_its_store_module_serves_without_persistence(lone_binary, tmp_path, connected):
+    binary, env = lone_binary
+    conf = tmp_path / "plain.conf"
+    port = free_port()
+    conf.write_text(keep_root("listener %d 127.0.0.1\nallow_anonymous true\n" % port))
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
+    try:
+        wait_until(lambda: port_open(port) or proc.poll() is not None, timeout=10, what="the broker to listen")
+        assert proc.poll() is None, "exit code %r" % proc.returncode
+        c = connected(port, V311, "lone")
+        c.subscribe("lone/t", qos=1)
+        c.publish("lone/t", b"x", qos=1)
+        assert [m.payload for m in c.wait_messages(1)] == [b"x"]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.midge_only(reason="Midge's store is a module of its own (midge_store.so)")
+def test_missing_store_module_refuses_to_start(lone_binary, loc, tmp_path):
+    """persistence true and no module where the broker looks: one error line naming the path it
+    tried, and a non-zero exit before any listener opens."""
+    binary, env = lone_binary
+    rc, err = run_broker(tmp_path, pconf(loc), binary=str(binary), env=env)
+    assert rc is not None and rc > 0, "exit code %r, stderr %r" % (rc, err)
+    lines = [line for line in err.splitlines() if "store module" in line]
+    assert len(lines) == 1, err
+    assert str(binary.parent) in lines[0] and "midge_store.so" in lines[0], lines[0]
+    assert "No such file" in lines[0], lines[0]  # dlerror()'s reason
+
+
+@pytest.mark.midge_only(reason="MIDGE_STORE_MODULE is Midge's test hook")
+def test_store_module_that_is_no_library_refuses_to_start(loc, tmp_path):
+    """MIDGE_STORE_MODULE names a file that is not a shared object: refused, with dlerror()."""
+    fake = tmp_path / "midge_store.so"
+    fake.write_text("not a library\n")
+    rc, err = run_broker(tmp_path, pconf(loc), env=dict(os.environ, MIDGE_STORE_MODULE=str(fake)))
+    assert rc is not None and rc > 0, "exit code %r, stderr %r" % (rc, err)
+    lines = [line for line in err.splitlines() if str(fake) in line]
+    assert len(lines) == 1 and "store module" in lines[0], err
 
 
 @pytest.fixture
