@@ -134,13 +134,13 @@ std::unique_ptr<broker::Store> open_store(const config::Config& cfg, const Say& 
     say("Error: " + path + " is a file: Midge keeps its store in a directory of that name.");
     return nullptr;
   }
-  if (!keep_key(cfg, path, say)) return nullptr;
   std::string error;
   const store::OpenFunction open = load_store_module(error);
   if (!open) {
     say("Error: " + error);
     return nullptr;
   }
+  if (!keep_key(cfg, path, say)) return nullptr;  // after the module: a broker that cannot start resets nothing
   store::RocksStore::Options options;
   options.sync = cfg.persistence_sync;
   std::unique_ptr<broker::Store> store(open(path.c_str(), &options, &error));
