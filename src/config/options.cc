@@ -336,7 +336,7 @@ constexpr Option kOptions[] = {
   opt<&Config::log_facility>("log_facility", U, R, "Syslog facility: N means localN (0..7); unset = daemon.", 0, 7),
   opt<&Config::log_timestamp>("log_timestamp", B, R, "Prefix each log line with a timestamp."),
   opt<&Config::log_timestamp_format>("log_timestamp_format", S, R, "strftime() format of the log timestamp (local time); unset = seconds since the epoch."),
-  {"log_type", E, Scope::kGlobal, R, 0, 0, kLogTypes, "Message types to log; repeatable. Midge writes no per-packet debug lines (Mosquitto's -v shows each packet).", &store<&Config::log_type>, &show_log_type, Applied::kYes, {}, {}},
+  {"log_type", E, Scope::kGlobal, R, 0, 0, kLogTypes, "Message types to log; repeatable. debug: a line for each packet received and sent, as Mosquitto's.", &store<&Config::log_type>, &show_log_type, Applied::kYes, {}, {}},
   opt<&Config::max_inflight_bytes>("max_inflight_bytes", U, R, "Per-client limit of the payload bytes of outgoing QoS 1/2 messages in flight: a message goes out while fewer bytes are in flight, the others wait in the queue; 0 = no limit.", 0, kI64),
   opt<&Config::max_inflight_messages>("max_inflight_messages", U, R, "Per-client limit of outgoing QoS 1/2 messages in flight; 0 = no limit.", 0, 65535),
   opt<&Config::max_keepalive>("max_keepalive", U, R, "Largest keepalive accepted; MQTT 5 clients asking for more are told this value.", 10, 65535),

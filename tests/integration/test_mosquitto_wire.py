@@ -278,3 +278,61 @@ def test_a_queue_longer_than_the_id_space_delivers_everything_with_free_ids(brok
         c.send(m.puback(held))
     c.send(m.packet(0xC0, b""))  # PINGREQ: nothing more comes before its answer
     assert c.recv().type == m.PINGRESP
+
+
+def test_verbose_log_shows_each_packet_as_mosquitto(broker, raw):
+    """-v (log_type all): the debug line of each packet received and sent, in Mosquitto's words,
+    which administrators read to see what their clients do."""
+    b = broker()  # the fixture starts every broker with -v
+    sub = raw(b.port, 4)
+    assert sub.connect("dbg-sub").rc == 0
+    assert sub.subscribe([("dbg/#", 1)], mid=7).codes == [1]
+    pub = raw(b.port, 4)
+    assert pub.connect("dbg-pub", will=dict(topic="dbg/will", payload=b"gone", qos=1)).rc == 0
+    pub.publish("dbg/q2", b"hello", qos=2, mid=9)
+    pub.recv_type(m.PUBREC)
+    pub.send(m.pubrel(9))
+    pub.recv_type(m.PUBCOMP)
+    got = sub.recv_type(m.PUBLISH)
+    sub.send(m.puback(got.mid))
+    sub.send(m.PINGREQ_BYTES)
+    sub.recv_type(m.PINGRESP)
+    sub.send(m.unsubscribe(8, ["dbg/#"]))
+    sub.recv_type(m.UNSUBACK)
+    pub.send(m.disconnect())
+    pub.wait_closed(5)
+    expected = [
+        "No will message specified.",
+        "Sending CONNACK to dbg-sub (0, 0)",
+        "Received SUBSCRIBE from dbg-sub",
+        "\tdbg/# (QoS 1)",
+        "Sending SUBACK to dbg-sub",
+        "Will message specified (4 bytes) (r0, q1).",
+        "\tdbg/will",
+        "Sending CONNACK to dbg-pub (0, 0)",
+        "Received PUBLISH from dbg-pub (d0, q2, r0, m9, 'dbg/q2', ... (5 bytes))",
+        "Sending PUBREC to dbg-pub (m9, rc0)",
+        "Received PUBREL from dbg-pub (Mid: 9)",
+        "Sending PUBCOMP to dbg-pub (m9)",
+        "Sending PUBLISH to dbg-sub (d0, q1, r0, m%d, 'dbg/q2', ... (5 bytes))" % got.mid,
+        "Received PUBACK from dbg-sub (Mid: %d, RC:0)" % got.mid,
+        "Received PINGREQ from dbg-sub",
+        "Sending PINGRESP to dbg-sub",
+        "Received UNSUBSCRIBE from dbg-sub",
+        "\tdbg/#",
+        "Sending UNSUBACK to dbg-sub",
+        "Received DISCONNECT from dbg-pub",
+    ]
+
+    def lines():  # without the "TIMESTAMP: " prefix
+        return [line.split(": ", 1)[1] for line in b.log_text().splitlines() if ": " in line]
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and expected[-1] not in lines():
+        time.sleep(0.05)
+    seen = lines()
+    assert [line for line in expected if line not in seen] == []
+    # each client's lines in the order its packets went (the two clients' lines may interleave)
+    for who in ("dbg-sub", "dbg-pub"):
+        mine = [line for line in expected if who in line]
+        assert [line for line in seen if line in mine] == mine, who
