@@ -563,7 +563,6 @@ void Broker::on_publish(Link& link, protocol::PublishView& publish, TimePoint no
   Session* session = link.session;
   if (!session) return;
   Stats::add(stats_.messages_received);
-  if (debugging()) [[unlikely]] debug_received_publish(*session, publish);
   handle_publish(*session, publish, now);
 }
 
@@ -574,7 +573,6 @@ void Broker::on_packet(Link& link, protocol::Packet&& packet, TimePoint now) {
   if (debugging()) [[unlikely]] debug_received(*session, packet);
   if (auto* publish = std::get_if<protocol::PublishPacket>(&packet)) {
     protocol::PublishView view = protocol::view_of(*publish);
-    if (debugging()) [[unlikely]] debug_received_publish(*session, view);
     handle_publish(*session, view, now);
   } else if (auto* ack = std::get_if<protocol::AckPacket>(&packet)) {
     handle_ack(*session, *ack, now);

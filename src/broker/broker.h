@@ -241,7 +241,8 @@ class Broker {
   bool debugging() const;
   void debug(const std::string& line);
   void debug_received(const Session& session, const protocol::Packet& packet);
-  void debug_received_publish(const Session& session, const protocol::PublishView& p);
+  // "Received", or what became of it: "Denied", "Dropped too large" (`outcome`).
+  void debug_received_publish(const Session& session, const protocol::PublishView& p, protocol::ReasonCode outcome);
   void debug_sent(const Link& link, const protocol::Packet& packet);
   void debug_sent_ack(const Link& link, protocol::PacketType type, uint16_t id, protocol::ReasonCode reason);
   void debug_sent_publish(const Session& session, const Message& m, uint8_t qos, bool retain, uint16_t packet_id,

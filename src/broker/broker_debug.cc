@@ -52,9 +52,13 @@ void Broker::debug_received(const Session& session, const protocol::Packet& pack
   }  // DISCONNECT: logged by the connection, before its "disconnected" line
 }
 
-void Broker::debug_received_publish(const Session& session, const protocol::PublishView& p) {
-  debug(publish_line("Received PUBLISH from " + session.client_id, p.dup, p.qos, p.retain, p.packet_id, p.topic,
-                     p.payload.size()));
+void Broker::debug_received_publish(const Session& session, const protocol::PublishView& p,
+                                    protocol::ReasonCode outcome) {
+  const char* what = outcome == protocol::ReasonCode::kNotAuthorized ? "Denied"
+                     : outcome == protocol::ReasonCode::kSuccess     ? "Received"
+                                                                     : "Dropped too large";
+  debug(publish_line(std::string(what) + " PUBLISH from " + session.client_id, p.dup, p.qos, p.retain, p.packet_id,
+                     p.topic, p.payload.size()));
 }
 
 void Broker::debug_sent(const Link& link, const protocol::Packet& packet) {

@@ -96,6 +96,7 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
     if (pending.count(p.packet_id) != 0) {
       // A resent QoS 2 PUBLISH we already own: acknowledge, do not route
       // again [MQTT-4.3.3-9].
+      if (debugging()) [[unlikely]] debug_received_publish(session, p, ReasonCode::kSuccess);
       send_ack(link, ack_type, p.packet_id, ReasonCode::kSuccess);
       return;
     }
@@ -126,6 +127,7 @@ void Broker::handle_publish(Session& session, protocol::PublishView& p, TimePoin
   } else if (settings_.message_size_limit != 0 && p.payload.size() > settings_.message_size_limit) {
     outcome = ReasonCode::kQuotaExceeded;  // 0x95 is not a PUBACK/PUBREC reason
   }
+  if (debugging()) [[unlikely]] debug_received_publish(session, p, outcome);
   if (outcome == ReasonCode::kSuccess) {
     if (store_refuses(session, p.qos, p.packet_id, now)) return;
     MessagePtr shared = client_message(session, p.topic, p.payload, p.qos, p.retain, p.properties, now);
@@ -592,12 +594,13 @@ void Broker::resend(Session& session, TimePoint now) {
 bool Broker::send_publish(Session& session, const Message& m, uint8_t qos, bool retain,
                           std::span<const uint32_t> ids, uint16_t packet_id, bool dup,
                           TimePoint now) {
-  if (debugging()) [[unlikely]] debug_sent_publish(session, m, qos, retain, packet_id, dup);
   const bool v5 = session.version == Version::kV5;
   Link& link = *session.link;
   if (!dup && ids.empty() && publish_cache_.message == &m && link.mount_point().empty() &&
       !(v5 && (m.expires_at || session.client_alias_max > 0))) {
-    return append_cached_publish(session, m, qos, retain, packet_id);
+    const bool sent = append_cached_publish(session, m, qos, retain, packet_id);
+    if (sent && debugging()) [[unlikely]] debug_sent_publish(session, m, qos, retain, packet_id, dup);
+    return sent;
   }
   // What the client sees: the topic without its listener's mount point
   // (its filters carry it, so every topic it matches starts with it).
@@ -646,6 +649,7 @@ bool Broker::send_publish(Session& session, const Message& m, uint8_t qos, bool 
     return false;
   }
   out.omit_payload = m.payload.size() >= kSharedPayloadMin;
+  if (debugging()) [[unlikely]] debug_sent_publish(session, m, qos, retain, packet_id, dup);
   protocol::encode_publish(out, session.version, link.out());
   if (out.omit_payload) link.append_shared(m, m.payload);
   link.commit();

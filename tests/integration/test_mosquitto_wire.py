@@ -282,8 +282,8 @@ def test_a_queue_longer_than_the_id_space_delivers_everything_with_free_ids(brok
 
 def test_verbose_log_shows_each_packet_as_mosquitto(broker, raw):
     """-v (log_type all): the debug line of each packet received and sent, in Mosquitto's words,
-    which administrators read to see what their clients do."""
-    b = broker()  # the fixture starts every broker with -v
+    which administrators read to see what their clients do; a PUBLISH refused says why."""
+    b = broker(["message_size_limit 10"])  # the fixture starts every broker with -v
     sub = raw(b.port, 4)
     assert sub.connect("dbg-sub").rc == 0
     assert sub.subscribe([("dbg/#", 1)], mid=7).codes == [1]
@@ -293,6 +293,8 @@ def test_verbose_log_shows_each_packet_as_mosquitto(broker, raw):
     pub.recv_type(m.PUBREC)
     pub.send(m.pubrel(9))
     pub.recv_type(m.PUBCOMP)
+    pub.publish("$SYS/dbg", b"x")  # no client may publish there
+    pub.publish("dbg/big", b"y" * 11)  # over message_size_limit
     got = sub.recv_type(m.PUBLISH)
     sub.send(m.puback(got.mid))
     sub.send(m.PINGREQ_BYTES)
@@ -314,6 +316,8 @@ def test_verbose_log_shows_each_packet_as_mosquitto(broker, raw):
         "Sending PUBREC to dbg-pub (m9, rc0)",
         "Received PUBREL from dbg-pub (Mid: 9)",
         "Sending PUBCOMP to dbg-pub (m9)",
+        "Denied PUBLISH from dbg-pub (d0, q0, r0, m0, '$SYS/dbg', ... (1 bytes))",
+        "Dropped too large PUBLISH from dbg-pub (d0, q0, r0, m0, 'dbg/big', ... (11 bytes))",
         "Sending PUBLISH to dbg-sub (d0, q1, r0, m%d, 'dbg/q2', ... (5 bytes))" % got.mid,
         "Received PUBACK from dbg-sub (Mid: %d, RC:0)" % got.mid,
         "Received PINGREQ from dbg-sub",
