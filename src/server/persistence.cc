@@ -107,7 +107,8 @@ bool keep_key(const config::Config& cfg, const std::string& dir, const Say& say)
   }
   // The key before the mark: a crash in between leaves a store that counts
   // as an older Midge's, never one whose key seems removed.
-  if (!has_key && !write_durably(location, key, empty_mosquitto_db())) {
+  // persistence_file may name a subdirectory of the location, as in Mosquitto.
+  if (!has_key && !write_durably(std::filesystem::path(key).parent_path().string(), key, empty_mosquitto_db())) {
     say("Error: cannot write " + key + " (the store's key): " + std::strerror(errno) + ".");
     return false;
   }
