@@ -15,7 +15,7 @@ import time
 import pytest
 
 import mqttraw as m
-from conftest import BROKER_BIN, IS_MOSQUITTO, free_port, port_open, wait_until
+from conftest import IS_MOSQUITTO, free_port, port_open, wait_until
 
 SANITIZED = os.environ.get("MIDGE_SANITIZED") == "1"
 
@@ -449,7 +449,7 @@ def start_with_nofile(b, limit):
     def lower():
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
     b.logf = open(b.log, "ab")
-    b.proc = subprocess.Popen([BROKER_BIN, "-c", str(b.conf), "-v"], stdout=b.logf,
+    b.proc = subprocess.Popen(b.command(), stdout=b.logf,
                               stderr=subprocess.STDOUT, cwd=str(b.dir), preexec_fn=lower)
     wait_until(lambda: port_open(b.port) or not b.alive(), timeout=10, what="broker start")
     assert b.alive(), b.log_tail()

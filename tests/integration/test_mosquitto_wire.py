@@ -283,7 +283,7 @@ def test_a_queue_longer_than_the_id_space_delivers_everything_with_free_ids(brok
 def test_verbose_log_shows_each_packet_as_mosquitto(broker, raw):
     """-v (log_type all): the debug line of each packet received and sent, in Mosquitto's words,
     which administrators read to see what their clients do; a PUBLISH refused says why."""
-    b = broker(["message_size_limit 10"])  # the fixture starts every broker with -v
+    b = broker(["message_size_limit 10"], verbose=True)
     sub = raw(b.port, 4)
     assert sub.connect("dbg-sub").rc == 0
     assert sub.subscribe([("dbg/#", 1)], mid=7).codes == [1]

@@ -15,6 +15,16 @@ import mqttraw
 from test_auth import auth_conf, connack, make_file
 
 
+@pytest.fixture
+def broker(broker):
+    """The brokers of these tests run with -v: their files are rewritten without the log_type
+    lines the fixture adds otherwise, and their traffic is small."""
+    def make(*args, **kw):
+        kw.setdefault("verbose", True)
+        return broker(*args, **kw)
+    return make
+
+
 def rewrite(b, *lines):
     """Replaces the broker's config with its listener plus `lines`."""
     b.conf.write_text("\n".join(["listener %d 127.0.0.1" % b.port] + auth_conf(*lines)) + "\n")
