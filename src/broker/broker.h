@@ -238,7 +238,7 @@ class Broker {
   void disarm_timer(Session& session);
   void send(Link& link, const protocol::Packet& packet);
   // `log_type debug`: Mosquitto's line for each packet (broker_debug.cc).
-  bool debugging() const;
+  bool debugging() const { return shared_.logs(util::LogType::kDebug); }  // on the delivery path: inline
   void debug(const std::string& line);
   void debug_received(const Session& session, const protocol::Packet& packet);
   // "Received", or what became of it: "Denied", "Dropped too large" (`outcome`).

@@ -29,8 +29,6 @@ unsigned code(protocol::ReasonCode reason) { return static_cast<unsigned>(reason
 
 }  // namespace
 
-bool Broker::debugging() const { return shared_.logs(util::LogType::kDebug); }
-
 void Broker::debug(const std::string& line) { router_.log(util::LogType::kDebug, line); }
 
 void Broker::debug_received(const Session& session, const protocol::Packet& packet) {
