@@ -44,8 +44,8 @@ bool sync_dir(const std::string& dir) {
 }
 
 // Writes `bytes` to `path` durably and whole or not at all (a temporary
-// file, fsync, rename, fsync of the directory).
-bool write_durably(const std::string& dir, const std::string& path, const std::string& bytes) {
+// file, fsync, rename, fsync of its directory).
+bool write_durably(const std::string& path, const std::string& bytes) {
   const std::string tmp = path + ".new";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return false;
@@ -58,7 +58,7 @@ bool write_durably(const std::string& dir, const std::string& path, const std::s
     errno = saved;
     return false;
   }
-  return sync_dir(dir);
+  return sync_dir(std::filesystem::path(path).parent_path().string());
 }
 
 // An empty database in Mosquitto 2.0's format (persist.h: magic, CRC 0,
@@ -107,12 +107,11 @@ bool keep_key(const config::Config& cfg, const std::string& dir, const Say& say)
   }
   // The key before the mark: a crash in between leaves a store that counts
   // as an older Midge's, never one whose key seems removed.
-  // persistence_file may name a subdirectory of the location, as in Mosquitto.
-  if (!has_key && !write_durably(std::filesystem::path(key).parent_path().string(), key, empty_mosquitto_db())) {
+  if (!has_key && !write_durably(key, empty_mosquitto_db())) {
     say("Error: cannot write " + key + " (the store's key): " + std::strerror(errno) + ".");
     return false;
   }
-  if (!exists(mark) && !write_durably(dir, mark, "This store's key is " + key + ": removing it resets the store.\n")) {
+  if (!exists(mark) && !write_durably(mark, "This store's key is " + key + ": removing it resets the store.\n")) {
     say("Error: cannot write " + mark + ": " + std::strerror(errno) + ".");
     return false;
   }
