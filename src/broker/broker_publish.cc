@@ -73,6 +73,13 @@ MessagePtr Broker::client_message(const Session& session, std::string_view topic
       f.expires_at = now + seconds(*properties.message_expiry_interval);
     }
   }
+  // A large payload that arrived whole in one read is not copied: the
+  // message borrows it from the read block. Not a retained one: the store
+  // keeps it for long, and it should hold its own bytes only.
+  const InputBlock* block = InputBlock::decoding();
+  if (block && !retain && payload.size() >= InputBlock::kBorrowMin && block->contains(payload)) {
+    return Message::create_borrowed(f, *block);
+  }
   return Message::create(f);
 }
 

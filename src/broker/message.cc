@@ -64,21 +64,32 @@ void free_block(void* b, size_t block) {
 
 }  // namespace
 
-MessagePtr Message::create(const MessageFields& f) {
-  const size_t bytes = f.topic.size() + f.payload.size() + f.pass_through.size() + f.origin_client_id.size();
+MessagePtr Message::create(const MessageFields& f) { return place(f, nullptr); }
+
+MessagePtr Message::create_borrowed(const MessageFields& f, const InputBlock& block) { return place(f, &block); }
+
+MessagePtr Message::place(const MessageFields& f, const InputBlock* backing) {
+  const size_t bytes =
+      f.topic.size() + (backing ? 0 : f.payload.size()) + f.pass_through.size() + f.origin_client_id.size();
   void* block = allocate_block(sizeof(Message) + bytes);
   auto* m = new (block) Message();
   char* w = static_cast<char*>(block) + sizeof(Message);
-  auto place = [&w](std::string_view s) {
+  auto copy_in = [&w](std::string_view s) {
     if (!s.empty()) std::memcpy(w, s.data(), s.size());
     std::string_view placed(w, s.size());
     w += s.size();
     return placed;
   };
-  m->topic = place(f.topic);
-  m->payload = place(f.payload);
-  m->pass_through = place(f.pass_through);
-  m->origin_client_id = place(f.origin_client_id);
+  m->topic = copy_in(f.topic);
+  if (backing) {
+    backing->retain();
+    m->backing_ = backing;
+    m->payload = f.payload;
+  } else {
+    m->payload = copy_in(f.payload);
+  }
+  m->pass_through = copy_in(f.pass_through);
+  m->origin_client_id = copy_in(f.origin_client_id);
   m->qos = f.qos;
   m->retain = f.retain;
   m->expires_at = f.expires_at;
@@ -87,8 +98,10 @@ MessagePtr Message::create(const MessageFields& f) {
 
 void Message::destroy(Message* m) {
   const size_t block = m->footprint();
+  const InputBlock* backing = m->backing_;
   m->~Message();
   free_block(m, block);
+  if (backing) backing->release();
 }
 
 }  // namespace midge::broker

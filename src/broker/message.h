@@ -13,6 +13,7 @@
 #include <string_view>
 #include <utility>
 
+#include "broker/input_block.h"
 #include "util/time.h"
 
 namespace midge::broker {
@@ -71,6 +72,10 @@ struct MessageFields {
 class Message {
  public:
   static MessagePtr create(const MessageFields& fields);
+  // The same, except that the payload is not copied: it stays where it
+  // lies, inside `block` (block.contains(fields.payload)), which the
+  // message holds until it is freed.
+  static MessagePtr create_borrowed(const MessageFields& fields, const InputBlock& block);
   // One more reference to this message (alive, held by a MessagePtr).
   MessagePtr share() const {
     refs_.fetch_add(1, std::memory_order_relaxed);
@@ -92,15 +97,21 @@ class Message {
   // (SubscriptionEntry::replayed_through); 0 for a message never retained.
   uint64_t retain_stamp = 0;
 
+  // Bytes of its own allocation (a borrowed payload lies in its block).
   size_t footprint() const {
-    return sizeof(Message) + topic.size() + payload.size() + pass_through.size() + origin_client_id.size();
+    return sizeof(Message) + topic.size() + (backing_ ? 0 : payload.size()) + pass_through.size() +
+           origin_client_id.size();
   }
+  // The input block its payload lies in; null when the message holds it.
+  const InputBlock* backing() const { return backing_; }
   bool expired(TimePoint now) const { return expires_at && *expires_at <= now; }
 
  private:
   friend class MessagePtr;
   Message() = default;
   static void destroy(Message* m);
+  static MessagePtr place(const MessageFields& fields, const InputBlock* block);
+  const InputBlock* backing_ = nullptr;
   mutable std::atomic<uint32_t> refs_{1};
 };
 

@@ -49,7 +49,6 @@ constexpr auto kDrainTime = seconds(2);
 // has no keep alive, is disconnected.
 constexpr auto kOutputStallTime = seconds(60);
 
-thread_local char t_scratch[64 * 1024];
 // MQTT bytes un-wrapped from one read of a TLS or WebSocket connection.
 thread_local std::string t_plain;
 
@@ -200,19 +199,22 @@ void Connection::on_readable() {
       block_reading();
       return;
     }
+    // Reads land in this thread's input block: a large payload that comes
+    // whole is then routed from there, not copied (broker/input_block.h).
     // The rest of a large split packet goes straight into in_ (then what
-    // follows it into the scratch buffer): its payload is then copied once,
-    // from in_ into its message, instead of twice.
+    // follows it into the block): its payload is then copied once, from
+    // in_ into its message, instead of twice.
+    broker::InputBlock& block = broker::InputBlock::writable();
     const size_t room = direct_read_room();
     const size_t have = in_.size();
     ssize_t n;
     if (room > 0) {
       in_.resize(have + room);
-      iovec iov[2] = {{in_.data() + have, room}, {t_scratch, sizeof(t_scratch)}};
+      iovec iov[2] = {{in_.data() + have, room}, {block.data(), block.size()}};
       n = ::readv(fd_, iov, 2);
       in_.resize(have + (n > 0 ? std::min(static_cast<size_t>(n), room) : 0));
     } else {
-      n = ::recv(fd_, t_scratch, sizeof(t_scratch), 0);
+      n = ::recv(fd_, block.data(), block.size(), 0);
     }
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -228,14 +230,17 @@ void Connection::on_readable() {
     broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
     broker::Stats::add(worker_.stats().of(traffic_slot).bytes_received, static_cast<uint64_t>(n));
     if (transport_) [[unlikely]] {
-      take_transport_input(std::string_view(t_scratch, static_cast<size_t>(n)), Clock::now());
-    } else if (room > 0) {
-      take_direct_read(static_cast<size_t>(n), room, Clock::now());
+      take_transport_input(std::string_view(block.data(), static_cast<size_t>(n)), Clock::now());
     } else {
-      take_input(std::string_view(t_scratch, static_cast<size_t>(n)), Clock::now());
+      const broker::InputBlock::Decoding decoding(&block);
+      if (room > 0) {
+        take_direct_read(block, static_cast<size_t>(n), room, Clock::now());
+      } else {
+        take_input(std::string_view(block.data(), static_cast<size_t>(n)), Clock::now());
+      }
     }
     if (closed_ || closing_ || read_scheduled_) return;  // read_scheduled_: a CONNECT awaits its verdict
-    if (static_cast<size_t>(n) < room + sizeof(t_scratch) && !peer_fin_) return;  // drained
+    if (static_cast<size_t>(n) < room + block.size() && !peer_fin_) return;  // drained
   }
   // Budget spent with data left: continue on a later turn, after the other
   // sockets (no new edge will come for what is already buffered).
@@ -257,10 +262,10 @@ size_t Connection::direct_read_room() const {
 }
 
 // After a read of `n` bytes of which up to `room` went into in_ and the rest
-// into the scratch buffer.
-void Connection::take_direct_read(size_t n, size_t room, TimePoint now) {
+// into `block`.
+void Connection::take_direct_read(const broker::InputBlock& block, size_t n, size_t room, TimePoint now) {
   if (n > room) {  // in_'s packet (whole, or still split when room was capped), then the rest
-    take_input(std::string_view(t_scratch, n - room), now);
+    take_input(std::string_view(block.data(), n - room), now);
     return;
   }
   if (in_.size() < protocol::frame_size(in_)) return;  // still incomplete
@@ -806,7 +811,8 @@ void Connection::begin_drain() {
 void Connection::drain_input() {
   size_t total = 0;
   while (total < kReadBudget) {
-    const ssize_t n = ::recv(fd_, t_scratch, sizeof(t_scratch), 0);
+    // MSG_TRUNC: TCP discards the bytes without copying them (tcp(7)).
+    const ssize_t n = ::recv(fd_, nullptr, 64 * 1024, MSG_TRUNC);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) break;

@@ -127,7 +127,7 @@ class Connection final : public broker::Link,
   void complete_handover(std::string_view rest);
   void take_transport_input(std::string_view data, TimePoint now);
   size_t direct_read_room() const;
-  void take_direct_read(size_t n, size_t room, TimePoint now);
+  void take_direct_read(const broker::InputBlock& block, size_t n, size_t room, TimePoint now);
   ssize_t send_some(OutQueue& q);
   bool handle_packet(protocol::Packet&& packet, TimePoint now);
   void handle_connect(protocol::ConnectPacket&& connect, TimePoint now);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <typeinfo>
@@ -287,6 +288,42 @@ TEST_F(BrokerTest, Qos0FromOneSessionToAnother) {
   EXPECT_EQ(router_.broadcasts.size(), 1u);
   EXPECT_EQ(stats().publish_received(), 1u);
   EXPECT_EQ(stats().publish_sent(), 1u);
+}
+
+// A large payload decoded from the thread's input block is routed from
+// there (no copy); a small one, a retained one, or one decoded elsewhere
+// (a packet split across reads) is copied into its message.
+TEST_F(BrokerTest, LargePayloadFromInputBlockIsBorrowed) {
+  FakeLink& sub = connect("sub", kV311);
+  subscribe(sub, "t/#", 0);
+  FakeLink& p = connect("pub", kV5);
+  InputBlock& block = InputBlock::writable();
+  std::memset(block.data(), 'z', InputBlock::size());
+  auto publish = [&](size_t len, bool retain, bool decoding) {
+    protocol::PublishView v;
+    v.topic = "t/1";
+    v.retain = retain;
+    v.payload = std::string_view(block.data() + 10, len);
+    if (decoding) {
+      const InputBlock::Decoding guard(&block);
+      broker().on_publish(p, v, now_);
+    } else {
+      broker().on_publish(p, v, now_);
+    }
+    EXPECT_EQ(publishes(sub).size(), 1u);
+    EXPECT_EQ(router_.broadcasts.size(), 1u);
+    MessagePtr m = router_.broadcasts.empty() ? nullptr : router_.broadcasts.back();
+    router_.broadcasts.clear();
+    return m;
+  };
+  MessagePtr big = publish(InputBlock::kBorrowMin, false, true);
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->backing(), &block);
+  EXPECT_EQ(big->payload.data(), block.data() + 10);
+  EXPECT_EQ(publish(InputBlock::kBorrowMin - 1, false, true)->backing(), nullptr);
+  EXPECT_EQ(publish(InputBlock::kBorrowMin, true, true)->backing(), nullptr);
+  EXPECT_EQ(publish(InputBlock::kBorrowMin, false, false)->backing(), nullptr);
+  EXPECT_EQ(InputBlock::decoding(), nullptr);
 }
 
 // Per listener and QoS: the counters the link's traffic_slot names.
