@@ -1,5 +1,6 @@
 #include "broker/input_block.h"
 
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -32,7 +33,7 @@ struct InputBlockCache {
 
   static InputBlock* make() {
     g_live.fetch_add(1, std::memory_order_relaxed);
-    return new InputBlock();
+    return new InputBlock;
   }
   static void destroy(InputBlock* b) {
     delete b;
@@ -65,14 +66,21 @@ InputBlock::Decoding::Decoding(const InputBlock* block) : outer_(std::exchange(t
 
 InputBlock::Decoding::~Decoding() { t_decoding = outer_; }
 
-InputBlock& InputBlock::writable() {
+InputBlock& InputBlock::writable(std::string_view carry) {
   InputBlockCache& c = t_input;
   // acquire: whatever other threads read from the block before they let it
   // go happens before it is written again.
-  if (c.current && c.current->refs_.load(std::memory_order_acquire) == 1) return *c.current;
+  if (c.current && c.current->refs_.load(std::memory_order_acquire) == 1) {
+    if (!carry.empty()) std::memmove(c.current->bytes_, carry.data(), carry.size());
+    return *c.current;
+  }
+  InputBlock* next = c.take();
+  // Copied before the current block is let go: its messages may be all
+  // that keeps it.
+  if (!carry.empty()) std::memcpy(next->bytes_, carry.data(), carry.size());
   if (c.current) c.current->release();  // messages hold it: they free it
-  c.current = c.take();
-  return *c.current;
+  c.current = next;
+  return *next;
 }
 
 void InputBlock::release() const {

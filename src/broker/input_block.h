@@ -25,8 +25,10 @@ class InputBlock {
   static constexpr size_t kBorrowMin = 16 * 1024;
 
   // This thread's block, ready to be written: the current one if nothing
-  // else holds it, else a fresh one (from the thread's small cache).
-  static InputBlock& writable();
+  // else holds it, else a fresh one (from the thread's small cache). With
+  // `carry` (bytes inside the current block: a packet the last read split),
+  // those bytes are first moved to its start.
+  static InputBlock& writable(std::string_view carry = {});
 
   char* data() { return bytes_; }
   const char* data() const { return bytes_; }
@@ -58,7 +60,7 @@ class InputBlock {
   static size_t live();
 
  private:
-  InputBlock() = default;
+  InputBlock() {}  // user-provided: the bytes are not zeroed (read into first)
   friend struct InputBlockCache;
   mutable std::atomic<uint32_t> refs_{1};
   char bytes_[kSize];

@@ -194,18 +194,27 @@ void Connection::on_readable() {
     return;
   }
   size_t total = 0;
-  while (total < kReadBudget) {
+  // A packet split at the end of the last read, still in the block: moved
+  // to the next block's start instead of into in_ (one copy, not two).
+  std::string_view split;
+  bool budget_spent = false;
+  while (!budget_spent) {
     if (pending_bytes() > output_limit()) {  // replies back up: stop reading
+      if (!split.empty()) in_.assign(split);
       block_reading();
       return;
     }
     // Reads land in this thread's input block: a large payload that comes
     // whole is then routed from there, not copied (broker/input_block.h).
-    // The rest of a large split packet goes straight into in_ (then what
-    // follows it into the block): its payload is then copied once, from
-    // in_ into its message, instead of twice.
-    broker::InputBlock& block = broker::InputBlock::writable();
-    const size_t room = direct_read_room();
+    // A packet split by the previous read is first moved to the block's
+    // start when it fits there, so that it is whole once the rest comes.
+    // The rest of a larger one goes straight into in_ (then what follows it
+    // into the block): its payload is then copied once, from in_ into its
+    // message, instead of twice.
+    broker::InputBlock& block = broker::InputBlock::writable(split);
+    const size_t carried = split.empty() ? carry_split_packet(block) : split.size();
+    split = {};
+    const size_t room = carried > 0 ? 0 : direct_read_room();
     const size_t have = in_.size();
     ssize_t n;
     if (room > 0) {
@@ -214,8 +223,9 @@ void Connection::on_readable() {
       n = ::readv(fd_, iov, 2);
       in_.resize(have + (n > 0 ? std::min(static_cast<size_t>(n), room) : 0));
     } else {
-      n = ::recv(fd_, block.data(), block.size(), 0);
+      n = ::recv(fd_, block.data() + carried, block.size() - carried, 0);
     }
+    if (n <= 0 && carried > 0) in_.assign(block.data(), carried);  // nothing came: back where it was
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -236,16 +246,44 @@ void Connection::on_readable() {
       if (room > 0) {
         take_direct_read(block, static_cast<size_t>(n), room, Clock::now());
       } else {
-        take_input(std::string_view(block.data(), static_cast<size_t>(n)), Clock::now());
+        take_input(std::string_view(block.data(), carried + static_cast<size_t>(n)), Clock::now(), &split);
       }
     }
-    if (closed_ || closing_ || read_scheduled_) return;  // read_scheduled_: a CONNECT awaits its verdict
-    if (static_cast<size_t>(n) < room + block.size() && !peer_fin_) return;  // drained
+    if (closed_ || closing_ || read_scheduled_) break;  // read_scheduled_: a CONNECT awaits its verdict
+    if (static_cast<size_t>(n) < room + block.size() - carried && !peer_fin_) break;  // drained
+    budget_spent = total >= kReadBudget;
   }
+  // A split packet left in the block waits in in_ unless the next read
+  // moves it along.
+  if (!split.empty()) in_.assign(split);
+  if (!budget_spent) return;
   // Budget spent with data left: continue on a later turn, after the other
   // sockets (no new edge will come for what is already buffered).
   read_scheduled_ = true;
   worker_.loop().post([self = shared_from_this()] { self->resume_reading(); });
+}
+
+// Whether `split`, the start of a packet, is carried from read to read in
+// the input block (whole packet no larger than a block), not in in_.
+bool Connection::carries(std::string_view split) const {
+  if (transport_ || !connected_ || handover_ || pending_connect_) return false;
+  const size_t need = protocol::frame_size(split);  // 0: its fixed header is split too
+  return need == 0 ? split.size() < broker::InputBlock::size()
+                   : need > split.size() && need <= broker::InputBlock::size();
+}
+
+// Moves the packet split at the end of in_ (all of in_) to the start of
+// `block` when the whole packet fits there, so that the next read, after
+// it, completes it in place; returns the bytes moved (0: none, in_ is
+// unchanged). Plain TCP only (other input is un-wrapped first), and not
+// while a CONNECT is decided or handed over (in_ is theirs then).
+size_t Connection::carry_split_packet(broker::InputBlock& block) {
+  if (in_.empty() || !carries(in_)) return 0;
+  const size_t have = in_.size();
+  std::memcpy(block.data(), in_.data(), have);
+  in_.clear();
+  if (in_.capacity() > 4096) std::string().swap(in_);
+  return have;
 }
 
 // How much of the packet split at the end of in_ is missing, when it is
@@ -316,8 +354,8 @@ size_t Connection::decode_all(std::string_view data, TimePoint now) {
 // Bytes just read: decoded in place from the read buffer. Only a packet
 // split across reads is copied (into in_), and only up to its end: what
 // follows it is again decoded in place.
-void Connection::take_input(std::string_view data, TimePoint now) {
-  const size_t rest = take_input_until_stop(data, now);
+void Connection::take_input(std::string_view data, TimePoint now, std::string_view* split) {
+  const size_t rest = take_input_until_stop(data, now, split);
   // A hand-over after a CONNECT keeps every byte read behind it, in order:
   // what was left in in_ (moved already), then the rest of this read.
   if (handover_) complete_handover(data.substr(data.size() - rest));
@@ -325,7 +363,7 @@ void Connection::take_input(std::string_view data, TimePoint now) {
 
 // take_input's work; returns how many bytes at the end of `data` were not
 // looked at because the connection stopped (closed, or handed over).
-size_t Connection::take_input_until_stop(std::string_view data, TimePoint now) {
+size_t Connection::take_input_until_stop(std::string_view data, TimePoint now, std::string_view* split) {
   while (!in_.empty() && !data.empty()) {
     const size_t need = protocol::frame_size(in_);
     if (need == 0) {  // the fixed header itself is split: one byte more
@@ -351,7 +389,14 @@ size_t Connection::take_input_until_stop(std::string_view data, TimePoint now) {
   if (data.empty()) return 0;
   const size_t used = decode_all(data, now);
   if (closed_ || closing_) return data.size() - used;
-  if (used < data.size()) in_.assign(data.substr(used));
+  if (used < data.size()) {
+    const std::string_view rest = data.substr(used);
+    if (split && carries(rest)) {
+      *split = rest;  // left where it is, for the caller's next read
+    } else {
+      in_.assign(rest);
+    }
+  }
   return 0;
 }
 
@@ -811,8 +856,11 @@ void Connection::begin_drain() {
 void Connection::drain_input() {
   size_t total = 0;
   while (total < kReadBudget) {
-    // MSG_TRUNC: TCP discards the bytes without copying them (tcp(7)).
-    const ssize_t n = ::recv(fd_, nullptr, 64 * 1024, MSG_TRUNC);
+    // Not into the input block: a drain may start while another
+    // connection's bytes in it are being decoded (and MSG_TRUNC, which
+    // would discard without a buffer, is for TCP only, not Unix sockets).
+    thread_local char discard[16 * 1024];
+    const ssize_t n = ::recv(fd_, discard, sizeof(discard), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) break;

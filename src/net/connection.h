@@ -122,10 +122,14 @@ class Connection final : public broker::Link,
   void on_readable();
   void process_input(TimePoint now);
   size_t decode_all(std::string_view data, TimePoint now);
-  void take_input(std::string_view data, TimePoint now);
-  size_t take_input_until_stop(std::string_view data, TimePoint now);
+  // `split`: where a packet split at the end of `data` may be left (in
+  // the input block, for on_readable's next read) instead of copied to in_.
+  void take_input(std::string_view data, TimePoint now, std::string_view* split = nullptr);
+  size_t take_input_until_stop(std::string_view data, TimePoint now, std::string_view* split = nullptr);
+  bool carries(std::string_view split) const;
   void complete_handover(std::string_view rest);
   void take_transport_input(std::string_view data, TimePoint now);
+  size_t carry_split_packet(broker::InputBlock& block);
   size_t direct_read_room() const;
   void take_direct_read(const broker::InputBlock& block, size_t n, size_t room, TimePoint now);
   ssize_t send_some(OutQueue& q);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -75,6 +76,26 @@ TEST(InputBlock, LastOfSeveralMessagesFreesIt) {
   MessagePtr hold_c = borrow(c, 0, InputBlock::kBorrowMin);
   InputBlock& d = InputBlock::writable();
   EXPECT_TRUE(&d == &a || &d == &b);
+}
+
+// A packet split at the end of a read moves to the start of the block the
+// next read goes into: the same block (moved within it) when nothing holds
+// it, else a fresh one (copied before the held block is let go).
+TEST(InputBlock, CarriesASplitPacket) {
+  InputBlock& a = InputBlock::writable();
+  for (size_t i = 0; i < InputBlock::size(); ++i) a.data()[i] = static_cast<char>(i % 251);
+  const std::string tail(a.data() + InputBlock::size() - 5000, 5000);
+  InputBlock& same = InputBlock::writable(std::string_view(a.data() + InputBlock::size() - 5000, 5000));
+  EXPECT_EQ(&same, &a);
+  EXPECT_EQ(std::string(a.data(), 5000), tail);
+
+  MessagePtr held = borrow(a, 10000, InputBlock::kBorrowMin);
+  const std::string held_bytes(held->payload);
+  const std::string tail2(a.data() + 40000, 3000);
+  InputBlock& fresh = InputBlock::writable(std::string_view(a.data() + 40000, 3000));
+  EXPECT_NE(&fresh, &a);
+  EXPECT_EQ(std::string(fresh.data(), 3000), tail2);
+  EXPECT_EQ(held->payload, held_bytes);
 }
 
 // A burst of held blocks comes back: the thread keeps a few for its next
