@@ -1,6 +1,7 @@
 #include "broker/input_block.h"
 
 #include <cstring>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -31,16 +32,9 @@ struct InputBlockCache {
     for (InputBlock* b : free) destroy(b);
   }
 
-  static InputBlock* make() {
-    g_live.fetch_add(1, std::memory_order_relaxed);
-    return new InputBlock;
-  }
-  static void destroy(InputBlock* b) {
-    delete b;
-    g_live.fetch_sub(1, std::memory_order_relaxed);
-  }
+  static void destroy(InputBlock* b) { InputBlock::free(b); }
   InputBlock* take() {
-    if (free.empty()) return make();
+    if (free.empty()) return InputBlock::allocate(InputBlock::kSize);
     InputBlock* b = free.back();
     free.pop_back();
     b->refs_.store(1, std::memory_order_relaxed);
@@ -60,6 +54,19 @@ thread_local InputBlockCache t_input;
 thread_local const InputBlock* t_decoding = nullptr;
 }  // namespace
 
+InputBlock* InputBlock::allocate(size_t size) {
+  g_live.fetch_add(1, std::memory_order_relaxed);
+  return new (::operator new(sizeof(InputBlock) + size)) InputBlock(size);
+}
+
+void InputBlock::free(InputBlock* b) {
+  b->~InputBlock();
+  ::operator delete(b);
+  g_live.fetch_sub(1, std::memory_order_relaxed);
+}
+
+InputBlock* InputBlock::make(size_t size) { return allocate(size); }
+
 const InputBlock* InputBlock::decoding() { return t_decoding; }
 
 InputBlock::Decoding::Decoding(const InputBlock* block) : outer_(std::exchange(t_decoding, block)) {}
@@ -71,13 +78,13 @@ InputBlock& InputBlock::writable(std::string_view carry) {
   // acquire: whatever other threads read from the block before they let it
   // go happens before it is written again.
   if (c.current && c.current->refs_.load(std::memory_order_acquire) == 1) {
-    if (!carry.empty()) std::memmove(c.current->bytes_, carry.data(), carry.size());
+    if (!carry.empty()) std::memmove(c.current->data(), carry.data(), carry.size());
     return *c.current;
   }
   InputBlock* next = c.take();
   // Copied before the current block is let go: its messages may be all
   // that keeps it.
-  if (!carry.empty()) std::memcpy(next->bytes_, carry.data(), carry.size());
+  if (!carry.empty()) std::memcpy(next->data(), carry.data(), carry.size());
   if (c.current) c.current->release();  // messages hold it: they free it
   c.current = next;
   return *next;
@@ -86,7 +93,7 @@ InputBlock& InputBlock::writable(std::string_view carry) {
 void InputBlock::release() const {
   if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   auto* self = const_cast<InputBlock*>(this);
-  if (t_cache_alive) {
+  if (t_cache_alive && size_ == kSize) {
     t_input.recycle(self);
   } else {
     InputBlockCache::destroy(self);

@@ -9,7 +9,8 @@
 // and the held one lives until its last message is freed, on whatever
 // thread. Only payloads of at least kBorrowMin bytes are borrowed, so a
 // held block of kSize bytes is at most kSize / kBorrowMin = 4 times the
-// payload bytes that hold it (README, "Memory limits").
+// payload bytes that hold it (README, "Memory limits"). A packet larger
+// than kSize is read into a block of exactly its size (make).
 #pragma once
 
 #include <atomic>
@@ -19,7 +20,7 @@
 
 namespace midge::broker {
 
-class InputBlock {
+class alignas(16) InputBlock {
  public:
   static constexpr size_t kSize = 64 * 1024;
   static constexpr size_t kBorrowMin = 16 * 1024;
@@ -30,11 +31,15 @@ class InputBlock {
   // those bytes are first moved to its start.
   static InputBlock& writable(std::string_view carry = {});
 
-  char* data() { return bytes_; }
-  const char* data() const { return bytes_; }
-  static constexpr size_t size() { return kSize; }
+  // A block of `size` bytes of its own, for one packet larger than kSize
+  // (refs 1, held by the caller; never the thread's current block).
+  static InputBlock* make(size_t size);
+
+  char* data() { return reinterpret_cast<char*>(this + 1); }
+  const char* data() const { return reinterpret_cast<const char*>(this + 1); }
+  size_t size() const { return size_; }
   bool contains(std::string_view s) const {
-    return s.data() >= bytes_ && s.data() + s.size() <= bytes_ + kSize && !s.empty();
+    return !s.empty() && s.data() >= data() && s.data() + s.size() <= data() + size_;
   }
 
   void retain() const { refs_.fetch_add(1, std::memory_order_relaxed); }
@@ -59,11 +64,17 @@ class InputBlock {
   // and the memory bound.
   static size_t live();
 
+  // Bytes written so far, for the owner of a block of its own (make).
+  uint32_t filled = 0;
+
  private:
-  InputBlock() {}  // user-provided: the bytes are not zeroed (read into first)
+  explicit InputBlock(size_t size) : size_(static_cast<uint32_t>(size)) {}
+  static InputBlock* allocate(size_t size);
+  static void free(InputBlock* b);
   friend struct InputBlockCache;
   mutable std::atomic<uint32_t> refs_{1};
-  char bytes_[kSize];
+  const uint32_t size_;
+  // The bytes follow (data()); they are not zeroed: they are read into.
 };
 
 }  // namespace midge::broker

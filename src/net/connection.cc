@@ -139,6 +139,7 @@ Connection::Connection(Worker& worker, int fd, uint64_t id, ListenerSlot slot)
 
 Connection::~Connection() {
   if (fd_ >= 0) ::close(fd_);
+  if (own_block_) own_block_->release();
 }
 
 void Connection::start(std::string pending) {
@@ -200,9 +201,50 @@ void Connection::on_readable() {
   bool budget_spent = false;
   while (!budget_spent) {
     if (pending_bytes() > output_limit()) {  // replies back up: stop reading
-      if (!split.empty()) in_.assign(split);
+      if (!split.empty()) keep_split(split, broker::InputBlock::kBorrowMin);
       block_reading();
       return;
+    }
+    if (own_block_) {
+      // The rest of a packet larger than a block goes into its own block,
+      // what follows it into the thread's block.
+      broker::InputBlock& block = broker::InputBlock::writable();
+      broker::InputBlock& own = *own_block_;
+      const size_t missing = own.size() - own.filled;
+      iovec iov[2] = {{own.data() + own.filled, missing}, {block.data(), block.size()}};
+      const ssize_t n = ::readv(fd_, iov, 2);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        lost(Clock::now());
+        return;
+      }
+      if (n == 0) {
+        lost(Clock::now());
+        return;
+      }
+      total += static_cast<size_t>(n);
+      broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
+      broker::Stats::add(worker_.stats().of(traffic_slot).bytes_received, static_cast<uint64_t>(n));
+      const size_t into_own = std::min(static_cast<size_t>(n), missing);
+      own.filled += static_cast<uint32_t>(into_own);
+      if (own.filled == own.size()) {
+        own_block_ = nullptr;
+        const TimePoint now = Clock::now();
+        {
+          const broker::InputBlock::Decoding decoding(&own);
+          take_input(std::string_view(own.data(), own.size()), now);  // one whole packet
+        }
+        own.release();  // its messages may keep it
+        if (!closed_ && !closing_ && static_cast<size_t>(n) > into_own) {
+          const broker::InputBlock::Decoding decoding(&block);
+          take_input(std::string_view(block.data(), static_cast<size_t>(n) - into_own), now, &split);
+        }
+      }
+      if (closed_ || closing_ || read_scheduled_) break;
+      if (static_cast<size_t>(n) < missing + block.size() && !peer_fin_) break;  // drained
+      budget_spent = total >= kReadBudget;
+      continue;
     }
     // Reads land in this thread's input block: a large payload that comes
     // whole is then routed from there, not copied (broker/input_block.h).
@@ -253,9 +295,9 @@ void Connection::on_readable() {
     if (static_cast<size_t>(n) < room + block.size() - carried && !peer_fin_) break;  // drained
     budget_spent = total >= kReadBudget;
   }
-  // A split packet left in the block waits in in_ unless the next read
-  // moves it along.
-  if (!split.empty()) in_.assign(split);
+  // A split packet left in the block waits in a block of its own or in in_
+  // unless the next read moves it along.
+  if (!split.empty()) keep_split(split, broker::InputBlock::kBorrowMin);
   if (!budget_spent) return;
   // Budget spent with data left: continue on a later turn, after the other
   // sockets (no new edge will come for what is already buffered).
@@ -268,8 +310,27 @@ void Connection::on_readable() {
 bool Connection::carries(std::string_view split) const {
   if (transport_ || !connected_ || handover_ || pending_connect_) return false;
   const size_t need = protocol::frame_size(split);  // 0: its fixed header is split too
-  return need == 0 ? split.size() < broker::InputBlock::size()
-                   : need > split.size() && need <= broker::InputBlock::size();
+  return need == 0 ? split.size() < broker::InputBlock::kSize
+                   : need > split.size() && need <= broker::InputBlock::kSize;
+}
+
+// Keeps `split`, the start of a packet that the next read will not find
+// in the thread's block: in a block of its own, allocated for the whole
+// packet, when the packet is larger than `min` (so that its payload, when
+// large, is then borrowed from there: copied once in all); else in in_.
+// The block is only allocated when that is at most one read budget more
+// than what came (as in_ grows with the bytes that come, not with what a
+// header announces).
+void Connection::keep_split(std::string_view split, size_t min) {
+  const size_t need = protocol::frame_size(split);
+  if (transport_ || !connected_ || handover_ || pending_connect_ || need <= min || need <= split.size() ||
+      need > limits_.max_packet_size || need - split.size() > kReadBudget) {
+    in_.assign(split);
+    return;
+  }
+  own_block_ = broker::InputBlock::make(need);
+  std::memcpy(own_block_->data(), split.data(), split.size());
+  own_block_->filled = static_cast<uint32_t>(split.size());
 }
 
 // Moves the packet split at the end of in_ (all of in_) to the start of
@@ -393,6 +454,8 @@ size_t Connection::take_input_until_stop(std::string_view data, TimePoint now, s
     const std::string_view rest = data.substr(used);
     if (split && carries(rest)) {
       *split = rest;  // left where it is, for the caller's next read
+    } else if (split) {
+      keep_split(rest, broker::InputBlock::kSize);
     } else {
       in_.assign(rest);
     }
@@ -592,9 +655,9 @@ bool Connection::finish_connect(protocol::ConnectPacket&& connect, bool id_assig
   const std::optional<std::string> username = connect.username;
   const Listener* listener = slot_.listener();
   const broker::AccessPolicy* policy = listener ? listener->options().access.get() : nullptr;
-  accepted_line_ = std::move(line);
+  accepted_line_ = &line;
   const ReasonCode result = worker_.broker().connect(*this, std::move(connect), id_assigned, verdict, now, policy);
-  accepted_line_.clear();
+  accepted_line_ = nullptr;
   if (result != ReasonCode::kSuccess) {
     // Logged whatever connection_messages says: failed logins are how a
     // brute force shows.
@@ -609,7 +672,9 @@ bool Connection::finish_connect(protocol::ConnectPacket&& connect, bool id_assig
   return true;
 }
 
-void Connection::accepted() { worker_.log_connection(std::exchange(accepted_line_, std::string())); }
+void Connection::accepted() {
+  if (accepted_line_) worker_.log_connection(*std::exchange(accepted_line_, nullptr));
+}
 
 void Connection::resume_input(TimePoint now) {
   if (!in_.empty()) process_input(now);

@@ -127,6 +127,7 @@ class Connection final : public broker::Link,
   void take_input(std::string_view data, TimePoint now, std::string_view* split = nullptr);
   size_t take_input_until_stop(std::string_view data, TimePoint now, std::string_view* split = nullptr);
   bool carries(std::string_view split) const;
+  void keep_split(std::string_view split, size_t min);
   void complete_handover(std::string_view rest);
   void take_transport_input(std::string_view data, TimePoint now);
   size_t carry_split_packet(broker::InputBlock& block);
@@ -178,7 +179,11 @@ class Connection final : public broker::Link,
   protocol::DecodeLimits limits_;
   const uint64_t id_;
   std::string in_;          // an incomplete packet, waiting for more bytes
-  std::string accepted_line_;  // "New client connected ...", logged by accepted()
+  // "New client connected ...", logged by accepted() (while Broker::connect runs).
+  const std::string* accepted_line_ = nullptr;
+  // A packet larger than an input block, being read into a block of its own
+  // (one reference, ours); in_ is empty meanwhile.
+  broker::InputBlock* own_block_ = nullptr;
   OutQueue out_;            // bytes and slices to write
   // Null for plain TCP. Next to out_: pending_bytes() reads both for every
   // delivery (the output bound).

@@ -174,6 +174,35 @@ def test_whole_read_payloads_stay_intact_while_blocks_are_reused(broker, paho_cl
     assert fresh.recv_type(PUBLISH, 10).payload == retained
 
 
+@pytest.mark.parametrize("piece", [1000, 16 * KIB + 7, 60000, 100000])
+def test_large_packets_arriving_in_pieces(broker, paho_clients, raw, piece):
+    """Packets of 16 KiB to 600 KiB sent in pieces of `piece` bytes with a pause after each,
+    so that the broker finds them split at every kind of place, the socket drained in
+    between: a split packet then waits in a block of its own (larger than 16 KiB and at most a
+    read budget ahead of what came) or in the connection's buffer (larger ones), or moves to
+    the start of the next read's block. Every subscriber gets every byte, in order."""
+    b = broker(NO_DROP)
+    subs = []
+    for i in range(3):
+        c = paho_clients(Client, b.port, V5 if i else V311, "pieces-%d" % i)
+        c.connect()
+        c.subscribe("pieces/#", i % 2)
+        subs.append(c)
+    sizes = [16 * KIB, 20000, 64 * KIB, 70000, 128 * KIB, 256 * KIB, 300000, 600000, 17000, 5]
+    payloads = [struct.pack("!I", i) + os.urandom(n - 4) if n >= 4 else b"x" * n
+                for i, n in enumerate(sizes)]
+    stream = b"".join(mqttraw.publish("pieces/t", p, qos=i % 2, mid=i + 1) for i, p in enumerate(payloads))
+    pub = raw(b.port)
+    pub.connect("pieces-pub")
+    for pos in range(0, len(stream), piece):
+        pub.send(stream[pos:pos + piece])
+        time.sleep(0.001)
+    for n, c in enumerate(subs):
+        got = [m.payload for m in c.wait_messages(len(sizes), timeout=30)]
+        assert [len(p) for p in got] == sizes, "pieces-%d" % n
+        assert [digest(p) for p in got] == [digest(p) for p in payloads], "pieces-%d" % n
+
+
 # ------------------------------------------------------------------ (b) WebSockets
 
 def ws_broker(broker, extra=()):

@@ -298,7 +298,7 @@ TEST_F(BrokerTest, LargePayloadFromInputBlockIsBorrowed) {
   subscribe(sub, "t/#", 0);
   FakeLink& p = connect("pub", kV5);
   InputBlock& block = InputBlock::writable();
-  std::memset(block.data(), 'z', InputBlock::size());
+  std::memset(block.data(), 'z', InputBlock::kSize);
   auto publish = [&](size_t len, bool retain, bool decoding) {
     protocol::PublishView v;
     v.topic = "t/1";

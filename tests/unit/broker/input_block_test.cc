@@ -36,7 +36,7 @@ TEST(InputBlock, ReusedWhileNothingHoldsIt) {
 
 TEST(InputBlock, BorrowedPayloadIsNotCopied) {
   InputBlock& a = InputBlock::writable();
-  std::memset(a.data(), 'p', InputBlock::size());
+  std::memset(a.data(), 'p', InputBlock::kSize);
   const size_t live = InputBlock::live();
   MessagePtr m = borrow(a, 100, InputBlock::kBorrowMin);
   EXPECT_EQ(m->backing(), &a);
@@ -50,7 +50,7 @@ TEST(InputBlock, BorrowedPayloadIsNotCopied) {
   InputBlock& b = InputBlock::writable();
   EXPECT_NE(&b, &a);
   EXPECT_GE(InputBlock::live(), live);
-  std::memset(b.data(), 'q', InputBlock::size());
+  std::memset(b.data(), 'q', InputBlock::kSize);
   EXPECT_EQ(m->payload, std::string(InputBlock::kBorrowMin, 'p'));
   m.reset();  // a is free again (cached for a later read)
   EXPECT_EQ(&InputBlock::writable(), &b);
@@ -83,9 +83,9 @@ TEST(InputBlock, LastOfSeveralMessagesFreesIt) {
 // it, else a fresh one (copied before the held block is let go).
 TEST(InputBlock, CarriesASplitPacket) {
   InputBlock& a = InputBlock::writable();
-  for (size_t i = 0; i < InputBlock::size(); ++i) a.data()[i] = static_cast<char>(i % 251);
-  const std::string tail(a.data() + InputBlock::size() - 5000, 5000);
-  InputBlock& same = InputBlock::writable(std::string_view(a.data() + InputBlock::size() - 5000, 5000));
+  for (size_t i = 0; i < InputBlock::kSize; ++i) a.data()[i] = static_cast<char>(i % 251);
+  const std::string tail(a.data() + InputBlock::kSize - 5000, 5000);
+  InputBlock& same = InputBlock::writable(std::string_view(a.data() + InputBlock::kSize - 5000, 5000));
   EXPECT_EQ(&same, &a);
   EXPECT_EQ(std::string(a.data(), 5000), tail);
 
