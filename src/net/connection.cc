@@ -206,13 +206,19 @@ void Connection::on_readable() {
       return;
     }
     if (own_block_) {
-      // The rest of a packet larger than a block goes into its own block,
-      // what follows it into the thread's block.
-      broker::InputBlock& block = broker::InputBlock::writable();
+      // The rest of a packet larger than a block goes into its own block.
+      // What follows goes into a block of the same size: streams of large
+      // packets mostly repeat their size, so the next packet lands there
+      // whole (routed from there) or split (its own block already).
       broker::InputBlock& own = *own_block_;
       const size_t missing = own.size() - own.filled;
-      iovec iov[2] = {{own.data() + own.filled, missing}, {block.data(), block.size()}};
-      const ssize_t n = ::readv(fd_, iov, 2);
+      // (Only when the rest may come in this read: a read rarely brings
+      // more than a block.)
+      broker::InputBlock* next = missing < broker::InputBlock::kSize ? broker::InputBlock::make(own.size()) : nullptr;
+      iovec iov[2] = {{own.data() + own.filled, missing}, {next ? next->data() : nullptr, next ? next->size() : 0}};
+      const ssize_t n = ::readv(fd_, iov, next ? 2 : 1);
+      const size_t requested = missing + (next ? next->size() : 0);
+      if (n <= 0 && next) next->release();
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -235,14 +241,41 @@ void Connection::on_readable() {
           const broker::InputBlock::Decoding decoding(&own);
           take_input(std::string_view(own.data(), own.size()), now);  // one whole packet
         }
+        large_frame_ = own.size() > broker::InputBlock::kSize ? static_cast<uint32_t>(own.size()) : 0;
         own.release();  // its messages may keep it
-        if (!closed_ && !closing_ && static_cast<size_t>(n) > into_own) {
-          const broker::InputBlock::Decoding decoding(&block);
-          take_input(std::string_view(block.data(), static_cast<size_t>(n) - into_own), now, &split);
-        }
+        const size_t after = static_cast<size_t>(n) - into_own;
+        if (!closed_ && !closing_ && after > 0) take_sized_read(std::exchange(next, nullptr), after, now, split);
       }
+      if (next) next->release();
       if (closed_ || closing_ || read_scheduled_) break;
-      if (static_cast<size_t>(n) < missing + block.size() && !peer_fin_) break;  // drained
+      if (static_cast<size_t>(n) < requested && !peer_fin_) break;  // drained
+      budget_spent = total >= kReadBudget;
+      continue;
+    }
+    if (large_frame_ != 0 && split.empty() && in_.empty() && !transport_) {
+      // This client sends packets larger than a block, all of one size so
+      // far: the next one is read into a block of that size, where it is
+      // whole or, split, in its own block already.
+      broker::InputBlock* sized = broker::InputBlock::make(large_frame_);
+      const ssize_t n = ::recv(fd_, sized->data(), sized->size(), 0);
+      if (n <= 0) sized->release();
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        lost(Clock::now());
+        return;
+      }
+      if (n == 0) {
+        lost(Clock::now());
+        return;
+      }
+      total += static_cast<size_t>(n);
+      broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
+      broker::Stats::add(worker_.stats().of(traffic_slot).bytes_received, static_cast<uint64_t>(n));
+      const size_t requested = sized->size();
+      take_sized_read(sized, static_cast<size_t>(n), Clock::now(), split);
+      if (closed_ || closing_ || read_scheduled_) break;
+      if (static_cast<size_t>(n) < requested && !peer_fin_) break;  // drained
       budget_spent = total >= kReadBudget;
       continue;
     }
@@ -314,17 +347,49 @@ bool Connection::carries(std::string_view split) const {
                    : need > split.size() && need <= broker::InputBlock::kSize;
 }
 
+// `got` bytes read into `sized`, a block of the size of the client's last
+// large packet (whose reference this takes): the start of a packet of that
+// size stays there as its own block; anything else is decoded from there
+// (large payloads borrowed), a packet split at its end moved to the
+// thread's block (`split`, for on_readable's next read), and the size is
+// forgotten unless the bytes began with a packet of that size.
+void Connection::take_sized_read(broker::InputBlock* sized, size_t got, TimePoint now, std::string_view& split) {
+  const std::string_view data(sized->data(), got);
+  const size_t first = protocol::frame_size(data);
+  if (first == sized->size() && got < first && carries_own(data)) {
+    sized->filled = static_cast<uint32_t>(got);
+    own_block_ = sized;  // read on into it
+    return;
+  }
+  if (first != sized->size()) large_frame_ = 0;
+  {
+    const broker::InputBlock::Decoding decoding(sized);
+    take_input(data, now, &split);
+  }
+  // A split packet left there moves to the thread's block now: `sized`
+  // may go away below.
+  if (!split.empty()) split = std::string_view(broker::InputBlock::writable(split).data(), split.size());
+  sized->release();
+}
+
+// Whether `split`, the start of a packet, may wait in a block of its own,
+// allocated for the whole packet now: only when that is at most one read
+// budget more than what came (as in_ grows with the bytes that come, not
+// with what a header announces).
+bool Connection::carries_own(std::string_view split) const {
+  if (transport_ || !connected_ || handover_ || pending_connect_) return false;
+  const size_t need = protocol::frame_size(split);
+  return need > split.size() && need <= limits_.max_packet_size && need - split.size() <= kReadBudget;
+}
+
 // Keeps `split`, the start of a packet that the next read will not find
 // in the thread's block: in a block of its own, allocated for the whole
 // packet, when the packet is larger than `min` (so that its payload, when
-// large, is then borrowed from there: copied once in all); else in in_.
-// The block is only allocated when that is at most one read budget more
-// than what came (as in_ grows with the bytes that come, not with what a
-// header announces).
+// large, is then borrowed from there: copied once in all), if carries_own
+// allows it; else in in_.
 void Connection::keep_split(std::string_view split, size_t min) {
   const size_t need = protocol::frame_size(split);
-  if (transport_ || !connected_ || handover_ || pending_connect_ || need <= min || need <= split.size() ||
-      need > limits_.max_packet_size || need - split.size() > kReadBudget) {
+  if (need <= min || !carries_own(split)) {
     in_.assign(split);
     return;
   }

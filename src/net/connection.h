@@ -128,6 +128,8 @@ class Connection final : public broker::Link,
   size_t take_input_until_stop(std::string_view data, TimePoint now, std::string_view* split = nullptr);
   bool carries(std::string_view split) const;
   void keep_split(std::string_view split, size_t min);
+  void take_sized_read(broker::InputBlock* sized, size_t got, TimePoint now, std::string_view& split);
+  bool carries_own(std::string_view split) const;
   void complete_handover(std::string_view rest);
   void take_transport_input(std::string_view data, TimePoint now);
   size_t carry_split_packet(broker::InputBlock& block);
@@ -200,6 +202,10 @@ class Connection final : public broker::Link,
   bool draining_ : 1 = false;        // closing: our output is sent, input discarded
   bool close_logged_ : 1 = false;    // the reason for closing is logged already
   bool awaits_commit_ : 1 = false;   // in the worker's list of links awaiting the journal
+  // The size of the last packet larger than an input block that this
+  // client sent, while its packets keep that size (0: none): the next read
+  // goes into a block of that size (in the bit fields' padding).
+  uint32_t large_frame_ = 0;
   ListenerSlot slot_;
   TimePoint deadline_{};
   std::unique_ptr<Handover> handover_;

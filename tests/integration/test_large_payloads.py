@@ -176,7 +176,7 @@ def test_whole_read_payloads_stay_intact_while_blocks_are_reused(broker, paho_cl
 
 @pytest.mark.parametrize("piece", [1000, 16 * KIB + 7, 60000, 100000])
 def test_large_packets_arriving_in_pieces(broker, paho_clients, raw, piece):
-    """Packets of 16 KiB to 600 KiB sent in pieces of `piece` bytes with a pause after each,
+    """Packets of 5 B to 600 KiB sent in pieces of `piece` bytes with a pause after each,
     so that the broker finds them split at every kind of place, the socket drained in
     between: a split packet then waits in a block of its own (larger than 16 KiB and at most a
     read budget ahead of what came) or in the connection's buffer (larger ones), or moves to
@@ -188,7 +188,10 @@ def test_large_packets_arriving_in_pieces(broker, paho_clients, raw, piece):
         c.connect()
         c.subscribe("pieces/#", i % 2)
         subs.append(c)
-    sizes = [16 * KIB, 20000, 64 * KIB, 70000, 128 * KIB, 256 * KIB, 300000, 600000, 17000, 5]
+    # Runs of one size too: after a packet larger than a block, the next read goes into a block
+    # of the same size.
+    sizes = [16 * KIB, 20000, 64 * KIB, 70000, 128 * KIB, 256 * KIB, 300000, 600000, 17000, 5] + \
+        [70000] * 5 + [64 * KIB + 100] * 4 + [70001, 70000, 69999, 100]
     payloads = [struct.pack("!I", i) + os.urandom(n - 4) if n >= 4 else b"x" * n
                 for i, n in enumerate(sizes)]
     stream = b"".join(mqttraw.publish("pieces/t", p, qos=i % 2, mid=i + 1) for i, p in enumerate(payloads))
