@@ -219,19 +219,10 @@ void Connection::on_readable() {
       const ssize_t n = ::readv(fd_, iov, next ? 2 : 1);
       const size_t requested = missing + (next ? next->size() : 0);
       if (n <= 0 && next) next->release();
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        lost(Clock::now());
+      if (const ReadOutcome r = after_read(n, total); r != ReadOutcome::kOk) {
+        if (r == ReadOutcome::kAgain) continue;
         return;
       }
-      if (n == 0) {
-        lost(Clock::now());
-        return;
-      }
-      total += static_cast<size_t>(n);
-      broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
-      broker::Stats::add(worker_.stats().of(traffic_slot).bytes_received, static_cast<uint64_t>(n));
       const size_t into_own = std::min(static_cast<size_t>(n), missing);
       own.filled += static_cast<uint32_t>(into_own);
       if (own.filled == own.size()) {
@@ -259,19 +250,10 @@ void Connection::on_readable() {
       broker::InputBlock* sized = broker::InputBlock::make(large_frame_);
       const ssize_t n = ::recv(fd_, sized->data(), sized->size(), 0);
       if (n <= 0) sized->release();
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        lost(Clock::now());
+      if (const ReadOutcome r = after_read(n, total); r != ReadOutcome::kOk) {
+        if (r == ReadOutcome::kAgain) continue;
         return;
       }
-      if (n == 0) {
-        lost(Clock::now());
-        return;
-      }
-      total += static_cast<size_t>(n);
-      broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
-      broker::Stats::add(worker_.stats().of(traffic_slot).bytes_received, static_cast<uint64_t>(n));
       const size_t requested = sized->size();
       take_sized_read(sized, static_cast<size_t>(n), Clock::now(), split);
       if (closed_ || closing_ || read_scheduled_) break;
@@ -301,19 +283,10 @@ void Connection::on_readable() {
       n = ::recv(fd_, block.data() + carried, block.size() - carried, 0);
     }
     if (n <= 0 && carried > 0) in_.assign(block.data(), carried);  // nothing came: back where it was
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      lost(Clock::now());  // reset or error: the peer is gone
+    if (const ReadOutcome r = after_read(n, total); r != ReadOutcome::kOk) {
+      if (r == ReadOutcome::kAgain) continue;
       return;
     }
-    if (n == 0) {
-      lost(Clock::now());
-      return;
-    }
-    total += static_cast<size_t>(n);
-    broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
-    broker::Stats::add(worker_.stats().of(traffic_slot).bytes_received, static_cast<uint64_t>(n));
     if (transport_) [[unlikely]] {
       take_transport_input(std::string_view(block.data(), static_cast<size_t>(n)), Clock::now());
     } else {
@@ -336,6 +309,25 @@ void Connection::on_readable() {
   // sockets (no new edge will come for what is already buffered).
   read_scheduled_ = true;
   worker_.loop().post([self = shared_from_this()] { self->resume_reading(); });
+}
+
+// After a read that returned `n`: kOk, counted in `total` and the
+// statistics; kAgain, interrupted (read again); kStop, nothing more for
+// now, or the peer is gone (then the connection is closed).
+Connection::ReadOutcome Connection::after_read(ssize_t n, size_t& total) {
+  if (n < 0) {
+    if (errno == EINTR) return ReadOutcome::kAgain;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) lost(Clock::now());  // reset or error: the peer is gone
+    return ReadOutcome::kStop;
+  }
+  if (n == 0) {
+    lost(Clock::now());
+    return ReadOutcome::kStop;
+  }
+  total += static_cast<size_t>(n);
+  broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
+  broker::Stats::add(worker_.stats().of(traffic_slot).bytes_received, static_cast<uint64_t>(n));
+  return ReadOutcome::kOk;
 }
 
 // Whether `split`, the start of a packet, is carried from read to read in

@@ -128,6 +128,8 @@ class Connection final : public broker::Link,
   size_t take_input_until_stop(std::string_view data, TimePoint now, std::string_view* split = nullptr);
   bool carries(std::string_view split) const;
   void keep_split(std::string_view split, size_t min);
+  enum class ReadOutcome { kOk, kAgain, kStop };
+  ReadOutcome after_read(ssize_t n, size_t& total);
   void take_sized_read(broker::InputBlock* sized, size_t got, TimePoint now, std::string_view& split);
   bool carries_own(std::string_view split) const;
   void complete_handover(std::string_view rest);

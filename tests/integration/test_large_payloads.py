@@ -267,6 +267,35 @@ def hwm_mib(pid):
 COUNT, BIG = 200, 256 * KIB
 
 
+def flood_and_read(b, pub, probe, slow, chunks, hashes, probe_topic, mark_topic):
+    """Sends `chunks` (PUBLISH packets of payloads starting with their index, to a subscriber
+    that reads nothing), waits until the broker has handled them (a message to `probe`), then
+    has the subscriber read everything it was sent up to a QoS 1 marker on `mark_topic`, each
+    payload checked against `hashes`. Returns (RSS before in MiB, peak growth in MiB, the
+    indexes received, in order and without repeats)."""
+    rss0 = rss_mib(b.pid)
+    for c in chunks:
+        pub.send(c)
+    pub.publish(probe_topic, b"done")  # handled after every message before it
+    assert probe.recv_type(PUBLISH, 30).payload == b"done"
+    # VmHWM: the peak, whenever it happened (no sampling).
+    peak = hwm_mib(b.pid) - rss0
+    # A QoS 1 marker is queued, not dropped: it arrives after everything sent before it.
+    pub.publish_acked(mark_topic, b"end", qos=1)
+    got = []
+    while True:
+        p = slow.recv(10)
+        assert p.type == PUBLISH, p
+        if p.topic == mark_topic:
+            slow.send(mqttraw.puback(p.mid))
+            break
+        index = struct.unpack("!I", p.payload[:4])[0]
+        assert digest(p.payload) == hashes[index], "payload %d damaged" % index
+        got.append(index)
+    assert got == sorted(set(got)) and got, got  # in order, no repeats
+    return rss0, peak, got
+
+
 def slow_round(b, raw, name):
     """One round: a subscriber that reads nothing, 200 x 256 KiB QoS 0 messages to it, then
     it reads all it was sent and leaves. Returns (RSS before in MiB, peak growth in MiB)."""
@@ -286,28 +315,8 @@ def slow_round(b, raw, name):
 
     payloads = [struct.pack("!I", i) + os.urandom(BIG - 4) for i in range(COUNT)]
     hashes = [digest(p) for p in payloads]
-    rss0 = rss_mib(b.pid)
-    for p in payloads:
-        pub.send(mqttraw.publish("big", p))
-    pub.publish("probe", b"done")  # handled after every message before it
-    assert probe.recv_type(PUBLISH, 30).payload == b"done"
-    # VmHWM: the peak, whenever it happened (no sampling).
-    peak = hwm_mib(b.pid) - rss0
-
-    # A QoS 1 marker is queued, not dropped: it arrives after everything sent before it.
-    pub.publish_acked("mark", b"end", qos=1)
-    got = []
-    while True:
-        p = slow.recv(10)
-        assert p.type == PUBLISH, p
-        if p.topic == "mark":
-            slow.send(mqttraw.puback(p.mid))
-            break
-        assert p.topic == "big" and len(p.payload) == BIG
-        index = struct.unpack("!I", p.payload[:4])[0]
-        assert digest(p.payload) == hashes[index], "payload %d damaged" % index
-        got.append(index)
-    assert got == sorted(set(got)) and got, got  # in order, no repeats
+    rss0, peak, got = flood_and_read(b, pub, probe, slow, [mqttraw.publish("big", p) for p in payloads],
+                                     hashes, "probe", "mark")
     assert len(got) < COUNT  # the bound did drop some: the test exercised it
     slow.send(mqttraw.disconnect())
     for c in (slow, pub, probe):
@@ -383,23 +392,7 @@ def test_slow_subscriber_holding_read_blocks_stays_bounded(broker, raw):
     pub = raw(b.port)
     pub.connect("pin-flood")
     groups, hashes = whole_read_stream(400, lambda i: "pin/big", junk_topic="pin/junk")
-    rss0 = rss_mib(b.pid)
-    for g in groups:
-        pub.send(g)
-    pub.publish("pin/probe", b"done")
-    assert probe.recv_type(PUBLISH, 30).payload == b"done"
-    peak = hwm_mib(b.pid) - rss0
-    pub.publish_acked("pin/mark", b"end", qos=1)
-    got = []
-    while True:
-        p = slow.recv(10)
-        assert p.type == PUBLISH, p
-        if p.topic == "pin/mark":
-            break
-        index = struct.unpack("!I", p.payload[:4])[0]
-        assert digest(p.payload) == hashes[index], "payload %d damaged" % index
-        got.append(index)
-    assert got == sorted(set(got)) and got, got
+    rss0, peak, got = flood_and_read(b, pub, probe, slow, groups, hashes, "pin/probe", "pin/mark")
     assert len(got) < 400  # the output bound dropped some: it was reached
     print("pinned blocks: RSS %.1f MiB, peak growth %.1f MiB, received %d of 400"
           % (rss0, peak, len(got)))
