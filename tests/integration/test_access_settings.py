@@ -13,7 +13,7 @@ import pytest
 
 import certs
 import mqttraw as m
-from conftest import BROKER_BIN, IS_MOSQUITTO, free_port, wait_until
+from conftest import BROKER_BIN, IS_MOSQUITTO, free_port, port_open, wait_until
 
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
 
@@ -124,7 +124,8 @@ def test_only_the_listener_that_sets_it(broker, tmp_path):
     b.conf.write_text("\n".join(["listener %d 127.0.0.1" % b.port, "use_username_as_clientid true",
                                  "listener %d 127.0.0.1" % other, "password_file " + pw]
                                 + workers(3)) + "\n")
-    b.start()
+    b.start()  # waits for the first listener only
+    wait_until(lambda: port_open(other), what="the second listener")
     # On the other listener alice keeps two sessions under their own client ids...
     one, ack = raw_connect(other, "dev-1", 4, username="alice", password="pw")
     assert ack.rc == 0
@@ -279,7 +280,9 @@ def two_listeners(broker, limited_lines):
     other = free_port()
     b.conf.write_text("\n".join(["listener %d 127.0.0.1" % b.port, "allow_anonymous true",
                                  "listener %d 127.0.0.1" % other] + list(limited_lines)) + "\n")
-    return b.start(), other
+    b.start()  # waits for the first listener only
+    wait_until(lambda: port_open(other), what="the second listener")
+    return b, other
 
 
 def test_max_qos_is_per_listener(broker):
