@@ -2,6 +2,7 @@
 M9), run against the real binary. Each test does what the review describes and checks that the
 broker stays within its bounds; each fails on the code the review was written against."""
 import os
+import random
 import resource
 import shutil
 import struct
@@ -221,12 +222,9 @@ def colliding_levels(tmp_path, n):
     return keys
 
 
-@pytest.mark.serial  # a 5 s bound on 100k subscriptions
-def test_colliding_topic_levels_do_not_stall_subscribe(broker, raw, tmp_path):
-    """H3: 100000 topic levels that all collide under the old hash, subscribed by 10 clients of
-    one worker (10000 each, the subscription quota). Inserting them took over 10 s (quadratic)."""
-    keys = colliding_levels(tmp_path, 99990)
-    assert len(keys) == 99990
+def subscribe_levels(broker, raw, keys):
+    """Seconds from the first SUBSCRIBE to the last SUBACK for `keys`, subscribed by 10 clients
+    of one worker (a tenth each, within the subscription quota of 10000), 1111 filters a packet."""
     b = broker(["thread_count 1"])
     clients = []
     for c in range(10):
@@ -239,18 +237,36 @@ def test_colliding_topic_levels_do_not_stall_subscribe(broker, raw, tmp_path):
         mine = keys[c * per_client:(c + 1) * per_client]
         for mid, i in enumerate(range(0, len(mine), 1111), start=1):
             r.send(mqttraw.subscribe(mid, [(k.decode(), 0) for k in mine[i:i + 1111]]))
-    deadline = start + 5.0
     granted = 0
     for r in clients:
         for _ in range(9):
-            left = deadline - time.monotonic()
-            assert left > 0, "SUBACKs not all back within 5 s"
-            p = r.recv_type(SUBACK, left)
+            p = r.recv_type(SUBACK, 120)
             assert set(p.codes) == {0}
             granted += len(p.codes)
     assert granted == len(keys)
     elapsed = time.monotonic() - start
-    assert elapsed < 5.0, "100k subscriptions took %.1f s" % elapsed
+    b.stop()
+    return elapsed
+
+
+@pytest.mark.serial  # compares two timings taken in the same run
+def test_colliding_topic_levels_do_not_stall_subscribe(broker, raw, tmp_path):
+    """H3: 100000 topic levels that all collide under the old hash. Inserting them took over 10 s
+    (quadratic) where as many ordinary levels took a fraction of a second. The bound is relative
+    to ordinary levels of the same length subscribed to the same kind of broker in the same run,
+    so that a slow machine or a sanitizer build does not move it."""
+    keys = colliding_levels(tmp_path, 99990)
+    assert len(keys) == 99990
+    rng = random.Random(9)
+    alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    ordinary = list(dict.fromkeys(bytes(rng.choice(alphabet) for _ in range(16))
+                                  for _ in range(len(keys))))
+    assert len(ordinary) == len(keys)
+    assert len({old_hash(k) for k in ordinary[:50]}) == 50
+    plain = subscribe_levels(broker, raw, ordinary)
+    colliding = subscribe_levels(broker, raw, keys)
+    assert colliding < 4 * plain + 1.0, \
+        "100k colliding levels took %.2f s, 100k ordinary ones %.2f s" % (colliding, plain)
 
 
 # ------------------------------------------------------------------ M9
