@@ -330,10 +330,17 @@ Connection::ReadOutcome Connection::after_read(ssize_t n, size_t& total) {
   return ReadOutcome::kOk;
 }
 
+// Whether a packet split by a read may wait in an input block: plain TCP
+// only (other input is un-wrapped first), and not while a CONNECT is
+// decided or handed over (in_ is theirs then).
+bool Connection::reads_in_blocks() const {
+  return !transport_ && connected_ && !handover_ && !pending_connect_;
+}
+
 // Whether `split`, the start of a packet, is carried from read to read in
 // the input block (whole packet no larger than a block), not in in_.
 bool Connection::carries(std::string_view split) const {
-  if (transport_ || !connected_ || handover_ || pending_connect_) return false;
+  if (!reads_in_blocks()) return false;
   const size_t need = protocol::frame_size(split);  // 0: its fixed header is split too
   return need == 0 ? split.size() < broker::InputBlock::kSize
                    : need > split.size() && need <= broker::InputBlock::kSize;
@@ -369,7 +376,7 @@ void Connection::take_sized_read(broker::InputBlock* sized, size_t got, TimePoin
 // budget more than what came (as in_ grows with the bytes that come, not
 // with what a header announces).
 bool Connection::carries_own(std::string_view split) const {
-  if (transport_ || !connected_ || handover_ || pending_connect_) return false;
+  if (!reads_in_blocks()) return false;
   const size_t need = protocol::frame_size(split);
   return need > split.size() && need <= limits_.max_packet_size && need - split.size() <= kReadBudget;
 }

@@ -126,6 +126,7 @@ class Connection final : public broker::Link,
   // the input block, for on_readable's next read) instead of copied to in_.
   void take_input(std::string_view data, TimePoint now, std::string_view* split = nullptr);
   size_t take_input_until_stop(std::string_view data, TimePoint now, std::string_view* split = nullptr);
+  bool reads_in_blocks() const;
   bool carries(std::string_view split) const;
   void keep_split(std::string_view split, size_t min);
   enum class ReadOutcome { kOk, kAgain, kStop };
