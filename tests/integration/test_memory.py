@@ -12,7 +12,8 @@ import socket
 
 import pytest
 
-from conftest import IS_MOSQUITTO
+from conftest import IS_MOSQUITTO, wait_until
+import mqttraw
 
 # Mosquitto's limit in 01-bad-initial-packets.py (bytes, as psutil reports the virtual size).
 VSZ_LIMIT = 25_000_000
@@ -84,3 +85,55 @@ def test_store_module_is_mapped_with_persistence(broker, tmp_path):
     b = broker(["persistence true", "persistence_location %s/" % store])
     assert mapped_bytes(b.pid, "midge_store.so") > 0
     assert mapped_bytes(b.pid, "librocksdb") > 0
+
+
+def unread_bytes(port, client_ports):
+    """Bytes that the broker's end of each of these TCP connections has not yet read, from
+    /proc/net/tcp (rx_queue of an established socket), summed; and how many were found."""
+    want = {("%04X" % port, "%04X" % p) for p in client_ports}
+    unread, found = 0, 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+            if (local, remote) in want:
+                unread += int(fields[4].split(":")[1], 16)
+                found += 1
+    return unread, found
+
+
+HAVE = 60_000  # bytes of each packet sent
+BUDGET = 256 * 1024  # src/net/connection.cc kReadBudget
+
+
+@pytest.mark.skipif(SANITIZED, reason="the sanitizers reserve terabytes of shadow memory")
+@pytest.mark.midge_only(reason="Mosquitto allocates the whole remaining length as the header "
+                               "arrives (40 x 200 MB of address space here)")
+@pytest.mark.parametrize("announced", [200_000_000, HAVE + 4 * BUDGET, HAVE + BUDGET - 100,
+                                       HAVE + 100_000])
+def test_a_packet_announced_but_not_sent_reserves_at_most_one_read_budget(broker, raw, announced):
+    """README "Memory limits": the rest of a packet split by a read waits in a buffer that grows
+    with the bytes that come, or in a block of its own allocated for the whole packet when at most
+    one read budget (256 KiB) of it is missing. So 40 clients that each announce a PUBLISH of
+    `announced` bytes and send 60 KB of it make the broker reserve at most 40 x (60 KB + 256 KiB)
+    of address space (VmSize, which counts untouched pages too), not 40 x the announced size."""
+    b = broker()
+    clients = []
+    for i in range(40):
+        r = raw(b.port)
+        r.connect("reserve-%d" % i)
+        clients.append(r)
+    before = vm_size(b.pid)
+    head = mqttraw.publish("t", b"")
+    topic = head[2:]  # topic length and topic, no payload
+    start = bytes([0x30]) + mqttraw.varint(announced) + topic
+    for r in clients:
+        r.send(start + b"p" * (HAVE - len(start)))
+    ports = [r.sock.getsockname()[1] for r in clients]
+    wait_until(lambda: unread_bytes(b.port, ports) == (0, len(ports)), timeout=10,
+               what="the broker to read every client's bytes")
+    grown = vm_size(b.pid) - before
+    print("announced %d: VmSize grew %.1f MB" % (announced, grown / 1e6))
+    assert grown <= 40 * (HAVE + BUDGET) + 16 * 1024 * 1024, grown
+    assert b.alive()
