@@ -238,8 +238,7 @@ void Connection::on_readable() {
         if (!closed_ && !closing_ && after > 0) take_sized_read(std::exchange(next, nullptr), after, now, split);
       }
       if (next) next->release();
-      if (closed_ || closing_ || read_scheduled_) break;
-      if (static_cast<size_t>(n) < requested && !peer_fin_) break;  // drained
+      if (!read_again(static_cast<size_t>(n), requested)) break;
       budget_spent = total >= kReadBudget;
       continue;
     }
@@ -256,8 +255,7 @@ void Connection::on_readable() {
       }
       const size_t requested = sized->size();
       take_sized_read(sized, static_cast<size_t>(n), Clock::now(), split);
-      if (closed_ || closing_ || read_scheduled_) break;
-      if (static_cast<size_t>(n) < requested && !peer_fin_) break;  // drained
+      if (!read_again(static_cast<size_t>(n), requested)) break;
       budget_spent = total >= kReadBudget;
       continue;
     }
@@ -297,8 +295,7 @@ void Connection::on_readable() {
         take_input(std::string_view(block.data(), carried + static_cast<size_t>(n)), Clock::now(), &split);
       }
     }
-    if (closed_ || closing_ || read_scheduled_) break;  // read_scheduled_: a CONNECT awaits its verdict
-    if (static_cast<size_t>(n) < room + block.size() - carried && !peer_fin_) break;  // drained
+    if (!read_again(static_cast<size_t>(n), room + block.size() - carried)) break;
     budget_spent = total >= kReadBudget;
   }
   // A split packet left in the block waits in a block of its own or in in_
@@ -328,6 +325,16 @@ Connection::ReadOutcome Connection::after_read(ssize_t n, size_t& total) {
   broker::Stats::add(worker_.stats().bytes_received, static_cast<uint64_t>(n));
   broker::Stats::add(worker_.stats().of(traffic_slot).bytes_received, static_cast<uint64_t>(n));
   return ReadOutcome::kOk;
+}
+
+// After a read that brought `n` of the `requested` bytes: whether to read
+// again in this turn (budget permitting). Not once the connection closes
+// or a CONNECT awaits its verdict (read_scheduled_), nor once the socket
+// is drained (a short read, unless the peer sent FIN: then the next read
+// sees it).
+bool Connection::read_again(size_t n, size_t requested) const {
+  if (closed_ || closing_ || read_scheduled_) return false;
+  return n == requested || peer_fin_;
 }
 
 // Whether a packet split by a read may wait in an input block: plain TCP
@@ -400,8 +407,7 @@ void Connection::keep_split(std::string_view split, size_t min) {
 // Moves the packet split at the end of in_ (all of in_) to the start of
 // `block` when the whole packet fits there, so that the next read, after
 // it, completes it in place; returns the bytes moved (0: none, in_ is
-// unchanged). Plain TCP only (other input is un-wrapped first), and not
-// while a CONNECT is decided or handed over (in_ is theirs then).
+// unchanged); only where carries() allows.
 size_t Connection::carry_split_packet(broker::InputBlock& block) {
   if (in_.empty() || !carries(in_)) return 0;
   const size_t have = in_.size();

@@ -131,6 +131,7 @@ class Connection final : public broker::Link,
   void keep_split(std::string_view split, size_t min);
   enum class ReadOutcome { kOk, kAgain, kStop };
   ReadOutcome after_read(ssize_t n, size_t& total);
+  bool read_again(size_t n, size_t requested) const;
   void take_sized_read(broker::InputBlock* sized, size_t got, TimePoint now, std::string_view& split);
   bool carries_own(std::string_view split) const;
   void complete_handover(std::string_view rest);
